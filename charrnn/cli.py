@@ -1,0 +1,406 @@
+"""The `charrnn` command line: parses options into config dataclasses, calls
+the library, and renders results. No tensor math here.
+
+Bad input never shows a traceback: library errors (`CharRNNError`) and
+usage errors both end as one line on stderr with exit code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+from tqdm import tqdm
+from typer.core import TyperGroup
+
+from . import checkpoint as ckpt
+from .data import describe_chars, load_corpus, split_corpus
+from .errors import CharRNNError
+from .evaluate import score
+from .model import CellKind, ModelConfig
+from .sample import SampleConfig, generate
+from .terminal import safe_for_terminal
+from .train import DEFAULT_MAX_STEPS, TrainConfig, parse_duration, prepare_out_dir, resolve_device, resume_config, train
+
+DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "corpora" / "shakespeare.txt"
+CHECKPOINTS = Path("checkpoints")
+
+err = Console(stderr=True, highlight=False)
+
+# Option defaults come from the config dataclasses, so they cannot drift.
+_T = TrainConfig()
+_M = ModelConfig(CellKind.lstm, vocab_size=1)
+
+
+class _OneLineErrors(TyperGroup):
+    """Runs commands without click's standalone handling, so that every kind
+    of bad input ends the same way: `error: ...` on one line, exit 1."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except CharRNNError as e:
+            _fail(str(e))
+        except typer.TyperException as e:  # usage errors: bad option value, unknown option
+            _fail(e.format_message() if hasattr(e, "format_message") else str(e))
+        except typer.Abort:
+            _fail("aborted")
+        except OSError as e:  # a disk or permission problem while writing
+            _fail(f"{e.strerror or e}: {e.filename}" if e.filename else str(e))
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str) -> None:
+    # print, not rich: the message may hold user text that must not be markup
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+app = typer.Typer(
+    cls=_OneLineErrors,
+    help="Train, sample and inspect character-level RNN, GRU and LSTM language models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class DeviceName(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+# Parameters shared by several commands, declared once.
+DeviceOpt = Annotated[DeviceName, typer.Option(help="Where to run: auto picks cuda, then mps, then cpu.")]
+CheckpointArg = Annotated[
+    Path, typer.Argument(help="A checkpoint file, or a run directory (meaning its best checkpoint).")
+]
+EncodingOpt = Annotated[str, typer.Option(help="Text encoding of corpus files.")]
+
+
+def main() -> None:
+    app()
+
+
+# --------------------------------------------------------------------------
+# train
+
+
+class TqdmReporter:
+    """Draws training progress on stderr: a tqdm bar (only on a terminal)
+    and one line per evaluation (always)."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+        self.val = float("nan")
+        self.smooth_loss: float | None = None
+
+    def start(self, total_steps, start_step, info):
+        err.print(
+            f"model: {info['parameters']:,} parameters on {info['device']}; "
+            f"{info['steps_per_epoch']:,} steps per epoch"
+        )
+        self.bar = tqdm(
+            total=total_steps, initial=start_step, unit="step", file=sys.stderr, disable=None, dynamic_ncols=True
+        )
+
+    def step(self, step, loss, chars_per_s):
+        self.smooth_loss = loss if self.smooth_loss is None else 0.95 * self.smooth_loss + 0.05 * loss
+        self.bar.update(1)
+        if step % 10 == 0:
+            self.bar.set_postfix_str(
+                f"loss {self.smooth_loss:.3f} val {self.val:.3f} {chars_per_s / 1000:.1f}k chars/s", refresh=False
+            )
+
+    def evaluated(self, record):
+        self.val = record["val_loss"]
+        line = (
+            f"step {record['step']:>6}  train {record['train_loss']:.4f}  val {record['val_loss']:.4f}"
+            f" ({record['val_bpc']:.3f} bpc)  lr {record['lr']:.2e}  grad {record['grad_norm']:.2f}"
+            f" (max {record['grad_norm_max']:.2f})  {(record['chars_per_s'] or 0) / 1000:.1f}k chars/s"
+        )
+        tqdm.write(line, file=sys.stderr)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _explicit(ctx: typer.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+@app.command("train")
+def train_cmd(
+    ctx: typer.Context,
+    corpus: Annotated[
+        Optional[Path],
+        typer.Argument(
+            help="A UTF-8 text file, or a directory of them (read recursively in sorted order)."
+            " Default: the shipped corpora/shakespeare.txt (or, with --resume, the run's own corpus)."
+        ),
+    ] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(help="Run directory for checkpoints and metrics. Default: checkpoints/<corpus>-<model>."),
+    ] = None,
+    model: Annotated[CellKind, typer.Option(help="Cell type: rnn (Elman, tanh), gru or lstm.")] = _M.kind,
+    layers: Annotated[int, typer.Option(min=1, help="Number of stacked recurrent layers.")] = _M.layers,
+    hidden: Annotated[int, typer.Option(min=1, help="Hidden units per layer.")] = _M.hidden,
+    embedding: Annotated[int, typer.Option(min=1, help="Size of the character embedding.")] = _M.embedding,
+    dropout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Dropout between layers and before the head.")] = _M.dropout,
+    seq_len: Annotated[int, typer.Option(min=1, help="Characters per stream per step (truncated BPTT length).")] = _T.seq_len,
+    batch_size: Annotated[int, typer.Option(min=1, help="Number of parallel contiguous streams.")] = _T.batch_size,
+    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (AdamW).")] = _T.lr,
+    min_lr_frac: Annotated[float, typer.Option(min=0.0, max=1.0, help="Final learning rate as a fraction of --lr.")] = _T.min_lr_frac,
+    warmup_steps: Annotated[int, typer.Option(min=0, help="Linear learning-rate warm-up steps.")] = _T.warmup_steps,
+    weight_decay: Annotated[float, typer.Option(min=0.0, help="AdamW weight decay (matrices only).")] = _T.weight_decay,
+    grad_clip: Annotated[float, typer.Option(min=0.0, help="Clip the global gradient norm to this.")] = _T.grad_clip,
+    val_frac: Annotated[float, typer.Option(help="Fraction of the corpus for validation (after train).")] = _T.val_frac,
+    test_frac: Annotated[float, typer.Option(help="Fraction of the corpus held out for testing (the end).")] = _T.test_frac,
+    max_steps: Annotated[
+        Optional[int], typer.Option(min=1, help=f"Stop after this many steps in all (default {DEFAULT_MAX_STEPS} if no other limit).")
+    ] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many epochs in all.")] = None,
+    time_limit: Annotated[
+        Optional[str], typer.Option(help="Stop after this much time, e.g. 90s, 10m, 1h30m; the schedule fits it.")
+    ] = None,
+    eval_every: Annotated[int, typer.Option(min=1, help="Evaluate on the whole val split and save every N steps.")] = _T.eval_every,
+    seed: Annotated[int, typer.Option(help="Random seed (initialisation and dropout).")] = _T.seed,
+    device: DeviceOpt = DeviceName.auto,
+    encoding: EncodingOpt = "utf-8",
+    resume: Annotated[
+        Optional[Path],
+        typer.Option(help="Continue a run exactly: its last checkpoint (or a run directory, meaning its last)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a run already in --out.")] = False,
+) -> None:
+    """Train a model on a corpus, saving `last` and `best` checkpoints."""
+    limit = parse_duration(time_limit) if time_limit is not None else None
+    options = dict(
+        seq_len=seq_len, batch_size=batch_size, lr=lr, min_lr_frac=min_lr_frac, warmup_steps=warmup_steps,
+        weight_decay=weight_decay, grad_clip=grad_clip, max_steps=max_steps, epochs=epochs, time_limit_s=limit,
+        eval_every=eval_every, val_frac=val_frac, test_frac=test_frac, seed=seed, device=device.value,
+        encoding=encoding,
+    )  # fmt: skip
+    if resume is not None:
+        result = _resume(ctx, resume, corpus, out, options)
+    else:
+        corpus_path = corpus if corpus is not None else DEFAULT_CORPUS
+        data = load_corpus(corpus_path, encoding)
+        config = TrainConfig(**options)
+        mconf = ModelConfig(model, data.vocab.size, embedding, hidden, layers, dropout)
+        name = f"{corpus_path.stem or 'corpus'}-{model.value}"
+        out_dir = prepare_out_dir(out, CHECKPOINTS / name, force)
+        err.print(f"corpus: {data.info.path} ({data.info.n_chars:,} characters, {data.vocab.size} distinct)")
+        result = train(data, config, out_dir, model_config=mconf, reporter=TqdmReporter())
+    _summary(result)
+    if result.interrupted:
+        raise typer.Exit(130)
+
+
+_FIXED_ON_RESUME = (
+    "model", "layers", "hidden", "embedding", "dropout", "seq_len", "batch_size", "lr", "min_lr_frac",
+    "warmup_steps", "weight_decay", "grad_clip", "val_frac", "test_frac", "seed", "encoding", "out", "force",
+)  # fmt: skip
+
+
+def _resume(ctx: typer.Context, path: Path, corpus: Path | None, out: Path | None, options: dict):
+    fixed = [f"--{n.replace('_', '-')}" for n in _FIXED_ON_RESUME if _explicit(ctx, n)]
+    if fixed:
+        raise CharRNNError(f"{', '.join(fixed)} cannot change when resuming: the run fixes them")
+    state = ckpt.load_checkpoint(path, prefer=ckpt.LAST)
+    if state.run is None:
+        raise CharRNNError(f"{state.path} holds weights only, no training state to resume")
+    overrides = {k: options[k] for k in ("max_steps", "epochs", "eval_every", "device") if _explicit(ctx, k)}
+    if _explicit(ctx, "time_limit"):
+        overrides["time_limit_s"] = options["time_limit_s"]
+    config = resume_config(state.run.train_config, overrides)
+    corpus_path = corpus if corpus is not None else Path(state.run.corpus["path"])
+    data = load_corpus(corpus_path, config.encoding)
+    added, removed = state.vocab.diff(data.vocab)
+    if added or removed:
+        raise CharRNNError(
+            f"corpus {corpus_path} has a different character set from the run's:"
+            f" added {describe_chars(added) or 'none'}; removed {describe_chars(removed) or 'none'}"
+        )
+    err.print(f"resuming {state.path} at step {state.run.step:,}")
+    return train(data, config, state.path.parent, resume=state, reporter=TqdmReporter())
+
+
+def _summary(result) -> None:
+    table = Table(title="training run", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    rec = result.last_record or {}
+    rows = [
+        ("run directory", str(result.out_dir)),
+        ("stopped by", result.stop_reason.replace("_", " ")),
+        ("steps", f"{result.step:,}"),
+        ("parameters", f"{result.parameters:,}"),
+        ("training time", f"{result.elapsed_s:,.1f} s"),
+    ]
+    if rec:
+        rows += [
+            ("last train loss", f"{rec['train_loss']:.4f} nats/char"),
+            ("last val loss", f"{rec['val_loss']:.4f} nats/char ({rec['val_bpc']:.4f} bits/char)"),
+            ("chars/s (last interval)", f"{rec['chars_per_s'] or 0:,.0f}"),
+        ]
+    if result.best_val_loss is not None:
+        rows.append(("best val loss", f"{result.best_val_loss:.4f} nats/char"))
+    for k, v in rows:
+        table.add_row(k, v)
+    err.print(table)
+    if (result.out_dir / ckpt.BEST).exists():
+        print(f"charrnn sample {shlex.quote(str(result.out_dir))}")
+    if result.interrupted:
+        err.print(f"interrupted; continue with: charrnn train --resume {shlex.quote(str(result.out_dir))}")
+
+
+# --------------------------------------------------------------------------
+# eval
+
+
+@app.command("eval")
+def eval_cmd(
+    checkpoint: CheckpointArg,
+    text_file: Annotated[
+        Optional[Path],
+        typer.Argument(help="Text to score. Default: the checkpoint's own test split, if its corpus is at hand."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with full-precision floats.")] = False,
+    device: DeviceOpt = DeviceName.auto,
+    encoding: EncodingOpt = "utf-8",
+) -> None:
+    """Score a model on a text: loss (nats/char), bits per char, perplexity."""
+    state = ckpt.load_checkpoint(checkpoint)
+    ids, source = _eval_text(state, text_file, encoding)
+    model = state.model.to(resolve_device(device.value))
+    result = score(model, ids)
+    if result.chars == 0:
+        raise CharRNNError(f"{source} is too short to score: it needs at least 2 characters")
+    if as_json:
+        print(json.dumps(result.to_dict()))
+        return
+    table = Table(title=f"{state.path} on {source}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("loss", f"{result.loss:.4f} nats/char")
+    table.add_row("bits per char", f"{result.bpc:.4f}")
+    table.add_row("perplexity", f"{result.perplexity:.4f}")
+    table.add_row("characters", f"{result.chars:,}")
+    Console().print(table)
+
+
+def _eval_text(state: ckpt.Checkpoint, text_file: Path | None, encoding: str):
+    if text_file is not None:
+        data = load_corpus(text_file, encoding)
+        unknown = sorted(set(data.vocab.chars) - set(state.vocab.chars))
+        if unknown:
+            raise CharRNNError(f"{text_file} holds characters the model has never seen: {describe_chars(unknown)}")
+        # Re-map the file's own ids to the model's vocab.
+        lut = [state.vocab.chars.index(c) for c in data.vocab.chars]
+        return np.asarray(lut, dtype=np.int64)[data.ids], str(text_file)
+    run = state.run
+    if run is None:
+        raise CharRNNError("this checkpoint records no corpus: give a text file to score")
+    corpus_path = Path(run.corpus["path"])
+    if not corpus_path.exists():
+        raise CharRNNError(f"the run's corpus {corpus_path} is not at hand: give a text file to score")
+    data = load_corpus(corpus_path, run.corpus.get("encoding", encoding))
+    if data.info.sha256 != run.corpus["sha256"]:
+        raise CharRNNError(f"{corpus_path} has changed since training: give a text file to score")
+    cfg = run.train_config
+    splits = split_corpus(data.ids, cfg["val_frac"], cfg["test_frac"])
+    if len(splits.test) < 2:
+        raise CharRNNError("the run has no test split (--test-frac 0): give a text file to score")
+    return splits.test, f"the test split of {corpus_path}"
+
+
+# --------------------------------------------------------------------------
+# sample
+
+
+@app.command("sample")
+def sample_cmd(
+    checkpoint: Annotated[
+        Optional[Path],
+        typer.Argument(help="A checkpoint file or run directory. Default: the newest run under checkpoints/."),
+    ] = None,
+    prime: Annotated[str, typer.Option(help="Text the model reads before generating.")] = "",
+    prime_file: Annotated[Optional[Path], typer.Option(help="Read the prime text from this file.")] = None,
+    length: Annotated[int, typer.Option(help="Characters to generate per sample.")] = 500,
+    temperature: Annotated[float, typer.Option(help="Softmax temperature; 0 means argmax.")] = 1.0,
+    top_k: Annotated[Optional[int], typer.Option(help="Sample only among the k most likely characters.")] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="Sample only among the most likely characters summing to p.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed: same seed and options give the same text.")] = None,
+    num_samples: Annotated[int, typer.Option(help="Samples generated together in one batch.")] = 1,
+    stop: Annotated[Optional[str], typer.Option(help="End a sample when this string appears.")] = None,
+    echo: Annotated[bool, typer.Option(help="Print the prime before the continuation.")] = True,
+    output: Annotated[Optional[Path], typer.Option(help="Write to this file instead of stdout.")] = None,
+    unknown: Annotated[str, typer.Option(help="Prime characters the model never saw: error or skip.")] = "error",
+    device: DeviceOpt = DeviceName.auto,
+) -> None:
+    """Generate text from a model, one character at a time."""
+    if unknown not in ("error", "skip"):
+        raise CharRNNError(f"--unknown must be error or skip, not {unknown!r}")
+    config = SampleConfig(length, temperature, top_k, top_p, seed, num_samples, stop, unknown == "skip")
+    if prime_file is not None:
+        try:
+            prime = prime_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise CharRNNError(f"cannot read --prime-file {prime_file}: {e}") from None
+    state = ckpt.load_checkpoint(checkpoint if checkpoint is not None else _newest_run())
+    model = state.model.to(resolve_device(device.value))
+    if prime and not config.skip_unknown and state.vocab.unknown(prime):
+        raise CharRNNError(
+            f"the prime holds characters the model has never seen: {describe_chars(state.vocab.unknown(prime))}"
+            " (--unknown skip drops them)"
+        )
+    if output is not None and output.exists() and output.is_dir():
+        raise CharRNNError(f"--output {output} is a directory")
+    stream = open(output, "w", encoding="utf-8") if output is not None else sys.stdout
+    to_terminal = output is None and sys.stdout.isatty()
+    write = (lambda s: stream.write(safe_for_terminal(s))) if to_terminal else stream.write
+    try:
+        _write_samples(model, state.vocab, prime, config, echo, write, stream.flush)
+    finally:
+        if output is not None:
+            stream.close()
+
+
+def _write_samples(model, vocab, prime, config, echo, write, flush) -> None:
+    """Stream sample 0 as it is generated; the others (made in the same
+    batch) follow it, each after a separator line."""
+    buffers = [[] for _ in range(config.num_samples)]
+    if echo and prime:
+        write(prime)
+    for chars in generate(model, vocab, prime, config):
+        write(chars[0])
+        flush()
+        for j in range(1, len(chars)):
+            buffers[j].append(chars[j])
+    for j in range(1, config.num_samples):
+        write(f"\n\n----- sample {j + 1} -----\n")
+        write((prime if echo else "") + "".join(buffers[j]))
+    write("\n")
+    flush()
+
+
+def _newest_run() -> Path:
+    runs = [p.parent for p in CHECKPOINTS.glob(f"*/{ckpt.BEST}")]
+    if not runs:
+        raise CharRNNError("no checkpoint given and no run under checkpoints/: train one first")
+    return max(runs, key=lambda d: (d / ckpt.BEST).stat().st_mtime)

@@ -1,0 +1,336 @@
+"""Corpus loading, the vocabulary, splits and truncated-BPTT batches.
+
+A corpus is read twice in chunks, never held whole as a Python string:
+pass 1 validates the text and collects its character set, pass 2 encodes it
+into a preallocated array of the smallest unsigned type that fits the vocab
+(1 byte per character for most corpora). Peak memory is that array plus one
+chunk, so a 100 MB corpus costs about 100 MB.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import CharRNNError
+
+CHUNK_BYTES = 1 << 20
+SNIFF_BYTES = 8192  # how much of a file we read to decide whether it is text
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """The model's characters (Unicode code points), sorted; id = position."""
+
+    chars: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.chars:
+            raise CharRNNError("the vocabulary is empty")
+        if any(len(c) != 1 for c in self.chars) or list(self.chars) != sorted(set(self.chars)):
+            raise CharRNNError("a vocabulary must be distinct single characters in sorted order")
+        max_cp = ord(self.chars[-1])
+        # Code point -> id lookup table; the extra last slot (-1) catches any
+        # code point above the vocab's largest.
+        lut = np.full(max_cp + 2, -1, dtype=np.int64)
+        lut[[ord(c) for c in self.chars]] = np.arange(len(self.chars))
+        object.__setattr__(self, "_lut", lut)
+
+    @classmethod
+    def from_chars(cls, chars: Iterable[str]) -> Vocab:
+        return cls(tuple(sorted(set(chars))))
+
+    @property
+    def size(self) -> int:
+        return len(self.chars)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Smallest unsigned integer type that holds every id."""
+        for dt in (np.uint8, np.uint16, np.uint32):
+            if self.size - 1 <= np.iinfo(dt).max:
+                return np.dtype(dt)
+        raise AssertionError("unreachable: Unicode has fewer than 2**32 code points")
+
+    def code_points(self, text: str) -> np.ndarray:
+        try:
+            return np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+        except UnicodeEncodeError as e:
+            raise CharRNNError(f"text holds an unpaired surrogate at character {e.start}") from None
+
+    def unknown(self, text: str) -> list[str]:
+        """Characters of `text` that are not in the vocab, sorted."""
+        return sorted(set(text) - set(self.chars))
+
+    def encode(self, text: str, skip_unknown: bool = False) -> np.ndarray:
+        """Text -> ids (compact dtype). Unknown characters raise, or are dropped."""
+        lut = self._lut  # type: ignore[attr-defined]
+        ids = lut[np.minimum(self.code_points(text), len(lut) - 1)]
+        bad = ids < 0
+        if bad.any():
+            if not skip_unknown:
+                raise CharRNNError(
+                    f"text holds characters the model has never seen: {describe_chars(self.unknown(text))}"
+                )
+            ids = ids[~bad]
+        return ids.astype(self.dtype)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return "".join(self.chars[int(i)] for i in ids)
+
+    def diff(self, other: Vocab) -> tuple[list[str], list[str]]:
+        """(characters `other` adds, characters it removes) relative to self."""
+        mine, theirs = set(self.chars), set(other.chars)
+        return sorted(theirs - mine), sorted(mine - theirs)
+
+
+def describe_chars(chars: Iterable[str], limit: int = 20) -> str:
+    """Characters shown escaped, so control characters never reach a terminal raw."""
+    chars = list(chars)
+    shown = " ".join(ascii(c) for c in chars[:limit])
+    return shown + (f" ... ({len(chars)} in all)" if len(chars) > limit else "")
+
+
+# --------------------------------------------------------------------------
+# Reading files
+
+
+@dataclass(frozen=True)
+class CorpusInfo:
+    """What a checkpoint remembers about its corpus (to find it and check it)."""
+
+    path: str
+    sha256: str  # of the raw bytes of every file, in order
+    n_chars: int
+    n_files: int
+    encoding: str
+
+
+@dataclass(frozen=True)
+class Corpus:
+    ids: np.ndarray  # (N,) compact unsigned ids
+    vocab: Vocab
+    info: CorpusInfo
+
+
+def _is_text_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(SNIFF_BYTES)
+    except OSError:
+        return False
+    return b"\0" not in head
+
+
+def corpus_files(path: Path) -> list[Path]:
+    """The files a corpus path means: the file itself, or a directory's text
+    files (recursively, sorted, hidden ones skipped)."""
+    if not path.exists():
+        raise CharRNNError(f"corpus not found: {path}")
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise CharRNNError(f"corpus is neither a file nor a directory: {path}")
+    files = [
+        p
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        and _is_text_file(p)
+    ]
+    if not files:
+        raise CharRNNError(f"directory {path} holds no text files")
+    return files
+
+
+def _decoder(encoding: str) -> codecs.IncrementalDecoder:
+    # utf-8-sig strips a leading byte-order mark and is otherwise strict UTF-8.
+    name = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+    return codecs.getincrementaldecoder(name)(errors="strict")
+
+
+def _read_file(path: Path, encoding: str, digest) -> Iterator[str]:
+    """Decoded chunks of one file; bad bytes raise with their byte offset."""
+    dec = _decoder(encoding)
+    fed = 0
+    with open(path, "rb") as f:
+        while True:
+            raw = f.read(CHUNK_BYTES)
+            final = not raw
+            if raw:
+                digest.update(raw)
+                nul = raw.find(b"\0")
+                if nul >= 0:
+                    raise CharRNNError(f"{path} looks binary: NUL byte at byte offset {fed + nul}")
+            pending = len(dec.getstate()[0])
+            try:
+                text = dec.decode(raw, final=final)
+            except UnicodeDecodeError as e:
+                offset = fed - pending + e.start
+                raise CharRNNError(
+                    f"{path} is not valid {encoding}: byte 0x{e.object[e.start]:02x} at byte offset {offset}"
+                    " (use --encoding if the file uses another encoding)"
+                ) from None
+            fed += len(raw)
+            if text:
+                yield text
+            if final:
+                return
+
+
+def _read_chunks(files: list[Path], encoding: str, digest) -> Iterator[str]:
+    """Decoded chunks of all files; files are separated by a newline when
+    one does not already end with one."""
+    for i, path in enumerate(files):
+        last = ""
+        for text in _read_file(path, encoding, digest):
+            last = text
+            yield text
+        if i < len(files) - 1 and last and not last.endswith("\n"):
+            yield "\n"
+
+
+def load_corpus(path: str | Path, encoding: str = "utf-8") -> Corpus:
+    """Read and encode a corpus (a text file, or a directory of them)."""
+    path = Path(path)
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise CharRNNError(f"unknown encoding: {encoding}") from None
+    files = corpus_files(path)
+    try:
+        charset, n_chars, sha = _scan(files, encoding)
+        if n_chars == 0:
+            raise CharRNNError(f"corpus {path} is empty")
+        vocab = Vocab.from_chars(charset)
+        ids = np.empty(n_chars, dtype=vocab.dtype)
+        pos = 0
+        for text in _read_chunks(files, encoding, hashlib.sha256()):
+            chunk = vocab.encode(text)
+            ids[pos : pos + len(chunk)] = chunk
+            pos += len(chunk)
+    except OSError as e:
+        raise CharRNNError(f"cannot read corpus {path}: {e.strerror or e}") from None
+    if pos != n_chars:
+        raise CharRNNError(f"corpus {path} changed while it was being read")
+    info = CorpusInfo(str(path), sha, n_chars, len(files), encoding)
+    return Corpus(ids, vocab, info)
+
+
+def _scan(files: list[Path], encoding: str) -> tuple[set[str], int, str]:
+    charset: set[str] = set()
+    n_chars = 0
+    digest = hashlib.sha256()
+    for text in _read_chunks(files, encoding, digest):
+        charset.update(text)
+        n_chars += len(text)
+    return charset, n_chars, digest.hexdigest()
+
+
+# --------------------------------------------------------------------------
+# Splits and batches
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Contiguous train / val / test parts of a corpus (views, no copies)."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def split_corpus(ids: np.ndarray, val_frac: float, test_frac: float) -> Splits:
+    if not (0 < val_frac < 1 and 0 <= test_frac < 1 and val_frac + test_frac < 1):
+        raise CharRNNError(
+            f"split fractions must satisfy 0 < val ({val_frac}) and 0 <= test ({test_frac}),"
+            " with val + test < 1"
+        )
+    n = len(ids)
+    n_test = int(n * test_frac)
+    n_val = int(n * val_frac)
+    n_train = n - n_val - n_test
+    if n_val < 2:
+        raise CharRNNError(
+            f"the validation split has {n_val} characters (corpus: {n}); it needs at least 2:"
+            " use a larger corpus or a larger --val-frac"
+        )
+    return Splits(ids[:n_train], ids[n_train : n_train + n_val], ids[n_train + n_val :])
+
+
+class StreamBatches:
+    """Truncated-BPTT batches: B contiguous streams read T characters a step.
+
+    The split is cut into B equal streams laid side by side; step k reads
+    column block k of every stream, and the hidden state a stream ends block k
+    with is the state it starts block k+1 with (carried, detached). Targets
+    are the inputs shifted by one character::
+
+        ids:  a b c d e f g h i j k l m n o p q r s t u v w x y
+                                                   (B=3, T=4, L=8)
+        x  stream 0: a b c d | e f g h     y: b c d e | f g h i
+           stream 1: i j k l | m n o p        j k l m | n o p q
+           stream 2: q r s t | u v w x        r s t u | v w x y
+                     step 0    step 1
+
+    State is reset to zero at each epoch's start. The last L mod T columns,
+    and the last (N-1) mod B characters, are not read.
+    """
+
+    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int):
+        n = len(ids)
+        stream_len = (n - 1) // batch_size
+        self.steps = stream_len // seq_len
+        if self.steps == 0:
+            raise CharRNNError(_too_short(n, batch_size, seq_len))
+        self.seq_len = seq_len
+        self.x = ids[: batch_size * stream_len].reshape(batch_size, stream_len)  # (B, L)
+        self.y = ids[1 : batch_size * stream_len + 1].reshape(batch_size, stream_len)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, targets) of step k of an epoch, each (B, T) int64."""
+        cols = slice(k * self.seq_len, (k + 1) * self.seq_len)
+        return _as_long(self.x[:, cols]), _as_long(self.y[:, cols])
+
+
+def _as_long(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(a.astype(np.int64))
+
+
+def _too_short(n: int, batch_size: int, seq_len: int) -> str:
+    need = batch_size * seq_len + 1
+    fits = (n - 1) // seq_len
+    hint = (
+        f"--batch-size {fits} would fit with --seq-len {seq_len}"
+        if fits >= 1
+        else f"--batch-size 1 --seq-len {max(1, n - 1)} would fit"
+    )
+    return (
+        f"the training split has {n} characters, too few for one batch of"
+        f" --batch-size {batch_size} x --seq-len {seq_len} (needs {need}): {hint},"
+        " or use a larger corpus"
+    )
+
+
+def eval_chunks(ids: np.ndarray, batch_size: int, seq_len: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """All of `ids` as B streams read T at a time, the last block possibly
+    shorter, so every character but the last (N-1) mod B is scored."""
+    n = len(ids)
+    b = max(1, min(batch_size, (n - 1) // seq_len))
+    stream_len = (n - 1) // b
+    if stream_len < 1:
+        return
+    x = ids[: b * stream_len].reshape(b, stream_len)
+    y = ids[1 : b * stream_len + 1].reshape(b, stream_len)
+    for start in range(0, stream_len, seq_len):
+        cols = slice(start, start + seq_len)
+        yield _as_long(x[:, cols]), _as_long(y[:, cols])

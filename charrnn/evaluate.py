@@ -1,0 +1,49 @@
+"""Scoring a model on text: loss in nats per character, bits per character."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import eval_chunks
+from .model import CharRNN
+
+
+@dataclass(frozen=True)
+class Score:
+    loss: float  # mean nats per predicted character
+    chars: int  # characters predicted
+
+    @property
+    def bpc(self) -> float:
+        return self.loss / math.log(2)
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.loss)
+
+    def to_dict(self) -> dict:
+        return {"loss": self.loss, "bpc": self.bpc, "perplexity": self.perplexity, "chars": self.chars}
+
+
+@torch.inference_mode()
+def score(model: CharRNN, ids: np.ndarray, batch_size: int = 1, seq_len: int = 256) -> Score:
+    """Mean loss of predicting ids[1:] from what precedes, the hidden state
+    carried across the whole text. batch_size > 1 cuts the text into that
+    many streams (faster; each stream starts from a zero state)."""
+    was_training = model.training
+    model.eval()
+    device = model.head.weight.device
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
+    state = None
+    for x, y in eval_chunks(ids, batch_size, seq_len):
+        logits, state = model(x.to(device), state)
+        total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.to(device).reshape(-1), reduction="sum")
+        count += y.numel()
+    model.train(was_training)
+    return Score(total.item() / count if count else float("nan"), count)

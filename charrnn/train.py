@@ -1,0 +1,450 @@
+"""The training loop: truncated BPTT with carried state, AdamW, warm-up and
+cosine decay, clipping, evaluation, checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+
+from . import checkpoint as ckpt
+from .data import Corpus, StreamBatches, split_corpus
+from .errors import CharRNNError, TrainingDiverged
+from .evaluate import score
+from .model import CharRNN, ModelConfig
+
+DEFAULT_MAX_STEPS = 3000  # when no --max-steps, --epochs or --time-limit is given
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seq_len: int = 128
+    batch_size: int = 32
+    lr: float = 3e-3
+    min_lr_frac: float = 0.1  # the schedule decays to lr * min_lr_frac
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    max_steps: int | None = None  # counted from the run's start
+    epochs: int | None = None  # counted from the run's start
+    time_limit_s: float | None = None  # counted from this invocation's start
+    eval_every: int = 500
+    val_frac: float = 0.05
+    test_frac: float = 0.05
+    seed: int = 1337
+    device: str = "auto"
+    encoding: str = "utf-8"
+
+    def __post_init__(self) -> None:
+        positive = ("seq_len", "batch_size", "eval_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise CharRNNError(f"{_flag(name)} must be at least 1, not {getattr(self, name)}")
+        for name in ("max_steps", "epochs", "time_limit_s"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                raise CharRNNError(f"{_flag(name)} must be positive, not {v}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise CharRNNError(f"--lr must be a positive number, not {self.lr}")
+        if not 0 <= self.min_lr_frac <= 1:
+            raise CharRNNError(f"--min-lr-frac must be in [0, 1], not {self.min_lr_frac}")
+        if self.warmup_steps < 0 or self.weight_decay < 0 or not self.grad_clip > 0:
+            raise CharRNNError("--warmup-steps and --weight-decay must be >= 0 and --grad-clip > 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# Options that may change when a run is resumed: they say how long and where
+# to run, not what is trained. Everything else is fixed by the checkpoint.
+RESUMABLE_OVERRIDES = ("max_steps", "epochs", "time_limit_s", "eval_every", "device")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.removesuffix("_s").replace("_", "-")
+
+
+def parse_duration(text: str) -> float:
+    """'90' or '90s', '10m', '1h30m', '2.5h' -> seconds."""
+    s = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", s):
+        return float(s)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", s)
+    if not parts or "".join(n + u for n, u in parts) != s:
+        raise CharRNNError(f"cannot read duration {text!r}: use e.g. 90s, 10m, 1h30m")
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CharRNNError("--device cuda: no CUDA GPU is available (use --device cpu or auto)")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise CharRNNError("--device mps: Apple MPS is not available (use --device cpu or auto)")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise CharRNNError(f"unknown device {name!r}: use auto, cpu, cuda or mps") from None
+
+
+# --------------------------------------------------------------------------
+# Output directory
+
+
+def has_run(directory: Path) -> bool:
+    return any((directory / f).exists() for f in ckpt.RUN_FILES)
+
+
+def prepare_out_dir(out: Path | None, default: Path, force: bool) -> Path:
+    """The directory a new run writes to. An explicit --out that already
+    holds a run is refused unless --force (which clears that run's files);
+    the default name gets a -2, -3, ... suffix instead of clobbering."""
+    if out is None:
+        out, n = default, 1
+        while out.exists() and (not out.is_dir() or has_run(out)):
+            n += 1
+            out = default.with_name(f"{default.name}-{n}")
+    elif out.exists() and not out.is_dir():
+        raise CharRNNError(f"--out {out} is a file, not a directory")
+    elif has_run(out):
+        if not force:
+            raise CharRNNError(
+                f"{out} already holds a run: --resume {out} continues it, --force replaces it,"
+                " or choose another --out"
+            )
+        for name in ckpt.RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CharRNNError(f"cannot create output directory {out}: {e.strerror or e}") from None
+    return out
+
+
+# --------------------------------------------------------------------------
+# Progress reporting (the CLI draws it; the library only calls these)
+
+
+class Reporter(Protocol):
+    def start(self, total_steps: int | None, start_step: int, info: dict) -> None: ...
+    def step(self, step: int, loss: float, chars_per_s: float) -> None: ...
+    def evaluated(self, record: dict) -> None: ...
+    def close(self) -> None: ...
+
+
+class SilentReporter:
+    def start(self, total_steps, start_step, info):  # noqa: D401 - protocol
+        pass
+
+    def step(self, step, loss, chars_per_s):
+        pass
+
+    def evaluated(self, record):
+        pass
+
+    def close(self):
+        pass
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    step: int
+    stop_reason: str  # "max_steps" | "epochs" | "time_limit" | "interrupted"
+    best_val_loss: float | None
+    last_record: dict | None
+    parameters: int
+    elapsed_s: float
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stop_reason == "interrupted"
+
+
+# --------------------------------------------------------------------------
+# The loop
+
+
+class _StopFlag:
+    """Ctrl-C sets a flag the loop reads between steps, so a step is never
+    cut in half and `last` is saved from a consistent state. A second Ctrl-C
+    interrupts at once."""
+
+    def __init__(self) -> None:
+        self.set = False
+        self._previous = None
+
+    def __enter__(self) -> _StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.set:
+            raise KeyboardInterrupt
+        self.set = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _lr_at(config: TrainConfig, step: int, progress: float) -> float:
+    """Linear warm-up over the first steps, then cosine decay from lr to
+    lr * min_lr_frac as progress goes from 0 to 1."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    floor = config.lr * config.min_lr_frac
+    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def _make_optimizer(model: CharRNN, config: TrainConfig) -> torch.optim.AdamW:
+    # Decay the recurrent and output matrices only: not the embedding
+    # (rows of rare characters would shrink) and not biases.
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.dim() >= 2 and not name.startswith("embed") else no_decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.99))
+
+
+def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    states = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    elif device.type == "mps":
+        states["mps"] = torch.mps.get_rng_state()
+    return states
+
+
+def _set_rng_state(states: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(states["cpu"])
+    if device.type == "cuda" and "cuda" in states:
+        torch.cuda.set_rng_state(states["cuda"], device)
+    elif device.type == "mps" and "mps" in states:
+        torch.mps.set_rng_state(states["mps"])
+
+
+def train(
+    corpus: Corpus,
+    config: TrainConfig,
+    out_dir: Path,
+    model_config: ModelConfig | None = None,
+    resume: ckpt.Checkpoint | None = None,
+    reporter: Reporter | None = None,
+) -> TrainResult:
+    """Train a new model (model_config) or continue a checkpoint's run (resume)."""
+    reporter = reporter or SilentReporter()
+    device = resolve_device(config.device)
+    splits = split_corpus(corpus.ids, config.val_frac, config.test_frac)
+    batches = StreamBatches(splits.train, config.batch_size, config.seq_len)
+    steps_per_epoch = len(batches)
+
+    torch.manual_seed(config.seed)
+    if resume is None:
+        assert model_config is not None
+        model = CharRNN(model_config)
+    else:
+        model, run = resume.model, resume.run
+        assert run is not None
+    model.to(device).train()
+    optimizer = _make_optimizer(model, config)
+
+    if resume is None:
+        run = ckpt.RunState(
+            train_config=config.to_dict(),
+            corpus=asdict(corpus.info),
+            step=0,
+            epoch=0,
+            step_in_epoch=0,
+            chars_seen=0,
+            progress=0.0,
+            elapsed_s=0.0,
+            best_val_loss=None,
+            metrics=[],
+            optimizer={},
+            carried=model.init_state(config.batch_size, "cpu"),
+        )
+        _write_metrics(out_dir, [])
+    else:
+        optimizer.load_state_dict(run.optimizer)
+        _set_rng_state(run.rng, device)
+        run.train_config = config.to_dict()
+        run.corpus = asdict(corpus.info)
+        _write_metrics(out_dir, run.metrics)  # the checkpoint's history is authoritative
+
+    totals = [t for t in (config.max_steps, config.epochs and config.epochs * steps_per_epoch) if t]
+    total_steps = min(totals) if totals else (None if config.time_limit_s else DEFAULT_MAX_STEPS)
+    progress0 = run.progress
+    state = tuple(s.to(device) for s in run.carried)
+    started = time.monotonic()
+    elapsed0 = run.elapsed_s
+    window = {"loss": 0.0, "n": 0, "gnorm": 0.0, "gmax": 0.0, "t": 0.0, "chars": 0}
+    stop_reason = None
+    record = None
+
+    reporter.start(
+        total_steps,
+        run.step,
+        {"parameters": model.num_parameters(), "device": str(device), "steps_per_epoch": steps_per_epoch},
+    )
+
+    def save(with_eval: bool) -> dict | None:
+        nonlocal record
+        t0 = time.monotonic()
+        rec = None
+        if with_eval:
+            val = score(model, splits.val, config.batch_size, config.seq_len)
+            if not math.isfinite(val.loss):
+                raise TrainingDiverged(f"the validation loss became {val.loss} at step {run.step}; nothing was saved")
+            rec = _record(run, window, val.loss, optimizer, time.monotonic() - t0)
+            run.metrics.append(rec)
+        run.optimizer = optimizer.state_dict()
+        run.carried = tuple(s.detach().cpu() for s in state)
+        run.rng = _rng_state(device)
+        improved = rec is not None and (run.best_val_loss is None or rec["val_loss"] < run.best_val_loss)
+        if improved:
+            run.best_val_loss = rec["val_loss"]
+        data = ckpt.checkpoint_bytes(model, corpus.vocab, run)
+        ckpt.write_bytes_atomic(out_dir / ckpt.LAST, data)
+        if improved:
+            ckpt.write_bytes_atomic(out_dir / ckpt.BEST, data)
+        if rec is not None:
+            rec["save_s"] = round(time.monotonic() - t0 - rec["eval_s"], 4)
+            _append_metrics(out_dir, rec)
+            reporter.evaluated(rec)
+            record = rec
+            for k in window:
+                window[k] = 0.0
+        return rec
+
+    try:
+        with _StopFlag() as stop:
+            while stop_reason is None:
+                if run.step_in_epoch >= steps_per_epoch:  # new epoch: fresh state
+                    run.epoch += 1
+                    run.step_in_epoch = 0
+                    state = model.init_state(config.batch_size, device)
+                t0 = time.monotonic()
+                elapsed = t0 - started
+                run.progress = _progress(run.step, total_steps, progress0, elapsed, config.time_limit_s)
+                lr = _lr_at(config, run.step, run.progress)
+                for g in optimizer.param_groups:
+                    g["lr"] = lr
+
+                x, y = batches.batch(run.step_in_epoch)
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                logits, state = model(x, state)  # (B, T, V)
+                state = model.detach_state(state)
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                loss_v, gnorm_v = loss.item(), gnorm.item()
+                if not (math.isfinite(loss_v) and math.isfinite(gnorm_v)):
+                    raise TrainingDiverged(
+                        f"training diverged at step {run.step + 1}: loss {loss_v}, gradient norm {gnorm_v};"
+                        f" nothing was saved for this step (try a lower --lr than {config.lr})"
+                    )
+                optimizer.step()
+
+                run.step += 1
+                run.step_in_epoch += 1
+                run.chars_seen += y.numel()
+                dt = time.monotonic() - t0
+                window["loss"] += loss_v
+                window["n"] += 1
+                window["gnorm"] += gnorm_v
+                window["gmax"] = max(window["gmax"], gnorm_v)
+                window["t"] += dt
+                window["chars"] += y.numel()
+                run.elapsed_s = elapsed0 + time.monotonic() - started
+                reporter.step(run.step, loss_v, y.numel() / dt if dt > 0 else 0.0)
+
+                stop_reason = _stop_reason(run, total_steps, config, time.monotonic() - started, stop.set)
+                if stop_reason == "interrupted":
+                    save(with_eval=False)
+                elif run.step % config.eval_every == 0 or stop_reason:
+                    save(with_eval=True)
+    finally:
+        reporter.close()
+    return TrainResult(
+        out_dir, run.step, stop_reason, run.best_val_loss, record, model.num_parameters(), run.elapsed_s
+    )
+
+
+def _progress(step: int, total: int | None, p0: float, elapsed: float, limit: float | None) -> float:
+    """Schedule position: the further of step progress and time progress. A
+    resumed time-limited run continues from where it stopped (p0) and
+    reaches 1 when its new time limit runs out."""
+    p = step / total if total else 0.0
+    if limit:
+        p = max(p, p0 + (1 - p0) * elapsed / limit)
+    return min(p, 1.0)
+
+
+def _stop_reason(run, total_steps, config, elapsed, interrupted) -> str | None:
+    if interrupted:
+        return "interrupted"
+    if total_steps is not None and run.step >= total_steps:
+        return "max_steps" if config.max_steps == total_steps else "epochs"
+    if config.time_limit_s is not None and elapsed >= config.time_limit_s:
+        return "time_limit"
+    return None
+
+
+def _record(run, window, val_loss: float, optimizer, eval_s: float) -> dict:
+    n = max(window["n"], 1)
+    return {
+        "step": run.step,
+        "epoch": run.epoch,
+        "chars_seen": run.chars_seen,
+        "train_loss": window["loss"] / n,
+        "val_loss": val_loss,
+        "val_bpc": val_loss / math.log(2),
+        "lr": optimizer.param_groups[0]["lr"],
+        "grad_norm": window["gnorm"] / n,
+        "grad_norm_max": window["gmax"],
+        "elapsed_s": round(run.elapsed_s, 3),
+        "chars_per_s": round(window["chars"] / window["t"], 1) if window["t"] > 0 else None,
+        "eval_s": round(eval_s, 4),
+    }
+
+
+def _write_metrics(out_dir: Path, records: list[dict]) -> None:
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    ckpt.write_bytes_atomic(out_dir / ckpt.METRICS, text.encode())
+
+
+def _append_metrics(out_dir: Path, record: dict) -> None:
+    with open(out_dir / ckpt.METRICS, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def resume_config(stored: dict, overrides: dict) -> TrainConfig:
+    """The run's stored TrainConfig with only the resumable options replaced."""
+    config = TrainConfig.from_dict(stored)
+    allowed = {k: v for k, v in overrides.items() if k in RESUMABLE_OVERRIDES}
+    return replace(config, **allowed)

@@ -1,0 +1,47 @@
+"""Shared fixtures: tiny synthetic corpora and tiny trained runs."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from charrnn.cli import app
+
+WORDS = "the quick brown fox jumps over a lazy dog and then sat on warm mats".split()
+
+
+def make_text(n_lines: int = 400, seed: int = 0, extra: str = "") -> str:
+    """A small play-like text: speaker names, words, punctuation, newlines."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n_lines):
+        speaker = rng.choice(["ALICE:", "BOB:", "CAROL:"])
+        words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 8)))
+        lines.append(f"{speaker} {words}.{extra}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def corpus_file(tmp_path: Path) -> Path:
+    p = tmp_path / "play.txt"
+    p.write_text(make_text(), encoding="utf-8")
+    return p
+
+
+def run_cli(*args: str):
+    """Invoke the CLI in-process; returns the click Result."""
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+TINY = ["--hidden", "8", "--embedding", "4", "--layers", "1", "--seq-len", "16", "--batch-size", "4"]
+
+
+@pytest.fixture
+def trained_run(tmp_path: Path, corpus_file: Path) -> Path:
+    out = tmp_path / "run"
+    result = run_cli("train", corpus_file, "--out", out, *TINY, "--max-steps", "20", "--eval-every", "10")
+    assert result.exit_code == 0, result.output
+    return out

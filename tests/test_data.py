@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from charrnn.data import StreamBatches, Vocab, eval_chunks, load_corpus, split_corpus
+from charrnn.errors import CharRNNError
+
+
+def test_vocab_round_trip_unicode(tmp_path):
+    text = "한국어 텍스트 🙂👍🏽 e\u0301 café\n"  # Korean, emoji with modifier, combining accent
+    p = tmp_path / "u.txt"
+    p.write_text(text * 3, encoding="utf-8")
+    corpus = load_corpus(p)
+    assert corpus.vocab.decode(corpus.ids) == text * 3
+    assert "🙂" in corpus.vocab.chars and "\u0301" in corpus.vocab.chars
+    assert corpus.ids.dtype == np.uint8
+
+
+def test_compact_dtype_grows_with_vocab():
+    assert Vocab.from_chars("ab").dtype == np.uint8
+    assert Vocab.from_chars(chr(0x4E00 + i) for i in range(300)).dtype == np.uint16
+
+
+def test_bom_is_stripped(tmp_path):
+    p = tmp_path / "bom.txt"
+    p.write_bytes(b"\xef\xbb\xbfhello\n")
+    assert load_corpus(p).vocab.decode(load_corpus(p).ids) == "hello\n"
+
+
+def test_other_encoding(tmp_path):
+    p = tmp_path / "latin.txt"
+    p.write_bytes("café\n".encode("latin-1"))
+    with pytest.raises(CharRNNError, match="byte offset 3"):
+        load_corpus(p)
+    corpus = load_corpus(p, encoding="latin-1")
+    assert corpus.vocab.decode(corpus.ids) == "café\n"
+
+
+def test_invalid_utf8_names_byte_offset_across_chunks(tmp_path, monkeypatch):
+    import charrnn.data as data
+
+    monkeypatch.setattr(data, "CHUNK_BYTES", 7)  # the bad byte lies past several chunks
+    p = tmp_path / "bad.txt"
+    p.write_bytes("ééééé".encode() + b"abc\xff")
+    with pytest.raises(CharRNNError, match=r"0xff at byte offset 13"):
+        load_corpus(p)
+
+
+def test_multibyte_characters_split_across_chunks(tmp_path, monkeypatch):
+    import charrnn.data as data
+
+    monkeypatch.setattr(data, "CHUNK_BYTES", 3)
+    text = "a한🙂b" * 10
+    p = tmp_path / "u.txt"
+    p.write_text(text, encoding="utf-8")
+    corpus = load_corpus(p)
+    assert corpus.vocab.decode(corpus.ids) == text
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(b"", "is empty"), (b"abc\x00def", "NUL byte at byte offset 3"), (b"\xef\xbb\xbf", "is empty")],
+)
+def test_bad_files(tmp_path, content, message):
+    p = tmp_path / "f.txt"
+    p.write_bytes(content)
+    with pytest.raises(CharRNNError, match=message):
+        load_corpus(p)
+
+
+def test_missing_and_empty_directory(tmp_path):
+    with pytest.raises(CharRNNError, match="not found"):
+        load_corpus(tmp_path / "nope")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "img.bin").write_bytes(b"\x00\x01\x02")
+    with pytest.raises(CharRNNError, match="no text files"):
+        load_corpus(tmp_path / "d")
+
+
+def test_directory_reads_text_files_sorted_recursively(tmp_path):
+    d = tmp_path / "d"
+    (d / "sub").mkdir(parents=True)
+    (d / "b.txt").write_text("second")  # no trailing newline: one is added between files
+    (d / "a.txt").write_text("first\n")
+    (d / "sub" / "c.py").write_text("third\n")
+    (d / ".hidden").write_text("never\n")
+    (d / "blob.bin").write_bytes(b"\x00binary")
+    corpus = load_corpus(d)
+    assert corpus.vocab.decode(corpus.ids) == "first\nsecond\nthird\n"
+    assert corpus.info.n_files == 3
+
+
+def test_splits_are_contiguous():
+    ids = np.arange(100, dtype=np.uint8)
+    s = split_corpus(ids, 0.1, 0.2)
+    assert (len(s.train), len(s.val), len(s.test)) == (70, 10, 20)
+    assert np.array_equal(np.concatenate([s.train, s.val, s.test]), ids)
+    with pytest.raises(CharRNNError):
+        split_corpus(ids, 0.6, 0.5)
+    with pytest.raises(CharRNNError, match="validation split has 1"):
+        split_corpus(ids, 0.01, 0.0)
+
+
+def test_stream_batches_match_the_picture():
+    ids = np.arange(25, dtype=np.uint8)  # a..y in the docstring
+    b = StreamBatches(ids, batch_size=3, seq_len=4)
+    assert len(b) == 2
+    x0, y0 = b.batch(0)
+    x1, _ = b.batch(1)
+    assert x0.tolist() == [[0, 1, 2, 3], [8, 9, 10, 11], [16, 17, 18, 19]]
+    assert y0.tolist() == [[1, 2, 3, 4], [9, 10, 11, 12], [17, 18, 19, 20]]
+    assert x1[:, 0].tolist() == [4, 12, 20]  # each stream continues where it stopped
+    assert x0.dtype.is_floating_point is False and x0.dtype.itemsize == 8
+
+
+def test_too_short_for_one_batch_says_what_fits():
+    with pytest.raises(CharRNNError, match="--batch-size 2 would fit with --seq-len 10"):
+        StreamBatches(np.zeros(25, dtype=np.uint8), batch_size=4, seq_len=10)
+    with pytest.raises(CharRNNError, match="--batch-size 1 --seq-len 4 would fit"):
+        StreamBatches(np.zeros(5, dtype=np.uint8), batch_size=4, seq_len=10)
+
+
+def test_eval_chunks_cover_every_target():
+    ids = np.arange(23, dtype=np.uint8)
+    ys = [y for _, y in eval_chunks(ids, batch_size=2, seq_len=4)]
+    covered = sorted(int(v) for y in ys for v in y.flatten())
+    assert covered == list(range(1, 23))  # (N-1) mod B = 0: every target scored once

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from charrnn.model import CellKind, CharRNN, ModelConfig, trace_names
+
+KINDS = list(CellKind)
+
+
+def tiny(kind: CellKind, layers: int = 2, dropout: float = 0.0) -> CharRNN:
+    torch.manual_seed(0)
+    # distinct small sizes (V=5, E=3, H=4) so a transposed weight cannot pass by accident
+    return CharRNN(ModelConfig(kind, vocab_size=5, embedding=3, hidden=4, layers=layers, dropout=dropout)).eval()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_step_path_equals_fused_forward(kind):
+    model = tiny(kind, layers=3)
+    ids = torch.randint(0, 5, (2, 6))  # (B, T)
+    with torch.no_grad():
+        fused_logits, fused_state = model(ids)
+        state = model.init_state(2)
+        for t in range(6):
+            logits, state = model.step(ids[:, t], state)
+            torch.testing.assert_close(logits, fused_logits[:, t], atol=1e-5, rtol=0)
+    for a, b in zip(state, fused_state):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_trace_exposes_every_layer_state_and_gate(kind):
+    model = tiny(kind)
+    trace: dict = {}
+    with torch.no_grad():
+        _, state = model.step(torch.tensor([1, 2]), model.init_state(2), trace)
+    assert list(trace) == trace_names(model.config)
+    for name, t in trace.items():
+        assert t.shape == (2, 4), name
+        gate = name.split(".")[1]
+        if gate in ("i", "f", "o", "r", "z"):
+            assert bool(((t >= 0) & (t <= 1)).all()), name
+    torch.testing.assert_close(trace["l1.h"], state[0][1])
+    if kind is CellKind.lstm:
+        torch.testing.assert_close(trace["l1.c"], state[1][1])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_chunked_with_carried_state_equals_one_pass(kind):
+    model = tiny(kind)
+    ids = torch.randint(0, 5, (3, 12))
+    with torch.no_grad():
+        whole, _ = model(ids)
+        a, state = model(ids[:, :5])
+        b, _ = model(ids[:, 5:], state)
+    torch.testing.assert_close(torch.cat([a, b], 1), whole, atol=1e-6, rtol=0)
+
+
+def test_lstm_forget_gate_bias_starts_at_one():
+    model = tiny(CellKind.lstm)
+    for k in range(2):
+        total = model.rnn.__getattr__(f"bias_ih_l{k}") + model.rnn.__getattr__(f"bias_hh_l{k}")
+        assert torch.equal(total[4:8], torch.ones(4))
+        assert not torch.equal(total[:4], torch.ones(4))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gradcheck(kind):
+    model = tiny(kind).double()
+    ids = torch.randint(0, 5, (2, 3))
+    h0 = tuple(s.double().requires_grad_() for s in model.init_state(2))
+
+    def f(*state):
+        logits, _ = model(ids, tuple(state))
+        return logits
+
+    assert torch.autograd.gradcheck(f, h0, eps=1e-6, atol=1e-5)
+
+
+def test_state_shapes_and_detach():
+    for kind, n in [(CellKind.rnn, 1), (CellKind.gru, 1), (CellKind.lstm, 2)]:
+        model = tiny(kind)
+        state = model.init_state(3)
+        assert len(state) == n and all(s.shape == (2, 3, 4) for s in state)
+        _, new = model(torch.zeros(3, 2, dtype=torch.long), state)
+        assert all(not s.requires_grad for s in model.detach_state(new))

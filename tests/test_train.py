@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from charrnn import checkpoint as ckpt
+from charrnn.data import load_corpus
+from charrnn.errors import CharRNNError, TrainingDiverged
+from charrnn.model import CellKind, CharRNN, ModelConfig
+from charrnn.train import TrainConfig, parse_duration, prepare_out_dir, train
+
+
+class Recorder:
+    """Collects every step's loss; can raise a real SIGINT at a given step."""
+
+    def __init__(self, interrupt_at: int | None = None):
+        self.losses: list[float] = []
+        self.records: list[dict] = []
+        self.interrupt_at = interrupt_at
+
+    def start(self, total_steps, start_step, info):
+        self.total = total_steps
+
+    def step(self, step, loss, chars_per_s):
+        self.losses.append(loss)
+        if step == self.interrupt_at:
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does
+
+    def evaluated(self, record):
+        self.records.append(record)
+
+    def close(self):
+        pass
+
+
+CONFIG = TrainConfig(seq_len=8, batch_size=4, eval_every=5, max_steps=12, warmup_steps=3, seed=3, device="cpu")
+
+
+def model_config(corpus, kind=CellKind.lstm, dropout=0.0):
+    return ModelConfig(kind, corpus.vocab.size, embedding=4, hidden=6, layers=2, dropout=dropout)
+
+
+@pytest.mark.parametrize("kind", list(CellKind))
+def test_resume_is_bit_identical(tmp_path, corpus_file, kind):
+    corpus = load_corpus(corpus_file)
+    mconf = model_config(corpus, kind, dropout=0.3)  # dropout: the RNG state must be restored too
+
+    straight = Recorder()
+    train(corpus, CONFIG, tmp_path / "a", mconf, reporter=straight)
+
+    first = Recorder(interrupt_at=6)
+    result = train(corpus, CONFIG, tmp_path / "b", mconf, reporter=first)
+    assert result.interrupted and result.step == 6
+    state = ckpt.load_checkpoint(tmp_path / "b", prefer=ckpt.LAST)
+    second = Recorder()
+    result = train(corpus, CONFIG, tmp_path / "b", resume=state, reporter=second)
+    assert result.stop_reason == "max_steps" and result.step == 12
+
+    assert first.losses + second.losses == straight.losses  # exact, not approximate
+    a = ckpt.load_checkpoint(tmp_path / "a", prefer=ckpt.LAST).model.state_dict()
+    b = ckpt.load_checkpoint(tmp_path / "b", prefer=ckpt.LAST).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_training_learns_and_logs_metrics(tmp_path, corpus_file):
+    corpus = load_corpus(corpus_file)
+    rec = Recorder()
+    cfg = TrainConfig(seq_len=16, batch_size=8, eval_every=20, max_steps=60, warmup_steps=5, lr=3e-2, device="cpu")
+    mconf = ModelConfig(CellKind.lstm, corpus.vocab.size, embedding=8, hidden=32, layers=1)
+    result = train(corpus, cfg, tmp_path / "r", mconf, reporter=rec)
+    assert rec.records[-1]["val_loss"] < rec.records[0]["val_loss"] - 0.5
+    lines = [json.loads(x) for x in (tmp_path / "r" / ckpt.METRICS).read_text().splitlines()]
+    assert [r["step"] for r in lines] == [20, 40, 60]
+    for key in ("step", "chars_seen", "train_loss", "val_loss", "elapsed_s", "chars_per_s", "lr", "grad_norm"):
+        assert key in lines[-1]
+    assert lines[-1]["chars_seen"] == 60 * 16 * 8
+    assert result.best_val_loss == min(r["val_loss"] for r in lines)
+    best = ckpt.load_checkpoint(tmp_path / "r")
+    assert best.run.best_val_loss == result.best_val_loss
+
+
+def test_epochs_limit_and_state_reset(tmp_path, corpus_file):
+    corpus = load_corpus(corpus_file)
+    cfg = TrainConfig(seq_len=64, batch_size=16, epochs=2, eval_every=1000, device="cpu")
+    result = train(corpus, cfg, tmp_path / "r", model_config(corpus))
+    state = ckpt.load_checkpoint(tmp_path / "r", prefer=ckpt.LAST)
+    assert result.stop_reason == "epochs"
+    assert state.run.epoch == 1 and result.step == 2 * state.run.step_in_epoch
+
+
+def test_nan_loss_stops_and_writes_nothing(tmp_path, corpus_file, monkeypatch):
+    corpus = load_corpus(corpus_file)
+    real_forward = CharRNN.forward
+    calls = {"n": 0}
+
+    def poisoned(self, ids, state=None):
+        calls["n"] += self.training  # count training steps, not evaluation
+        logits, state = real_forward(self, ids, state)
+        return (logits * float("nan") if calls["n"] == 8 and self.training else logits), state
+
+    monkeypatch.setattr(CharRNN, "forward", poisoned)
+    with pytest.raises(TrainingDiverged, match="diverged at step 8"):
+        train(corpus, CONFIG, tmp_path / "r", model_config(corpus))
+    # the step-5 checkpoint (before the NaN) is intact and finite
+    state = ckpt.load_checkpoint(tmp_path / "r", prefer=ckpt.LAST)
+    assert state.run.step == 5
+
+
+def test_checkpoint_with_non_finite_weights_is_never_written(tmp_path, corpus_file):
+    corpus = load_corpus(corpus_file)
+    model = CharRNN(model_config(corpus))
+    with torch.no_grad():
+        model.head.bias[0] = float("inf")
+    with pytest.raises(CharRNNError, match="NaN or infinite"):
+        ckpt.save_checkpoint(tmp_path / "x.safetensors", model, corpus.vocab)
+    assert not list(tmp_path.glob("*.safetensors*")) and not list(tmp_path.glob(".x*"))
+
+
+def test_time_limit(tmp_path, corpus_file):
+    corpus = load_corpus(corpus_file)
+    cfg = TrainConfig(seq_len=8, batch_size=4, time_limit_s=0.5, eval_every=10_000, device="cpu")
+    result = train(corpus, cfg, tmp_path / "r", model_config(corpus))
+    assert result.stop_reason == "time_limit"
+    assert (tmp_path / "r" / ckpt.BEST).exists()  # the final step is evaluated and saved
+
+
+@pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("10m", 600), ("1h30m", 5400), ("2.5h", 9000)])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "ten minutes", "10x", "m10", "1h 30m"])
+def test_parse_duration_rejects(text):
+    with pytest.raises(CharRNNError):
+        parse_duration(text)
+
+
+def test_out_dir_protection(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ckpt.LAST).write_bytes(b"old run")
+    with pytest.raises(CharRNNError, match="already holds a run"):
+        prepare_out_dir(run, tmp_path / "default", force=False)
+    assert (run / ckpt.LAST).read_bytes() == b"old run"
+    assert prepare_out_dir(run, tmp_path / "default", force=True) == run
+    assert not (run / ckpt.LAST).exists()
+    # the default name never clobbers: it moves on to -2
+    assert prepare_out_dir(None, run, force=False) == tmp_path / "run"
+    (run / ckpt.LAST).write_bytes(b"x")
+    assert prepare_out_dir(None, run, force=False) == tmp_path / "run-2"
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    with pytest.raises(CharRNNError, match="is a file"):
+        prepare_out_dir(afile, tmp_path / "d", force=True)
