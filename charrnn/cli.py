@@ -33,7 +33,7 @@ from .train import DEFAULT_MAX_STEPS, TrainConfig, parse_duration, prepare_out_d
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "corpora" / "shakespeare.txt"
 CHECKPOINTS = Path("checkpoints")
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 # Option defaults come from the config dataclasses, so they cannot drift.
 _T = TrainConfig()
@@ -107,9 +107,10 @@ class TqdmReporter:
         self.smooth_loss: float | None = None
 
     def start(self, total_steps, start_step, info):
+        err.print(f"corpus: {info['corpus']} ({info['corpus_chars']:,} characters, {info['vocab_size']} distinct)")
         err.print(
-            f"model: {info['parameters']:,} parameters on {info['device']}; "
-            f"{info['steps_per_epoch']:,} steps per epoch"
+            f"model: {info['parameters']:,} parameters on {info['device']};"
+            f" {info['steps_per_epoch']:,} steps per epoch"
         )
         self.bar = tqdm(
             total=total_steps, initial=start_step, unit="step", file=sys.stderr, disable=None, dynamic_ncols=True
@@ -204,7 +205,6 @@ def train_cmd(
         mconf = ModelConfig(model, data.vocab.size, embedding, hidden, layers, dropout)
         name = f"{corpus_path.stem or 'corpus'}-{model.value}"
         out_dir = prepare_out_dir(out, CHECKPOINTS / name, force)
-        err.print(f"corpus: {data.info.path} ({data.info.n_chars:,} characters, {data.vocab.size} distinct)")
         result = train(data, config, out_dir, model_config=mconf, reporter=TqdmReporter())
     _summary(result)
     if result.interrupted:

@@ -57,6 +57,11 @@ class TrainConfig:
             raise CharRNNError(f"--lr must be a positive number, not {self.lr}")
         if not 0 <= self.min_lr_frac <= 1:
             raise CharRNNError(f"--min-lr-frac must be in [0, 1], not {self.min_lr_frac}")
+        if not (0 < self.val_frac < 1 and 0 <= self.test_frac < 1 and self.val_frac + self.test_frac < 1):
+            raise CharRNNError(
+                f"split fractions must satisfy 0 < --val-frac ({self.val_frac}), 0 <= --test-frac"
+                f" ({self.test_frac}) and --val-frac + --test-frac < 1"
+            )
         if self.warmup_steps < 0 or self.weight_decay < 0 or not self.grad_clip > 0:
             raise CharRNNError("--warmup-steps and --weight-decay must be >= 0 and --grad-clip > 0")
 
@@ -308,7 +313,14 @@ def train(
     reporter.start(
         total_steps,
         run.step,
-        {"parameters": model.num_parameters(), "device": str(device), "steps_per_epoch": steps_per_epoch},
+        {
+            "parameters": model.num_parameters(),
+            "device": str(device),
+            "steps_per_epoch": steps_per_epoch,
+            "corpus": corpus.info.path,
+            "corpus_chars": corpus.info.n_chars,
+            "vocab_size": corpus.vocab.size,
+        },
     )
 
     def save(with_eval: bool) -> dict | None:

@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from charrnn import checkpoint as ckpt
+from charrnn.data import Vocab
+from charrnn.errors import CharRNNError
+from charrnn.model import CellKind, CharRNN, ModelConfig
+
+from conftest import run_cli
+
+
+def small_model(kind=CellKind.gru) -> tuple[CharRNN, Vocab]:
+    vocab = Vocab.from_chars("abc\n한🙂")
+    torch.manual_seed(1)
+    return CharRNN(ModelConfig(kind, vocab.size, embedding=3, hidden=5, layers=2)), vocab
+
+
+@pytest.mark.parametrize("kind", list(CellKind))
+def test_save_load_gives_same_logits(tmp_path, kind):
+    model, vocab = small_model(kind)
+    path = tmp_path / "m.safetensors"
+    ckpt.save_checkpoint(path, model, vocab)
+    loaded = ckpt.load_checkpoint(path)
+    assert loaded.vocab == vocab and loaded.config == model.config and loaded.run is None
+    ids = torch.randint(0, vocab.size, (2, 7))
+    model.eval()
+    assert torch.equal(model(ids)[0], loaded.model(ids)[0])
+
+
+def test_run_directory_means_best(tmp_path):
+    model, vocab = small_model()
+    ckpt.save_checkpoint(tmp_path / ckpt.BEST, model, vocab)
+    assert ckpt.resolve_checkpoint(tmp_path) == tmp_path / ckpt.BEST
+    with pytest.raises(CharRNNError, match="has no last"):
+        ckpt.resolve_checkpoint(tmp_path, prefer=ckpt.LAST)
+
+
+def saved(tmp_path) -> Path:
+    model, vocab = small_model()
+    path = tmp_path / "m.safetensors"
+    ckpt.save_checkpoint(path, model, vocab)
+    return path
+
+
+def test_truncated_is_refused(tmp_path):
+    path = saved(tmp_path)
+    data = path.read_bytes()
+    for cut in (3, 100, len(data) // 2, len(data) - 1):
+        path.write_bytes(data[:cut])
+        with pytest.raises(CharRNNError, match="not a charrnn checkpoint|corrupt or truncated"):
+            ckpt.load_checkpoint(path)
+
+
+def test_bit_flip_is_refused(tmp_path):
+    path = saved(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0x01  # inside the tensor bytes
+    path.write_bytes(bytes(data))
+    with pytest.raises(CharRNNError, match="checksum does not match"):
+        ckpt.load_checkpoint(path)
+
+
+def test_newer_format_version_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(ckpt, "VERSION", 99)
+    path = saved(tmp_path)
+    monkeypatch.setattr(ckpt, "VERSION", 1)
+    with pytest.raises(CharRNNError, match="format version 99, newer"):
+        ckpt.load_checkpoint(path)
+
+
+def test_other_files_are_refused(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello, I am not a checkpoint")
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    from safetensors.torch import save_file
+
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, foreign)
+    for p in (text, empty):
+        with pytest.raises(CharRNNError, match="not a charrnn checkpoint"):
+            ckpt.load_checkpoint(p)
+    with pytest.raises(CharRNNError, match="not a charrnn checkpoint"):
+        ckpt.load_checkpoint(foreign)
+
+
+class Trap:
+    """Unpickling this creates a marker file: proof that code from the file ran."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("container", ["pickle", "torch.save"])
+def test_booby_trapped_pickle_runs_no_code(tmp_path, container, corpus_file):
+    marker = tmp_path / "PWNED"
+    trap = tmp_path / "model.safetensors"
+    if container == "pickle":
+        trap.write_bytes(pickle.dumps(Trap(marker)))
+    else:
+        torch.save({"model": Trap(marker)}, trap)
+    # sanity: the trap does fire when unpickled
+    pickle.loads(pickle.dumps(Trap(tmp_path / "control")))
+    assert (tmp_path / "control").exists()
+
+    for args in (["sample", trap], ["eval", trap, corpus_file], ["train", "--resume", trap]):
+        result = run_cli(*args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "not a charrnn checkpoint" in result.stderr
+    with pytest.raises(CharRNNError):
+        ckpt.load_checkpoint(trap)
+    assert not marker.exists()
+
+
+def test_checkpoint_is_plain_safetensors(tmp_path):
+    """Other tools can read the weights with the safetensors library alone."""
+    from safetensors import safe_open
+
+    path = saved(tmp_path)
+    with safe_open(str(path), "pt") as f:
+        assert "model.head.weight" in f.keys()
+        assert f.metadata()["format"] == "charrnn"

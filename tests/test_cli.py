@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from charrnn import checkpoint as ckpt
+
+from conftest import TINY, make_text, run_cli
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["sample"], ["eval"]])
+def test_every_command_has_help(command):
+    result = run_cli(*command, "--help")
+    assert result.exit_code == 0
+    assert "Usage" in result.output
+
+
+def test_python_dash_m_works():
+    out = subprocess.run([sys.executable, "-m", "charrnn", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "train" in out.stdout
+
+
+def test_train_eval_sample_flow(trained_run, corpus_file):
+    assert (trained_run / ckpt.BEST).exists() and (trained_run / ckpt.LAST).exists()
+    result = run_cli("eval", trained_run, "--json")
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)
+    assert set(scores) == {"loss", "bpc", "perplexity", "chars"}
+    assert scores["chars"] > 0 and scores["bpc"] == pytest.approx(scores["loss"] / 0.6931471805599453)
+    result = run_cli("eval", trained_run, corpus_file)
+    assert result.exit_code == 0 and "bits per char" in result.stdout
+    result = run_cli("sample", trained_run, "--length", "50", "--seed", "1")
+    assert result.exit_code == 0 and len(result.stdout) >= 50
+
+
+def test_train_prints_how_to_sample(tmp_path, corpus_file):
+    out = tmp_path / "r"
+    result = run_cli("train", corpus_file, "--out", out, *TINY, "--max-steps", "4", "--eval-every", "2")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"charrnn sample {out}"
+    assert "best val loss" in result.stderr
+
+
+def test_resume_continues_to_max_steps(trained_run):
+    result = run_cli("train", "--resume", trained_run, "--max-steps", "30")
+    assert result.exit_code == 0, result.output
+    state = ckpt.load_checkpoint(trained_run, prefer=ckpt.LAST)
+    assert state.run.step == 30
+    steps = [json.loads(x)["step"] for x in (trained_run / ckpt.METRICS).read_text().splitlines()]
+    assert steps == [10, 20, 30]
+
+
+def test_resume_refuses_changed_charset(trained_run, tmp_path):
+    other = tmp_path / "other.txt"
+    other.write_text(make_text(extra="~") .replace("z", ""))
+    result = run_cli("train", other, "--resume", trained_run)
+    assert_one_line_error(result, "different character set", "added '~'", "removed 'z'")
+
+
+def test_resume_refuses_changing_the_model(trained_run):
+    assert_one_line_error(run_cli("train", "--resume", trained_run, "--hidden", "9"), "--hidden cannot change")
+
+
+def bad_corpus_cases(tmp_path):
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "bin.txt").write_bytes(b"ab\x00cd")
+    (tmp_path / "latin.txt").write_bytes(b"caf\xe9\n")
+    (tmp_path / "short.txt").write_text("abcdefghij" * 6)
+    (tmp_path / "nodir").mkdir()
+    return [
+        (tmp_path / "missing.txt", "not found"),
+        (tmp_path / "empty.txt", "is empty"),
+        (tmp_path / "bin.txt", "NUL byte at byte offset 2"),
+        (tmp_path / "latin.txt", "byte offset 3"),
+        (tmp_path / "short.txt", "too few for one batch"),
+        (tmp_path / "nodir", "no text files"),
+    ]
+
+
+def test_bad_corpora_give_one_line_errors(tmp_path):
+    for path, fragment in bad_corpus_cases(tmp_path):
+        result = run_cli("train", path, "--out", tmp_path / "out", *TINY)
+        assert_one_line_error(result, fragment)
+        assert not (tmp_path / "out" / ckpt.LAST).exists()
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["train", "--hidden", "0"], "--hidden"),
+        (["train", "--model", "transformer"], "--model"),
+        (["train", "--time-limit", "soon"], "cannot read duration"),
+        (["train", "--no-such-option"], "no-such-option"),
+        (["train", "--val-frac", "0"], "split fractions"),
+        (["sample", "--temperature", "-1"], "--temperature"),
+        (["sample", "--temperature", "nan"], "--temperature"),
+        (["sample", "--top-k", "0"], "--top-k"),
+        (["sample", "--top-p", "1.5"], "--top-p"),
+        (["sample", "--length", "-3"], "--length"),
+        (["eval", "missing.safetensors"], "not found"),
+    ],
+)
+def test_bad_options_give_one_line_errors(tmp_path, corpus_file, args, fragment, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if args[0] == "train" and len(args) > 1:
+        args = [args[0], str(corpus_file), *args[1:]]
+    assert_one_line_error(run_cli(*args), fragment)
+
+
+def test_out_that_is_a_file(tmp_path, corpus_file):
+    f = tmp_path / "afile"
+    f.write_text("keep me")
+    assert_one_line_error(run_cli("train", corpus_file, "--out", f, *TINY), "is a file")
+    assert f.read_text() == "keep me"
+
+
+def test_existing_run_is_not_overwritten_without_force(trained_run, corpus_file):
+    before = (trained_run / ckpt.LAST).read_bytes()
+    assert_one_line_error(run_cli("train", corpus_file, "--out", trained_run, *TINY), "already holds a run")
+    assert (trained_run / ckpt.LAST).read_bytes() == before
+    result = run_cli("train", corpus_file, "--out", trained_run, *TINY, "--max-steps", "2", "--force")
+    assert result.exit_code == 0
+    assert (trained_run / ckpt.LAST).read_bytes() != before
+
+
+def test_corrupt_checkpoint_one_line(trained_run):
+    data = (trained_run / ckpt.BEST).read_bytes()
+    (trained_run / ckpt.BEST).write_bytes(data[: len(data) // 2])
+    for cmd in ("sample", "eval"):
+        assert_one_line_error(run_cli(cmd, trained_run), "corrupt or truncated")
+
+
+def test_unicode_corpus_trains_and_samples(tmp_path):
+    text = "".join(f"{w} 🙂 é\u0301\n" for w in ["안녕하세요", "감사합니다", "사랑해요"] * 60)
+    corpus = tmp_path / "ko.txt"
+    corpus.write_text(text, encoding="utf-8")
+    out = tmp_path / "run"
+    assert run_cli("train", corpus, "--out", out, *TINY, "--max-steps", "6", "--eval-every", "3").exit_code == 0
+    result = run_cli("sample", out, "--length", "80", "--seed", "0", "--prime", "안녕")
+    assert result.exit_code == 0
+    sample = result.stdout
+    assert sample.startswith("안녕")
+    assert set(sample) <= set(text)  # whole code points only: nothing split or mojibake
+
+
+def test_eval_needs_corpus_at_hand(trained_run, corpus_file):
+    corpus_file.write_text(make_text(seed=5))  # the run's corpus has changed
+    assert_one_line_error(run_cli("eval", trained_run), "has changed since training")
+    corpus_file.unlink()
+    assert_one_line_error(run_cli("eval", trained_run), "not at hand")
