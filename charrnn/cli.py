@@ -82,11 +82,12 @@ class DeviceName(str, Enum):
 
 
 # Parameters shared by several commands, declared once.
-DeviceOpt = Annotated[DeviceName, typer.Option(help="Where to run: auto picks cuda, then mps, then cpu.")]
+DEVICE_HELP = "Where to run: auto picks cuda, then mps, then cpu."
+DeviceOpt = Annotated[DeviceName, typer.Option(help=DEVICE_HELP)]
 CheckpointArg = Annotated[
     Path, typer.Argument(help="A checkpoint file, or a run directory (meaning its best checkpoint).")
 ]
-EncodingOpt = Annotated[str, typer.Option(help="Text encoding of corpus files.")]
+EncodingOpt = Annotated[str, typer.Option(help="Text encoding of the text file.")]
 
 
 def main() -> None:
@@ -138,6 +139,16 @@ class TqdmReporter:
             self.bar.close()
 
 
+def _panel(name: str):
+    def option(help: str, *decls: str, **kw):
+        return typer.Option(*decls, help=help, rich_help_panel=name, **kw)
+
+    return option
+
+
+_model, _optim, _data, _run = _panel("Model"), _panel("Optimisation"), _panel("Data"), _panel("Length and output")
+
+
 def _explicit(ctx: typer.Context, name: str) -> bool:
     source = ctx.get_parameter_source(name)
     return source is not None and source.name == "COMMANDLINE"
@@ -150,43 +161,42 @@ def train_cmd(
         Optional[Path],
         typer.Argument(
             help="A UTF-8 text file, or a directory of them (read recursively in sorted order)."
-            " Default: the shipped corpora/shakespeare.txt (or, with --resume, the run's own corpus)."
+            " Default: the shipped corpora/shakespeare.txt (or, with --resume, the run's own corpus).",
+            show_default=False,
         ),
     ] = None,
-    out: Annotated[
-        Optional[Path],
-        typer.Option(help="Run directory for checkpoints and metrics. Default: checkpoints/<corpus>-<model>."),
-    ] = None,
-    model: Annotated[CellKind, typer.Option(help="Cell type: rnn (Elman, tanh), gru or lstm.")] = _M.kind,
-    layers: Annotated[int, typer.Option(min=1, help="Number of stacked recurrent layers.")] = _M.layers,
-    hidden: Annotated[int, typer.Option(min=1, help="Hidden units per layer.")] = _M.hidden,
-    embedding: Annotated[int, typer.Option(min=1, help="Size of the character embedding.")] = _M.embedding,
-    dropout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Dropout between layers and before the head.")] = _M.dropout,
-    seq_len: Annotated[int, typer.Option(min=1, help="Characters per stream per step (truncated BPTT length).")] = _T.seq_len,
-    batch_size: Annotated[int, typer.Option(min=1, help="Number of parallel contiguous streams.")] = _T.batch_size,
-    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (AdamW).")] = _T.lr,
-    min_lr_frac: Annotated[float, typer.Option(min=0.0, max=1.0, help="Final learning rate as a fraction of --lr.")] = _T.min_lr_frac,
-    warmup_steps: Annotated[int, typer.Option(min=0, help="Linear learning-rate warm-up steps.")] = _T.warmup_steps,
-    weight_decay: Annotated[float, typer.Option(min=0.0, help="AdamW weight decay (matrices only).")] = _T.weight_decay,
-    grad_clip: Annotated[float, typer.Option(min=0.0, help="Clip the global gradient norm to this.")] = _T.grad_clip,
-    val_frac: Annotated[float, typer.Option(help="Fraction of the corpus for validation (after train).")] = _T.val_frac,
-    test_frac: Annotated[float, typer.Option(help="Fraction of the corpus held out for testing (the end).")] = _T.test_frac,
+    model: Annotated[CellKind, _model("Cell type: rnn (Elman, tanh), gru or lstm.")] = _M.kind,
+    layers: Annotated[int, _model("Number of stacked recurrent layers.", min=1)] = _M.layers,
+    hidden: Annotated[int, _model("Hidden units per layer.", min=1)] = _M.hidden,
+    embedding: Annotated[int, _model("Size of the character embedding.", min=1)] = _M.embedding,
+    dropout: Annotated[float, _model("Dropout between layers and before the head.", min=0.0, max=0.99)] = _M.dropout,
+    seq_len: Annotated[int, _optim("Characters per stream per step (truncated BPTT length).", min=1)] = _T.seq_len,
+    batch_size: Annotated[int, _optim("Number of parallel contiguous streams.", min=1)] = _T.batch_size,
+    lr: Annotated[float, _optim("Peak learning rate (AdamW).", min=0.0)] = _T.lr,
+    min_lr_frac: Annotated[float, _optim("Final learning rate, as a fraction of --lr.", min=0.0, max=1.0)] = _T.min_lr_frac,
+    warmup_steps: Annotated[int, _optim("Linear learning-rate warm-up steps.", min=0)] = _T.warmup_steps,
+    weight_decay: Annotated[float, _optim("AdamW weight decay (matrices only).", min=0.0)] = _T.weight_decay,
+    grad_clip: Annotated[float, _optim("Clip the global gradient norm to this.", min=0.0)] = _T.grad_clip,
+    seed: Annotated[int, _optim("Random seed (initialisation and dropout).")] = _T.seed,
+    val_frac: Annotated[float, _data("Fraction of the corpus for validation (after train).")] = _T.val_frac,
+    test_frac: Annotated[float, _data("Fraction of the corpus held out for testing (the end).")] = _T.test_frac,
+    encoding: Annotated[str, _data("Text encoding of the corpus files.")] = _T.encoding,
     max_steps: Annotated[
-        Optional[int], typer.Option(min=1, help=f"Stop after this many steps in all (default {DEFAULT_MAX_STEPS} if no other limit).")
+        Optional[int], _run(f"Stop after this many steps in all (default {DEFAULT_MAX_STEPS} if no other limit).", min=1)
     ] = None,
-    epochs: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many epochs in all.")] = None,
+    epochs: Annotated[Optional[int], _run("Stop after this many epochs in all.", min=1)] = None,
     time_limit: Annotated[
-        Optional[str], typer.Option(help="Stop after this much time, e.g. 90s, 10m, 1h30m; the schedule fits it.")
+        Optional[str], _run("Stop after this much time, e.g. 90s, 10m, 1h30m; the learning-rate schedule fits it.")
     ] = None,
-    eval_every: Annotated[int, typer.Option(min=1, help="Evaluate on the whole val split and save every N steps.")] = _T.eval_every,
-    seed: Annotated[int, typer.Option(help="Random seed (initialisation and dropout).")] = _T.seed,
-    device: DeviceOpt = DeviceName.auto,
-    encoding: EncodingOpt = "utf-8",
+    eval_every: Annotated[int, _run("Evaluate on the whole val split and save, every N steps.", min=1)] = _T.eval_every,
+    out: Annotated[
+        Optional[Path], _run("Run directory for checkpoints and metrics. Default: checkpoints/<corpus>-<model>.")
+    ] = None,
     resume: Annotated[
-        Optional[Path],
-        typer.Option(help="Continue a run exactly: its last checkpoint (or a run directory, meaning its last)."),
+        Optional[Path], _run("Continue a run exactly, from a checkpoint or a run directory (meaning its last).")
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace a run already in --out.")] = False,
+    force: Annotated[bool, _run("Replace a run already in --out.", "--force")] = False,
+    device: Annotated[DeviceName, _run(DEVICE_HELP)] = DeviceName.auto,
 ) -> None:
     """Train a model on a corpus, saving `last` and `best` checkpoints."""
     limit = parse_duration(time_limit) if time_limit is not None else None
