@@ -12,6 +12,7 @@ import torch
 from .data import Vocab
 from .errors import CharRNNError
 from .model import CharRNN
+from .stepper import FastStepper
 
 
 @dataclass(frozen=True)
@@ -56,15 +57,6 @@ def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) 
     return logits
 
 
-def next_ids(logits: torch.Tensor, config: SampleConfig, generator: torch.Generator | None) -> torch.Tensor:
-    """logits (B, V) -> ids (B,) under the config's temperature and filters."""
-    if config.temperature == 0:
-        return logits.argmax(-1)
-    logits = filter_logits(logits / config.temperature, config.top_k, config.top_p)
-    probs = logits.float().softmax(-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-
-
 @torch.inference_mode()
 def generate(model: CharRNN, vocab: Vocab, prime: str, config: SampleConfig) -> Iterator[list[str]]:
     """Yield, per generated position, one character for each sample (a list
@@ -74,29 +66,72 @@ def generate(model: CharRNN, vocab: Vocab, prime: str, config: SampleConfig) -> 
     ids = vocab.encode(prime, skip_unknown=config.skip_unknown) if prime else None
     if ids is None or len(ids) == 0:
         # No prime: start every sample after a newline, as if a new line began.
-        start = "\n" if "\n" in vocab.chars else vocab.chars[0]
-        ids = vocab.encode(start)
+        ids = vocab.encode("\n" if "\n" in vocab.chars else vocab.chars[0])
     b = config.num_samples
-    generator = torch.Generator(device=device)
-    generator.manual_seed(config.seed if config.seed is not None else torch.seed())
     x = torch.as_tensor(ids.astype("int64"), device=device).unsqueeze(0).expand(b, -1)  # (B, P)
     logits, state = model(x)  # one fused pass over the prime
+    stepper = FastStepper(model, b, device)
+    stepper.load_state(state)
     logits = logits[:, -1]  # (B, V)
-    tails = [""] * b
-    done = [False] * b
+    draw = Draws(config, b, device)
+    stops = StopWatch(config.stop, b)
     for _ in range(config.length):
-        nxt = next_ids(logits, config, generator)
-        chars = [vocab.chars[i] for i in nxt.tolist()]
+        nxt = draw(logits)
+        chars = stops.filter([vocab.chars[i] for i in nxt.tolist()])
+        yield chars
+        if stops.all_done:
+            return
+        logits = stepper.step(nxt)
+
+
+class Draws:
+    """Picks the next character of every sample from its logits.
+
+    Each sample has its own generator seeded from (seed, sample index), so
+    sample i of a batch is reproducible, and different from sample j.
+    """
+
+    def __init__(self, config: SampleConfig, batch: int, device: torch.device):
+        self.config = config
+        base = config.seed if config.seed is not None else int(torch.seed() % 2**62)
+        self.generators = []
+        for i in range(batch):
+            g = torch.Generator(device=device)
+            g.manual_seed(base * 1_000_003 + i)
+            self.generators.append(g)
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        """logits (B, V) -> ids (B,)."""
+        c = self.config
+        if c.temperature == 0:
+            return logits.argmax(-1)
+        probs = filter_logits(logits / c.temperature, c.top_k, c.top_p).float().softmax(-1)
+        if len(self.generators) == 1:
+            return torch.multinomial(probs, 1, generator=self.generators[0]).squeeze(-1)
+        return torch.cat([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, self.generators)])
+
+
+class StopWatch:
+    """Ends each sample once it has produced the stop string."""
+
+    def __init__(self, stop: str | None, batch: int):
+        self.stop = stop
+        self.tails = [""] * batch
+        self.done = [False] * batch
+
+    @property
+    def all_done(self) -> bool:
+        return self.stop is not None and all(self.done)
+
+    def filter(self, chars: list[str]) -> list[str]:
+        if self.stop is None:
+            return chars
         out = []
         for j, ch in enumerate(chars):
-            if done[j]:
+            if self.done[j]:
                 out.append("")
                 continue
             out.append(ch)
-            if config.stop:
-                tails[j] = (tails[j] + ch)[-len(config.stop) :]
-                done[j] = tails[j] == config.stop
-        yield out
-        if all(done):
-            return
-        logits, state = model.step(nxt, state)
+            self.tails[j] = (self.tails[j] + ch)[-len(self.stop) :]
+            self.done[j] = self.tails[j] == self.stop
+        return out
