@@ -360,6 +360,7 @@ def sample_cmd(
     stop: Annotated[Optional[str], typer.Option(help="End a sample when this string appears.")] = None,
     echo: Annotated[bool, typer.Option(help="Print the prime before the continuation.")] = True,
     output: Annotated[Optional[Path], typer.Option(help="Write to this file instead of stdout.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Let --output replace an existing file.")] = False,
     unknown: Annotated[str, typer.Option(help="Prime characters the model never saw: error or skip.")] = "error",
     device: DeviceOpt = DeviceName.auto,
 ) -> None:
@@ -379,8 +380,10 @@ def sample_cmd(
             f"the prime holds characters the model has never seen: {describe_chars(state.vocab.unknown(prime))}"
             " (--unknown skip drops them)"
         )
-    if output is not None and output.exists() and output.is_dir():
+    if output is not None and output.is_dir():
         raise CharRNNError(f"--output {output} is a directory")
+    if output is not None and output.exists() and not force:
+        raise CharRNNError(f"--output {output} exists: --force replaces it")
     stream = open(output, "w", encoding="utf-8") if output is not None else sys.stdout
     to_terminal = output is None and sys.stdout.isatty()
     write = (lambda s: stream.write(safe_for_terminal(s))) if to_terminal else stream.write

@@ -91,9 +91,10 @@ class Vocab:
 
 
 def describe_chars(chars: Iterable[str], limit: int = 20) -> str:
-    """Characters shown escaped, so control characters never reach a terminal raw."""
+    """Characters quoted, with control and other invisible ones escaped
+    (repr), so they never reach a terminal raw."""
     chars = list(chars)
-    shown = " ".join(ascii(c) for c in chars[:limit])
+    shown = " ".join(repr(c) for c in chars[:limit])
     return shown + (f" ... ({len(chars)} in all)" if len(chars) > limit else "")
 
 

@@ -3,6 +3,7 @@ next input, the hidden state carried, so each character costs O(1) work."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -93,11 +94,11 @@ class Draws:
 
     def __init__(self, config: SampleConfig, batch: int, device: torch.device):
         self.config = config
-        base = config.seed if config.seed is not None else int(torch.seed() % 2**62)
+        base = config.seed if config.seed is not None else torch.seed()
         self.generators = []
         for i in range(batch):
             g = torch.Generator(device=device)
-            g.manual_seed(base * 1_000_003 + i)
+            g.manual_seed(_sample_seed(base, i))
             self.generators.append(g)
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
@@ -109,6 +110,12 @@ class Draws:
         if len(self.generators) == 1:
             return torch.multinomial(probs, 1, generator=self.generators[0]).squeeze(-1)
         return torch.cat([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, self.generators)])
+
+
+def _sample_seed(base: int, index: int) -> int:
+    """A well-mixed 63-bit seed for sample `index` of a run seeded `base`."""
+    digest = hashlib.sha256(f"{base}:{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 class StopWatch:
