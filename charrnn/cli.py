@@ -209,7 +209,7 @@ def train_cmd(
     if resume is not None:
         result = _resume(ctx, resume, corpus, out, options)
     else:
-        corpus_path = corpus if corpus is not None else DEFAULT_CORPUS
+        corpus_path = corpus if corpus is not None else _default_corpus()
         data = load_corpus(corpus_path, encoding)
         config = TrainConfig(**options)
         mconf = ModelConfig(model, data.vocab.size, embedding, hidden, layers, dropout)
@@ -219,6 +219,15 @@ def train_cmd(
     _summary(result)
     if result.interrupted:
         raise typer.Exit(130)
+
+
+def _default_corpus() -> Path:
+    if not DEFAULT_CORPUS.is_file():
+        raise CharRNNError(
+            f"the shipped corpus {DEFAULT_CORPUS} is not in this installation"
+            " (it comes with a source checkout: pip install -e .); give a corpus path"
+        )
+    return DEFAULT_CORPUS
 
 
 _FIXED_ON_RESUME = (

@@ -160,3 +160,19 @@ def test_eval_needs_corpus_at_hand(trained_run, corpus_file):
     assert_one_line_error(run_cli("eval", trained_run), "has changed since training")
     corpus_file.unlink()
     assert_one_line_error(run_cli("eval", trained_run), "not at hand")
+
+
+def test_no_corpus_means_the_shipped_one(tmp_path):
+    out = tmp_path / "r"
+    result = run_cli("train", "--out", out, *TINY, "--max-steps", "1", "--val-frac", "0.001", "--test-frac", "0")
+    assert result.exit_code == 0, result.output
+    state = ckpt.load_checkpoint(out)
+    assert state.run.corpus["path"].endswith("corpora/shakespeare.txt")
+    assert state.run.corpus["n_chars"] > 5_000_000
+
+
+def test_missing_shipped_corpus_is_explained(tmp_path, monkeypatch):
+    import charrnn.cli as cli
+
+    monkeypatch.setattr(cli, "DEFAULT_CORPUS", tmp_path / "gone.txt")
+    assert_one_line_error(run_cli("train", "--out", tmp_path / "r"), "not in this installation")
