@@ -86,20 +86,34 @@ def generate(model: CharRNN, vocab: Vocab, prime: str, config: SampleConfig) -> 
 
 
 class Draws:
-    """Picks the next character of every sample from its logits.
+    """Picks the next character of every sample from its logits, by inverse
+    transform sampling: the first character whose cumulative probability
+    exceeds a uniform draw.
 
     Each sample has its own generator seeded from (seed, sample index), so
-    sample i of a batch is reproducible, and different from sample j.
+    sample i is reproducible and differs from sample j. The uniforms are
+    drawn a block of steps at a time (one call per sample per block), so a
+    batch of samples costs the same few operations per step as one.
     """
+
+    BLOCK = 1024
 
     def __init__(self, config: SampleConfig, batch: int, device: torch.device):
         self.config = config
         base = config.seed if config.seed is not None else torch.seed()
-        self.generators = []
-        for i in range(batch):
-            g = torch.Generator(device=device)
+        self.generators = [torch.Generator(device=device) for _ in range(batch)]
+        for i, g in enumerate(self.generators):
             g.manual_seed(_sample_seed(base, i))
-            self.generators.append(g)
+        self.device = device
+        self.uniforms = torch.empty(batch, 0, device=device)  # (B, steps left in block)
+        self.t = 0
+
+    def _uniform(self) -> torch.Tensor:
+        if self.t == self.uniforms.shape[1]:
+            block = [torch.rand(self.BLOCK, generator=g, device=self.device) for g in self.generators]
+            self.uniforms, self.t = torch.stack(block), 0
+        self.t += 1
+        return self.uniforms[:, self.t - 1 : self.t]  # (B, 1)
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         """logits (B, V) -> ids (B,)."""
@@ -107,9 +121,10 @@ class Draws:
         if c.temperature == 0:
             return logits.argmax(-1)
         probs = filter_logits(logits / c.temperature, c.top_k, c.top_p).float().softmax(-1)
-        if len(self.generators) == 1:
-            return torch.multinomial(probs, 1, generator=self.generators[0]).squeeze(-1)
-        return torch.cat([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, self.generators)])
+        cdf = probs.cumsum_(-1)
+        # u * total, not u: the last cumulative sum can round below 1.
+        ids = torch.searchsorted(cdf, self._uniform() * cdf[:, -1:], right=True)
+        return ids.squeeze(1).clamp_(max=probs.shape[1] - 1)
 
 
 def _sample_seed(base: int, index: int) -> int:
