@@ -182,6 +182,13 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def remove_stale_temp_files(directory: Path) -> None:
+    """Delete temporary files a killed save left behind in a run directory."""
+    for name in RUN_FILES:
+        for tmp in directory.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

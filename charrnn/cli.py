@@ -240,7 +240,9 @@ def _resume(ctx: typer.Context, path: Path, corpus: Path | None, out: Path | Non
     fixed = [f"--{n.replace('_', '-')}" for n in _FIXED_ON_RESUME if _explicit(ctx, n)]
     if fixed:
         raise CharRNNError(f"{', '.join(fixed)} cannot change when resuming: the run fixes them")
-    state = ckpt.load_checkpoint(path, prefer=ckpt.LAST)
+    # A run killed during its very first save can have best but no last yet.
+    only_best = path.is_dir() and not (path / ckpt.LAST).exists() and (path / ckpt.BEST).exists()
+    state = ckpt.load_checkpoint(path, prefer=ckpt.BEST if only_best else ckpt.LAST)
     if state.run is None:
         raise CharRNNError(f"{state.path} holds weights only, no training state to resume")
     overrides = {k: options[k] for k in ("max_steps", "epochs", "eval_every", "device") if _explicit(ctx, k)}

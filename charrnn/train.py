@@ -262,6 +262,7 @@ def train(
 ) -> TrainResult:
     """Train a new model (model_config) or continue a checkpoint's run (resume)."""
     reporter = reporter or SilentReporter()
+    ckpt.remove_stale_temp_files(out_dir)
     device = resolve_device(config.device)
     splits = split_corpus(corpus.ids, config.val_frac, config.test_frac)
     batches = StreamBatches(splits.train, config.batch_size, config.seq_len)
@@ -340,9 +341,13 @@ def train(
         if improved:
             run.best_val_loss = rec["val_loss"]
         data = ckpt.checkpoint_bytes(model, corpus.vocab, run)
-        ckpt.write_bytes_atomic(out_dir / ckpt.LAST, data)
+        # best before last: a crash between the two leaves last older than
+        # best, and resuming from last redoes the same steps exactly and
+        # rewrites best. The other order would leave last claiming a best
+        # val loss that no best file holds.
         if improved:
             ckpt.write_bytes_atomic(out_dir / ckpt.BEST, data)
+        ckpt.write_bytes_atomic(out_dir / ckpt.LAST, data)
         if rec is not None:
             rec["save_s"] = round(time.monotonic() - t0 - rec["eval_s"], 4)
             _append_metrics(out_dir, rec)

@@ -176,3 +176,13 @@ def test_missing_shipped_corpus_is_explained(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cli, "DEFAULT_CORPUS", tmp_path / "gone.txt")
     assert_one_line_error(run_cli("train", "--out", tmp_path / "r"), "not in this installation")
+
+
+def test_resume_cleans_stale_temp_files_and_falls_back_to_best(trained_run):
+    stale = trained_run / ".last.safetensors.k1ll3d.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    (trained_run / ckpt.LAST).unlink()  # as if killed during the very first save
+    result = run_cli("train", "--resume", trained_run, "--max-steps", "22")
+    assert result.exit_code == 0, result.output
+    assert not stale.exists()
+    assert ckpt.load_checkpoint(trained_run, prefer=ckpt.LAST).run.step == 22
