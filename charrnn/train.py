@@ -332,6 +332,7 @@ def train(
             val = score(model, splits.val, config.batch_size, config.seq_len)
             if not math.isfinite(val.loss):
                 raise TrainingDiverged(f"the validation loss became {val.loss} at step {run.step}; nothing was saved")
+            run.elapsed_s = elapsed0 + time.monotonic() - started  # count the evaluation too
             rec = _record(run, window, val.loss, optimizer, time.monotonic() - t0)
             run.metrics.append(rec)
         run.optimizer = optimizer.state_dict()
