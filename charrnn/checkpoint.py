@@ -226,16 +226,23 @@ def load_checkpoint(path: str | Path, prefer: str = BEST) -> Checkpoint:
         raise CharRNNError(f"checkpoint {p} is corrupt or truncated (its tensors cannot be read)") from None
     if _digest(meta_json, tensors) != digest:
         raise CharRNNError(f"checkpoint {p} is corrupt: its checksum does not match its contents")
-    meta = json.loads(meta_json)
-    version = meta.get("version")
-    if not isinstance(version, int) or version > VERSION:
-        raise CharRNNError(
-            f"checkpoint {p} has format version {version}, newer than this charrnn reads ({VERSION}): upgrade charrnn"
-        )
+    # The checksum catches accidents, not intent: anyone can write a file
+    # whose checksum matches, so every field is still checked as it is read.
     try:
+        meta = json.loads(meta_json)
+        version = meta["version"]
+        if not isinstance(version, int) or version < 1:
+            raise ValueError(f"bad format version {version!r}")
+        if version > VERSION:
+            raise CharRNNError(
+                f"checkpoint {p} has format version {version}, newer than this charrnn reads ({VERSION}):"
+                " upgrade charrnn"
+            )
         return _rebuild(p, meta, tensors)
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise CharRNNError(f"checkpoint {p} is inconsistent: {e}") from None
+    except CharRNNError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
+        raise CharRNNError(f"checkpoint {p} is inconsistent: {type(e).__name__}: {e}") from None
 
 
 def _read_header(p: Path, data: bytes) -> dict[str, str]:
@@ -261,26 +268,36 @@ def _rebuild(p: Path, meta: dict, tensors: dict[str, torch.Tensor]) -> Checkpoin
     vocab = Vocab(tuple(meta["vocab"]))
     if vocab.size != config.vocab_size:
         raise ValueError(f"vocab has {vocab.size} characters but the model expects {config.vocab_size}")
-    model = CharRNN(config)
     weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    with torch.device("meta"):  # check shapes before allocating what the config asks for
+        expected = {k: tuple(v.shape) for k, v in CharRNN(config).state_dict().items()}
+    if expected != {k: tuple(v.shape) for k, v in weights.items()}:
+        raise ValueError("its weights do not match its model config")
+    model = CharRNN(config)
     model.load_state_dict(weights, strict=True)
     model.eval()
     run = None
     if "run" in meta:
         r = meta["run"]
         run = RunState(
-            train_config=r["train_config"],
-            corpus=r["corpus"],
-            step=r["step"],
-            epoch=r["epoch"],
-            step_in_epoch=r["step_in_epoch"],
-            chars_seen=r["chars_seen"],
-            progress=r["progress"],
-            elapsed_s=r["elapsed_s"],
-            best_val_loss=r["best_val_loss"],
-            metrics=r["metrics"],
+            train_config=_typed(r["train_config"], dict),
+            corpus=_typed(r["corpus"], dict),
+            step=_typed(r["step"], int),
+            epoch=_typed(r["epoch"], int),
+            step_in_epoch=_typed(r["step_in_epoch"], int),
+            chars_seen=_typed(r["chars_seen"], int),
+            progress=float(r["progress"]),
+            elapsed_s=float(r["elapsed_s"]),
+            best_val_loss=None if r["best_val_loss"] is None else float(r["best_val_loss"]),
+            metrics=_typed(r["metrics"], list),
             optimizer=_unflatten_optimizer(r["optimizer"], tensors),
             carried=tuple(tensors[f"carried.{i}"] for i in range(r["carried"])),
             rng={k[len("rng.") :]: v for k, v in tensors.items() if k.startswith("rng.")},
         )
     return Checkpoint(config, vocab, model, run, p)
+
+
+def _typed(value, kind: type):
+    if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
+        raise TypeError(f"expected {kind.__name__}, found {type(value).__name__}")
+    return value

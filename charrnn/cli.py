@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -28,12 +29,14 @@ from .evaluate import score
 from .model import CellKind, ModelConfig
 from .sample import SampleConfig, generate
 from .terminal import safe_for_terminal
-from .train import DEFAULT_MAX_STEPS, TrainConfig, parse_duration, prepare_out_dir, resolve_device, resume_config, train
+from .train import DEFAULT_MAX_STEPS, RESUMABLE_OVERRIDES, TrainConfig, parse_duration, prepare_out_dir, resolve_device, resume_config, train
 
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "corpora" / "shakespeare.txt"
 CHECKPOINTS = Path("checkpoints")
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# markup=False everywhere: paths, corpus and model text are data, never markup.
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+console = Console(highlight=False, markup=False)
 
 # Option defaults come from the config dataclasses, so they cannot drift.
 _T = TrainConfig()
@@ -60,7 +63,7 @@ class _OneLineErrors(TyperGroup):
 
 def _fail(message: str) -> None:
     # print, not rich: the message may hold user text that must not be markup
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {safe_for_terminal(message)}", file=sys.stderr)
     sys.exit(1)
 
 
@@ -79,6 +82,11 @@ class DeviceName(str, Enum):
     cpu = "cpu"
     cuda = "cuda"
     mps = "mps"
+
+
+class Unknown(str, Enum):
+    error = "error"
+    skip = "skip"
 
 
 # Parameters shared by several commands, declared once.
@@ -106,6 +114,7 @@ class TqdmReporter:
         self.bar: tqdm | None = None
         self.val = float("nan")
         self.smooth_loss: float | None = None
+        self.deadline: float | None = None
 
     def start(self, total_steps, start_step, info):
         err.print(f"corpus: {info['corpus']} ({info['corpus_chars']:,} characters, {info['vocab_size']} distinct)")
@@ -113,6 +122,8 @@ class TqdmReporter:
             f"model: {info['parameters']:,} parameters on {info['device']};"
             f" {info['steps_per_epoch']:,} steps per epoch"
         )
+        limit = info.get("time_limit_s")
+        self.deadline = time.monotonic() + limit if limit and total_steps is None else None
         self.bar = tqdm(
             total=total_steps, initial=start_step, unit="step", file=sys.stderr, disable=None, dynamic_ncols=True
         )
@@ -121,9 +132,10 @@ class TqdmReporter:
         self.smooth_loss = loss if self.smooth_loss is None else 0.95 * self.smooth_loss + 0.05 * loss
         self.bar.update(1)
         if step % 10 == 0:
-            self.bar.set_postfix_str(
-                f"loss {self.smooth_loss:.3f} val {self.val:.3f} {chars_per_s / 1000:.1f}k chars/s", refresh=False
-            )
+            postfix = f"loss {self.smooth_loss:.3f} val {self.val:.3f} {chars_per_s / 1000:.1f}k chars/s"
+            if self.deadline is not None:  # a time-limited run: tqdm has no total to give an ETA from
+                postfix += f" ETA {tqdm.format_interval(max(0.0, self.deadline - time.monotonic()))}"
+            self.bar.set_postfix_str(postfix, refresh=False)
 
     def evaluated(self, record):
         self.val = record["val_loss"]
@@ -177,7 +189,7 @@ def train_cmd(
     warmup_steps: Annotated[int, _optim("Linear learning-rate warm-up steps.", min=0)] = _T.warmup_steps,
     weight_decay: Annotated[float, _optim("AdamW weight decay (matrices only).", min=0.0)] = _T.weight_decay,
     grad_clip: Annotated[float, _optim("Clip the global gradient norm to this.", min=0.0)] = _T.grad_clip,
-    seed: Annotated[int, _optim("Random seed (initialisation and dropout).")] = _T.seed,
+    seed: Annotated[int, _optim("Random seed (initialisation and dropout).", min=0, max=2**63 - 1)] = _T.seed,
     val_frac: Annotated[float, _data("Fraction of the corpus for validation (after train).")] = _T.val_frac,
     test_frac: Annotated[float, _data("Fraction of the corpus held out for testing (the end).")] = _T.test_frac,
     encoding: Annotated[str, _data("Text encoding of the corpus files.")] = _T.encoding,
@@ -207,11 +219,12 @@ def train_cmd(
         encoding=encoding,
     )  # fmt: skip
     if resume is not None:
-        result = _resume(ctx, resume, corpus, out, options)
+        result = _resume(ctx, resume, corpus, options)
     else:
+        config = TrainConfig(**options)  # checked before the corpus is read
+        ModelConfig(model, 1, embedding, hidden, layers, dropout)
         corpus_path = corpus if corpus is not None else _default_corpus()
         data = load_corpus(corpus_path, encoding)
-        config = TrainConfig(**options)
         mconf = ModelConfig(model, data.vocab.size, embedding, hidden, layers, dropout)
         name = f"{corpus_path.stem or 'corpus'}-{model.value}"
         out_dir = prepare_out_dir(out, CHECKPOINTS / name, force)
@@ -230,26 +243,25 @@ def _default_corpus() -> Path:
     return DEFAULT_CORPUS
 
 
-_FIXED_ON_RESUME = (
-    "model", "layers", "hidden", "embedding", "dropout", "seq_len", "batch_size", "lr", "min_lr_frac",
-    "warmup_steps", "weight_decay", "grad_clip", "val_frac", "test_frac", "seed", "encoding", "out", "force",
-)  # fmt: skip
-
-
-def _resume(ctx: typer.Context, path: Path, corpus: Path | None, out: Path | None, options: dict):
-    fixed = [f"--{n.replace('_', '-')}" for n in _FIXED_ON_RESUME if _explicit(ctx, n)]
+def _resume(ctx: typer.Context, path: Path, corpus: Path | None, options: dict):
+    """Continue a run. Only the options that say how long and where to run
+    (RESUMABLE_OVERRIDES) may be given; the checkpoint fixes the rest."""
+    given = {name for name in ctx.params if _explicit(ctx, name)} - {"resume", "corpus"}
+    as_field = {name: "time_limit_s" if name == "time_limit" else name for name in given}
+    fixed = sorted(f"--{n.replace('_', '-')}" for n in given if as_field[n] not in RESUMABLE_OVERRIDES)
     if fixed:
         raise CharRNNError(f"{', '.join(fixed)} cannot change when resuming: the run fixes them")
-    # A run killed during its very first save can have best but no last yet.
-    only_best = path.is_dir() and not (path / ckpt.LAST).exists() and (path / ckpt.BEST).exists()
-    state = ckpt.load_checkpoint(path, prefer=ckpt.BEST if only_best else ckpt.LAST)
+    state = ckpt.load_checkpoint(path, prefer=_resume_target(path))
     if state.run is None:
         raise CharRNNError(f"{state.path} holds weights only, no training state to resume")
-    overrides = {k: options[k] for k in ("max_steps", "epochs", "eval_every", "device") if _explicit(ctx, k)}
-    if _explicit(ctx, "time_limit"):
-        overrides["time_limit_s"] = options["time_limit_s"]
-    config = resume_config(state.run.train_config, overrides)
-    corpus_path = corpus if corpus is not None else Path(state.run.corpus["path"])
+    _refuse_rewinding(state)
+    # The device is where to run now, not where the run began: auto unless given.
+    overrides = {"device": "auto"} | {as_field[n]: options[as_field[n]] for n in given}
+    try:
+        config = resume_config(state.run.train_config, overrides)
+    except TypeError as e:
+        raise CharRNNError(f"{state.path} holds an unreadable train config: {e}") from None
+    corpus_path = corpus if corpus is not None else Path(state.run.corpus.get("path", ""))
     data = load_corpus(corpus_path, config.encoding)
     added, removed = state.vocab.diff(data.vocab)
     if added or removed:
@@ -258,13 +270,35 @@ def _resume(ctx: typer.Context, path: Path, corpus: Path | None, out: Path | Non
             f" added {describe_chars(added) or 'none'}; removed {describe_chars(removed) or 'none'}"
         )
     err.print(f"resuming {state.path} at step {state.run.step:,}")
+    if data.info.sha256 != state.run.corpus.get("sha256"):
+        err.print(f"note: {corpus_path} is not the text the run began on; training goes on with it")
     return train(data, config, state.path.parent, resume=state, reporter=TqdmReporter())
+
+
+def _resume_target(path: Path) -> str:
+    """A run directory resumes from its last checkpoint, or from best if a
+    kill during the very first save left no last."""
+    only_best = path.is_dir() and not (path / ckpt.LAST).exists() and (path / ckpt.BEST).exists()
+    return ckpt.BEST if only_best else ckpt.LAST
+
+
+def _refuse_rewinding(state: ckpt.Checkpoint) -> None:
+    """Resuming an older checkpoint of a run would replace its newer last."""
+    last = state.path.parent / ckpt.LAST
+    if state.path.name == ckpt.LAST or not last.exists():
+        return
+    newer = ckpt.load_checkpoint(last).run
+    if newer is not None and newer.step > state.run.step:
+        raise CharRNNError(
+            f"{last} is newer (step {newer.step:,}) than {state.path} (step {state.run.step:,}):"
+            f" resuming would replace it; copy {state.path.name} into a new directory to branch from it"
+        )
 
 
 def _summary(result) -> None:
     table = Table(title="training run", show_header=False, title_justify="left")
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")
     rec = result.last_record or {}
     rows = [
         ("run directory", str(result.out_dir)),
@@ -315,14 +349,19 @@ def eval_cmd(
     if as_json:
         print(json.dumps(result.to_dict()))
         return
-    table = Table(title=f"{state.path} on {source}", show_header=False, title_justify="left")
+    table = Table(show_header=False, box=None)
     table.add_column(style="bold")
-    table.add_column(justify="right")
-    table.add_row("loss", f"{result.loss:.4f} nats/char")
-    table.add_row("bits per char", f"{result.bpc:.4f}")
-    table.add_row("perplexity", f"{result.perplexity:.4f}")
-    table.add_row("characters", f"{result.chars:,}")
-    Console().print(table)
+    table.add_column(overflow="fold")
+    for name, value in [
+        ("model", str(state.path)),
+        ("text", source),
+        ("loss", f"{result.loss:.4f} nats/char"),
+        ("bits per char", f"{result.bpc:.4f}"),
+        ("perplexity", f"{result.perplexity:.4f}"),
+        ("characters", f"{result.chars:,}"),
+    ]:
+        table.add_row(name, value)
+    console.print(table)
 
 
 def _eval_text(state: ckpt.Checkpoint, text_file: Path | None, encoding: str):
@@ -332,8 +371,9 @@ def _eval_text(state: ckpt.Checkpoint, text_file: Path | None, encoding: str):
         if unknown:
             raise CharRNNError(f"{text_file} holds characters the model has never seen: {describe_chars(unknown)}")
         # Re-map the file's own ids to the model's vocab.
-        lut = [state.vocab.chars.index(c) for c in data.vocab.chars]
-        return np.asarray(lut, dtype=np.int64)[data.ids], str(text_file)
+        index = {c: i for i, c in enumerate(state.vocab.chars)}
+        lut = np.asarray([index[c] for c in data.vocab.chars], dtype=state.vocab.dtype)
+        return lut[data.ids], str(text_file)
     run = state.run
     if run is None:
         raise CharRNNError("this checkpoint records no corpus: give a text file to score")
@@ -372,13 +412,11 @@ def sample_cmd(
     echo: Annotated[bool, typer.Option(help="Print the prime before the continuation.")] = True,
     output: Annotated[Optional[Path], typer.Option(help="Write to this file instead of stdout.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Let --output replace an existing file.")] = False,
-    unknown: Annotated[str, typer.Option(help="Prime characters the model never saw: error or skip.")] = "error",
+    unknown: Annotated[Unknown, typer.Option(help="Prime characters the model never saw: error, or skip them.")] = Unknown.error,
     device: DeviceOpt = DeviceName.auto,
 ) -> None:
     """Generate text from a model, one character at a time."""
-    if unknown not in ("error", "skip"):
-        raise CharRNNError(f"--unknown must be error or skip, not {unknown!r}")
-    config = SampleConfig(length, temperature, top_k, top_p, seed, num_samples, stop, unknown == "skip")
+    config = SampleConfig(length, temperature, top_k, top_p, seed, num_samples, stop, unknown is Unknown.skip)
     if prime_file is not None:
         try:
             prime = prime_file.read_text(encoding="utf-8")

@@ -120,16 +120,26 @@ class Corpus:
     info: CorpusInfo
 
 
-def _is_text_file(path: Path) -> bool:
+def _ascii_compatible(encoding: str) -> bool:
+    """Whether NUL bytes in a file mean binary (false for UTF-16 and UTF-32)."""
+    try:
+        return "a\0".encode(encoding) == b"a\0"
+    except (UnicodeError, LookupError):
+        return False
+
+
+def _is_text_file(path: Path, encoding: str) -> bool:
     try:
         with open(path, "rb") as f:
             head = f.read(SNIFF_BYTES)
     except OSError:
         return False
-    return b"\0" not in head
+    if _ascii_compatible(encoding):
+        return b"\0" not in head
+    return "\0" not in head.decode(encoding, errors="ignore")
 
 
-def corpus_files(path: Path) -> list[Path]:
+def corpus_files(path: Path, encoding: str = "utf-8") -> list[Path]:
     """The files a corpus path means: the file itself, or a directory's text
     files (recursively, sorted, hidden ones skipped)."""
     if not path.exists():
@@ -143,32 +153,32 @@ def corpus_files(path: Path) -> list[Path]:
         for p in sorted(path.rglob("*"))
         if p.is_file()
         and not any(part.startswith(".") for part in p.relative_to(path).parts)
-        and _is_text_file(p)
+        and _is_text_file(p, encoding)
     ]
     if not files:
         raise CharRNNError(f"directory {path} holds no text files")
     return files
 
 
-def _decoder(encoding: str) -> codecs.IncrementalDecoder:
-    # utf-8-sig strips a leading byte-order mark and is otherwise strict UTF-8.
-    name = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
-    return codecs.getincrementaldecoder(name)(errors="strict")
-
-
 def _read_file(path: Path, encoding: str, digest) -> Iterator[str]:
     """Decoded chunks of one file; bad bytes raise with their byte offset."""
-    dec = _decoder(encoding)
-    fed = 0
+    dec = codecs.getincrementaldecoder(encoding)(errors="strict")
+    utf8 = codecs.lookup(encoding).name == "utf-8"
+    nul_means_binary = _ascii_compatible(encoding)
+    fed = 0  # bytes of the file consumed so far
     with open(path, "rb") as f:
         while True:
             raw = f.read(CHUNK_BYTES)
             final = not raw
-            if raw:
-                digest.update(raw)
-                nul = raw.find(b"\0")
-                if nul >= 0:
-                    raise CharRNNError(f"{path} looks binary: NUL byte at byte offset {fed + nul}")
+            digest.update(raw)
+            if fed == 0 and utf8 and raw.startswith(codecs.BOM_UTF8):
+                raw, fed = raw[len(codecs.BOM_UTF8) :], len(codecs.BOM_UTF8)  # strip a BOM
+            nul = raw.find(b"\0") if nul_means_binary else -1
+            if nul >= 0:
+                raise CharRNNError(
+                    f"{path} looks binary: NUL byte at byte offset {fed + nul}"
+                    " (UTF-16 or UTF-32 text needs --encoding)"
+                )
             pending = len(dec.getstate()[0])
             try:
                 text = dec.decode(raw, final=final)
@@ -178,6 +188,8 @@ def _read_file(path: Path, encoding: str, digest) -> Iterator[str]:
                     f"{path} is not valid {encoding}: byte 0x{e.object[e.start]:02x} at byte offset {offset}"
                     " (use --encoding if the file uses another encoding)"
                 ) from None
+            if not nul_means_binary and "\0" in text:
+                raise CharRNNError(f"{path} looks binary: it holds U+0000 characters")
             fed += len(raw)
             if text:
                 yield text
@@ -204,7 +216,7 @@ def load_corpus(path: str | Path, encoding: str = "utf-8") -> Corpus:
         codecs.lookup(encoding)
     except LookupError:
         raise CharRNNError(f"unknown encoding: {encoding}") from None
-    files = corpus_files(path)
+    files = corpus_files(path, encoding)
     try:
         charset, n_chars, sha = _scan(files, encoding)
         if n_chars == 0:
@@ -220,7 +232,8 @@ def load_corpus(path: str | Path, encoding: str = "utf-8") -> Corpus:
         raise CharRNNError(f"cannot read corpus {path}: {e.strerror or e}") from None
     if pos != n_chars:
         raise CharRNNError(f"corpus {path} changed while it was being read")
-    info = CorpusInfo(str(path), sha, n_chars, len(files), encoding)
+    # An absolute path, so eval and resume find the corpus from any directory.
+    info = CorpusInfo(str(path.resolve()), sha, n_chars, len(files), encoding)
     return Corpus(ids, vocab, info)
 
 

@@ -24,7 +24,7 @@ class Score:
 
     @property
     def perplexity(self) -> float:
-        return math.exp(self.loss)
+        return math.exp(self.loss) if self.loss < 700 else math.inf
 
     def to_dict(self) -> dict:
         return {"loss": self.loss, "bpc": self.bpc, "perplexity": self.perplexity, "chars": self.chars}
@@ -38,12 +38,11 @@ def score(model: CharRNN, ids: np.ndarray, batch_size: int = 1, seq_len: int = 2
     was_training = model.training
     model.eval()
     device = model.head.weight.device
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    count = 0
-    state = None
+    total, count, state = 0.0, 0, None  # summed in Python floats: MPS has no float64
     for x, y in eval_chunks(ids, batch_size, seq_len):
         logits, state = model(x.to(device), state)
-        total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.to(device).reshape(-1), reduction="sum")
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.to(device).reshape(-1), reduction="sum")
+        total += loss.item()
         count += y.numel()
     model.train(was_training)
-    return Score(total.item() / count if count else float("nan"), count)
+    return Score(total / count if count else float("nan"), count)

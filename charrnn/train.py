@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import signal
 import threading
@@ -62,6 +63,8 @@ class TrainConfig:
                 f"split fractions must satisfy 0 < --val-frac ({self.val_frac}), 0 <= --test-frac"
                 f" ({self.test_frac}) and --val-frac + --test-frac < 1"
             )
+        if not 0 <= self.seed < 2**63:
+            raise CharRNNError(f"--seed must be in [0, 2**63), not {self.seed}")
         if self.warmup_steps < 0 or self.weight_decay < 0 or not self.grad_clip > 0:
             raise CharRNNError("--warmup-steps and --weight-decay must be >= 0 and --grad-clip > 0")
 
@@ -116,13 +119,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 def has_run(directory: Path) -> bool:
-    return any((directory / f).exists() for f in ckpt.RUN_FILES)
+    return any((directory / f).exists() for f in (ckpt.BEST, ckpt.LAST))
 
 
 def prepare_out_dir(out: Path | None, default: Path, force: bool) -> Path:
-    """The directory a new run writes to. An explicit --out that already
-    holds a run is refused unless --force (which clears that run's files);
-    the default name gets a -2, -3, ... suffix instead of clobbering."""
+    """The directory a new run will write to. An explicit --out that already
+    holds a run is refused unless --force (the run is replaced only once the
+    new one has passed its checks, in `train`); the default name gets a -2,
+    -3, ... suffix instead of clobbering anything. Creates nothing."""
     if out is None:
         out, n = default, 1
         while out.exists() and (not out.is_dir() or has_run(out)):
@@ -130,18 +134,12 @@ def prepare_out_dir(out: Path | None, default: Path, force: bool) -> Path:
             out = default.with_name(f"{default.name}-{n}")
     elif out.exists() and not out.is_dir():
         raise CharRNNError(f"--out {out} is a file, not a directory")
-    elif has_run(out):
-        if not force:
-            raise CharRNNError(
-                f"{out} already holds a run: --resume {out} continues it, --force replaces it,"
-                " or choose another --out"
-            )
-        for name in ckpt.RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise CharRNNError(f"cannot create output directory {out}: {e.strerror or e}") from None
+    elif has_run(out) and not force:
+        raise CharRNNError(
+            f"{out} already holds a run: --resume {out} continues it, --force replaces it, or choose another --out"
+        )
+    if out.exists() and not os.access(out, os.W_OK):
+        raise CharRNNError(f"cannot write to output directory {out}")
     return out
 
 
@@ -260,28 +258,87 @@ def train(
     resume: ckpt.Checkpoint | None = None,
     reporter: Reporter | None = None,
 ) -> TrainResult:
-    """Train a new model (model_config) or continue a checkpoint's run (resume)."""
-    reporter = reporter or SilentReporter()
-    ckpt.remove_stale_temp_files(out_dir)
-    device = resolve_device(config.device)
-    splits = split_corpus(corpus.ids, config.val_frac, config.test_frac)
-    batches = StreamBatches(splits.train, config.batch_size, config.seq_len)
-    steps_per_epoch = len(batches)
+    """Train a new model (model_config) or continue a checkpoint's run (resume).
 
-    torch.manual_seed(config.seed)
-    if resume is None:
-        assert model_config is not None
-        model = CharRNN(model_config)
-    else:
-        model, run = resume.model, resume.run
-        assert run is not None
-    model.to(device).train()
-    optimizer = _make_optimizer(model, config)
+    Everything that can refuse the request (device, splits, batch fit, run
+    length) is checked before anything in `out_dir` is touched; only then is
+    a previous run there (allowed by --force) replaced."""
+    session = _Session(corpus, config, out_dir, model_config, resume, reporter or SilentReporter())
+    return session.run()
 
-    if resume is None:
-        run = ckpt.RunState(
-            train_config=config.to_dict(),
-            corpus=asdict(corpus.info),
+
+@dataclass
+class _Window:
+    """Training statistics since the last evaluation."""
+
+    loss: float = 0.0
+    steps: int = 0
+    grad_norm: float = 0.0
+    grad_norm_max: float = 0.0
+    seconds: float = 0.0
+    chars: int = 0
+
+    def add(self, loss: float, grad_norm: float, seconds: float, chars: int) -> None:
+        self.loss += loss
+        self.steps += 1
+        self.grad_norm += grad_norm
+        self.grad_norm_max = max(self.grad_norm_max, grad_norm)
+        self.seconds += seconds
+        self.chars += chars
+
+    def summary(self) -> dict:
+        n = max(self.steps, 1)
+        return {
+            "train_loss": self.loss / n,
+            "grad_norm": self.grad_norm / n,
+            "grad_norm_max": self.grad_norm_max,
+            "chars_per_s": round(self.chars / self.seconds, 1) if self.seconds > 0 else None,
+        }
+
+
+class _Session:
+    """One invocation of `train`: built once, then stepped to a stop."""
+
+    def __init__(self, corpus, config, out_dir, model_config, resume, reporter):
+        self.corpus, self.config, self.out_dir, self.reporter = corpus, config, out_dir, reporter
+        self.device = resolve_device(config.device)
+        self.splits = split_corpus(corpus.ids, config.val_frac, config.test_frac)
+        self.batches = StreamBatches(self.splits.train, config.batch_size, config.seq_len)
+        totals = [t for t in (config.max_steps, config.epochs and config.epochs * len(self.batches)) if t]
+        self.total_steps = min(totals) if totals else (None if config.time_limit_s else DEFAULT_MAX_STEPS)
+        if resume is not None and self.total_steps is not None and resume.run.step >= self.total_steps:
+            raise CharRNNError(
+                f"the run is already at step {resume.run.step:,}, which its length limit"
+                f" ({self.total_steps:,} steps) allows no further: raise --max-steps or --epochs to go on"
+            )
+
+        torch.manual_seed(config.seed)
+        self.model = (CharRNN(model_config) if resume is None else resume.model).to(self.device).train()
+        self.optimizer = _make_optimizer(self.model, config)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.remove_stale_temp_files(out_dir)
+        if resume is None:
+            self.run_state = self._fresh_run()
+            for name in (ckpt.BEST, ckpt.LAST):  # a run being replaced (--force)
+                (out_dir / name).unlink(missing_ok=True)
+        else:
+            self.run_state = resume.run
+            try:
+                self.optimizer.load_state_dict(self.run_state.optimizer)
+            except (KeyError, ValueError, TypeError, RuntimeError) as e:
+                raise CharRNNError(f"the checkpoint's optimizer state does not fit its model: {e}") from None
+            _set_rng_state(self.run_state.rng, self.device)
+            self.run_state.train_config = config.to_dict()
+            self.run_state.corpus = asdict(corpus.info)
+        _write_metrics(out_dir, self.run_state.metrics)  # the checkpoint's history is authoritative
+        self.state = tuple(s.to(self.device) for s in self.run_state.carried)
+        self.window = _Window()
+        self.last_record: dict | None = None
+
+    def _fresh_run(self) -> ckpt.RunState:
+        return ckpt.RunState(
+            train_config=self.config.to_dict(),
+            corpus=asdict(self.corpus.info),
             step=0,
             epoch=0,
             step_in_epoch=0,
@@ -291,126 +348,123 @@ def train(
             best_val_loss=None,
             metrics=[],
             optimizer={},
-            carried=model.init_state(config.batch_size, "cpu"),
+            carried=self.model.init_state(self.config.batch_size, "cpu"),
         )
-        _write_metrics(out_dir, [])
-    else:
-        optimizer.load_state_dict(run.optimizer)
-        _set_rng_state(run.rng, device)
-        run.train_config = config.to_dict()
-        run.corpus = asdict(corpus.info)
-        _write_metrics(out_dir, run.metrics)  # the checkpoint's history is authoritative
 
-    totals = [t for t in (config.max_steps, config.epochs and config.epochs * steps_per_epoch) if t]
-    total_steps = min(totals) if totals else (None if config.time_limit_s else DEFAULT_MAX_STEPS)
-    progress0 = run.progress
-    state = tuple(s.to(device) for s in run.carried)
-    started = time.monotonic()
-    elapsed0 = run.elapsed_s
-    window = {"loss": 0.0, "n": 0, "gnorm": 0.0, "gmax": 0.0, "t": 0.0, "chars": 0}
-    stop_reason = None
-    record = None
+    def run(self) -> TrainResult:
+        run, config = self.run_state, self.config
+        self.started, self.elapsed0, progress0 = time.monotonic(), run.elapsed_s, run.progress
+        self.reporter.start(self.total_steps, run.step, self._info())
+        stop_reason = None
+        try:
+            with _StopFlag() as stop:
+                while stop_reason is None:
+                    elapsed = time.monotonic() - self.started
+                    run.progress = _progress(run.step, self.total_steps, progress0, elapsed, config.time_limit_s)
+                    self._step(_lr_at(config, run.step, run.progress))
+                    stop_reason = _stop_reason(run.step, self.total_steps, config, self._elapsed(), stop.set)
+                    if stop_reason == "interrupted":
+                        self._save(with_eval=False)
+                    elif run.step % config.eval_every == 0 or stop_reason:
+                        self._save(with_eval=True)
+        finally:
+            self.reporter.close()
+        return TrainResult(
+            self.out_dir, run.step, stop_reason, run.best_val_loss, self.last_record,
+            self.model.num_parameters(), run.elapsed_s,
+        )  # fmt: skip
 
-    reporter.start(
-        total_steps,
-        run.step,
-        {
-            "parameters": model.num_parameters(),
-            "device": str(device),
-            "steps_per_epoch": steps_per_epoch,
-            "corpus": corpus.info.path,
-            "corpus_chars": corpus.info.n_chars,
-            "vocab_size": corpus.vocab.size,
-        },
-    )
+    def _elapsed(self) -> float:
+        return time.monotonic() - self.started
 
-    def save(with_eval: bool) -> dict | None:
-        nonlocal record
+    def _step(self, lr: float) -> None:
+        """One optimizer step on the next batch (a new epoch starts from zero state)."""
+        run, model = self.run_state, self.model
+        if run.step_in_epoch >= len(self.batches):
+            run.epoch += 1
+            run.step_in_epoch = 0
+            self.state = model.init_state(self.config.batch_size, self.device)
         t0 = time.monotonic()
-        rec = None
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        x, y = (t.to(self.device, non_blocking=True) for t in self.batches.batch(run.step_in_epoch))
+        logits, state = model(x, self.state)  # (B, T, V)
+        self.state = model.detach_state(state)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.grad_clip)
+        loss_v, gnorm_v = loss.item(), gnorm.item()
+        if not (math.isfinite(loss_v) and math.isfinite(gnorm_v)):
+            raise TrainingDiverged(
+                f"training diverged at step {run.step + 1}: loss {loss_v}, gradient norm {gnorm_v};"
+                f" nothing was saved for this step (try a lower --lr than {self.config.lr})"
+            )
+        self.optimizer.step()
+        run.step += 1
+        run.step_in_epoch += 1
+        run.chars_seen += y.numel()
+        run.elapsed_s = self.elapsed0 + self._elapsed()
+        dt = time.monotonic() - t0
+        self.window.add(loss_v, gnorm_v, dt, y.numel())
+        self.reporter.step(run.step, loss_v, y.numel() / dt if dt > 0 else 0.0)
+
+    def _save(self, with_eval: bool) -> None:
+        """Evaluate (unless interrupted), then write best (if improved) and last."""
+        run, t0 = self.run_state, time.monotonic()
+        record = None
         if with_eval:
-            val = score(model, splits.val, config.batch_size, config.seq_len)
+            val = score(self.model, self.splits.val, self.config.batch_size, self.config.seq_len)
             if not math.isfinite(val.loss):
                 raise TrainingDiverged(f"the validation loss became {val.loss} at step {run.step}; nothing was saved")
-            run.elapsed_s = elapsed0 + time.monotonic() - started  # count the evaluation too
-            rec = _record(run, window, val.loss, optimizer, time.monotonic() - t0)
-            run.metrics.append(rec)
-        run.optimizer = optimizer.state_dict()
-        run.carried = tuple(s.detach().cpu() for s in state)
-        run.rng = _rng_state(device)
-        improved = rec is not None and (run.best_val_loss is None or rec["val_loss"] < run.best_val_loss)
+            run.elapsed_s = self.elapsed0 + self._elapsed()  # count the evaluation too
+            record = self._record(val.loss, time.monotonic() - t0)
+            run.metrics.append(record)
+        run.optimizer = self.optimizer.state_dict()
+        run.carried = tuple(s.detach().cpu() for s in self.state)
+        run.rng = _rng_state(self.device)
+        improved = record is not None and (run.best_val_loss is None or record["val_loss"] < run.best_val_loss)
         if improved:
-            run.best_val_loss = rec["val_loss"]
-        data = ckpt.checkpoint_bytes(model, corpus.vocab, run)
+            run.best_val_loss = record["val_loss"]
+        data = ckpt.checkpoint_bytes(self.model, self.corpus.vocab, run)
         # best before last: a crash between the two leaves last older than
         # best, and resuming from last redoes the same steps exactly and
         # rewrites best. The other order would leave last claiming a best
         # val loss that no best file holds.
         if improved:
-            ckpt.write_bytes_atomic(out_dir / ckpt.BEST, data)
-        ckpt.write_bytes_atomic(out_dir / ckpt.LAST, data)
-        if rec is not None:
-            rec["save_s"] = round(time.monotonic() - t0 - rec["eval_s"], 4)
-            _append_metrics(out_dir, rec)
-            reporter.evaluated(rec)
-            record = rec
-            for k in window:
-                window[k] = 0.0
-        return rec
+            ckpt.write_bytes_atomic(self.out_dir / ckpt.BEST, data)
+        ckpt.write_bytes_atomic(self.out_dir / ckpt.LAST, data)
+        if record is not None:
+            record["save_s"] = round(time.monotonic() - t0 - record["eval_s"], 4)
+            _append_metrics(self.out_dir, record)
+            self.reporter.evaluated(record)
+            self.last_record = record
+            self.window = _Window()
 
-    try:
-        with _StopFlag() as stop:
-            while stop_reason is None:
-                if run.step_in_epoch >= steps_per_epoch:  # new epoch: fresh state
-                    run.epoch += 1
-                    run.step_in_epoch = 0
-                    state = model.init_state(config.batch_size, device)
-                t0 = time.monotonic()
-                elapsed = t0 - started
-                run.progress = _progress(run.step, total_steps, progress0, elapsed, config.time_limit_s)
-                lr = _lr_at(config, run.step, run.progress)
-                for g in optimizer.param_groups:
-                    g["lr"] = lr
+    def _record(self, val_loss: float, eval_s: float) -> dict:
+        run = self.run_state
+        return {
+            "step": run.step,
+            "epoch": run.epoch,
+            "chars_seen": run.chars_seen,
+            **self.window.summary(),
+            "val_loss": val_loss,
+            "val_bpc": val_loss / math.log(2),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "elapsed_s": round(run.elapsed_s, 3),
+            "eval_s": round(eval_s, 4),
+        }
 
-                x, y = batches.batch(run.step_in_epoch)
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                logits, state = model(x, state)  # (B, T, V)
-                state = model.detach_state(state)
-                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                loss_v, gnorm_v = loss.item(), gnorm.item()
-                if not (math.isfinite(loss_v) and math.isfinite(gnorm_v)):
-                    raise TrainingDiverged(
-                        f"training diverged at step {run.step + 1}: loss {loss_v}, gradient norm {gnorm_v};"
-                        f" nothing was saved for this step (try a lower --lr than {config.lr})"
-                    )
-                optimizer.step()
-
-                run.step += 1
-                run.step_in_epoch += 1
-                run.chars_seen += y.numel()
-                dt = time.monotonic() - t0
-                window["loss"] += loss_v
-                window["n"] += 1
-                window["gnorm"] += gnorm_v
-                window["gmax"] = max(window["gmax"], gnorm_v)
-                window["t"] += dt
-                window["chars"] += y.numel()
-                run.elapsed_s = elapsed0 + time.monotonic() - started
-                reporter.step(run.step, loss_v, y.numel() / dt if dt > 0 else 0.0)
-
-                stop_reason = _stop_reason(run, total_steps, config, time.monotonic() - started, stop.set)
-                if stop_reason == "interrupted":
-                    save(with_eval=False)
-                elif run.step % config.eval_every == 0 or stop_reason:
-                    save(with_eval=True)
-    finally:
-        reporter.close()
-    return TrainResult(
-        out_dir, run.step, stop_reason, run.best_val_loss, record, model.num_parameters(), run.elapsed_s
-    )
+    def _info(self) -> dict:
+        return {
+            "parameters": self.model.num_parameters(),
+            "device": str(self.device),
+            "steps_per_epoch": len(self.batches),
+            "corpus": self.corpus.info.path,
+            "corpus_chars": self.corpus.info.n_chars,
+            "vocab_size": self.corpus.vocab.size,
+            "time_limit_s": self.config.time_limit_s,
+        }
 
 
 def _progress(step: int, total: int | None, p0: float, elapsed: float, limit: float | None) -> float:
@@ -423,32 +477,14 @@ def _progress(step: int, total: int | None, p0: float, elapsed: float, limit: fl
     return min(p, 1.0)
 
 
-def _stop_reason(run, total_steps, config, elapsed, interrupted) -> str | None:
+def _stop_reason(step: int, total_steps: int | None, config: TrainConfig, elapsed: float, interrupted: bool):
     if interrupted:
         return "interrupted"
-    if total_steps is not None and run.step >= total_steps:
-        return "max_steps" if config.max_steps == total_steps else "epochs"
+    if total_steps is not None and step >= total_steps:
+        return "epochs" if config.epochs and total_steps < (config.max_steps or math.inf) else "max_steps"
     if config.time_limit_s is not None and elapsed >= config.time_limit_s:
         return "time_limit"
     return None
-
-
-def _record(run, window, val_loss: float, optimizer, eval_s: float) -> dict:
-    n = max(window["n"], 1)
-    return {
-        "step": run.step,
-        "epoch": run.epoch,
-        "chars_seen": run.chars_seen,
-        "train_loss": window["loss"] / n,
-        "val_loss": val_loss,
-        "val_bpc": val_loss / math.log(2),
-        "lr": optimizer.param_groups[0]["lr"],
-        "grad_norm": window["gnorm"] / n,
-        "grad_norm_max": window["gmax"],
-        "elapsed_s": round(run.elapsed_s, 3),
-        "chars_per_s": round(window["chars"] / window["t"], 1) if window["t"] > 0 else None,
-        "eval_s": round(eval_s, 4),
-    }
 
 
 def _write_metrics(out_dir: Path, records: list[dict]) -> None:

@@ -128,3 +128,47 @@ def test_checkpoint_is_plain_safetensors(tmp_path):
     with safe_open(str(path), "pt") as f:
         assert "model.head.weight" in f.keys()
         assert f.metadata()["format"] == "charrnn"
+
+
+def _crafted(tmp_path, meta_json: str) -> Path:
+    """A file with a valid checksum around arbitrary metadata: what someone
+    who knows the format could write."""
+    from safetensors.torch import save as st_save
+
+    model, _ = small_model()
+    tensors = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
+    digest = ckpt._digest(meta_json, tensors)
+    path = tmp_path / "crafted.safetensors"
+    path.write_bytes(st_save(tensors, metadata={"format": "charrnn", "meta": meta_json, "sha256": digest}))
+    return path
+
+
+def _meta(**changes) -> str:
+    import json
+
+    model, vocab = small_model()
+    meta = {"format": "charrnn", "version": 1, "model": model.config.to_dict(), "vocab": list(vocab.chars)}
+    meta.update(changes)
+    return json.dumps(meta)
+
+
+@pytest.mark.parametrize(
+    "meta_json",
+    [
+        "[]",
+        "{not json",
+        '{"version": 1}',
+        _meta(version=0),
+        _meta(version="1"),
+        _meta(vocab=["a", "b"]),
+        _meta(model={"kind": "lstm", "vocab_size": 7, "embedding": 3, "hidden": 10**9, "layers": 2}),
+        _meta(model={"kind": "transformer", "vocab_size": 7}),
+        _meta(run={"step": "many"}),
+    ],
+)
+def test_crafted_checkpoints_are_refused_in_one_line(tmp_path, meta_json):
+    path = _crafted(tmp_path, meta_json)
+    with pytest.raises(CharRNNError):
+        ckpt.load_checkpoint(path)
+    result = run_cli("sample", path, "--length", "3")
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1, result.output

@@ -13,11 +13,14 @@ from conftest import TINY, make_text, run_cli
 
 def assert_one_line_error(result, *fragments):
     assert result.exit_code == 1, result.output
+    # Progress lines may come first (e.g. a run that diverges); the error is
+    # the one line that ends the output.
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert lines and lines[-1].startswith("error: "), result.stderr
+    assert sum(line.startswith("error: ") for line in lines) == 1
     assert "Traceback" not in result.output
     for f in fragments:
-        assert f in lines[0], lines[0]
+        assert f in lines[-1], lines[-1]
 
 
 @pytest.mark.parametrize("command", [[], ["train"], ["sample"], ["eval"]])
@@ -186,3 +189,85 @@ def test_resume_cleans_stale_temp_files_and_falls_back_to_best(trained_run):
     assert result.exit_code == 0, result.output
     assert not stale.exists()
     assert ckpt.load_checkpoint(trained_run, prefer=ckpt.LAST).run.step == 22
+
+
+def test_force_replaces_a_run_only_if_the_new_one_can_start(trained_run, tmp_path):
+    before = (trained_run / ckpt.LAST).read_bytes()
+    short = tmp_path / "short.txt"
+    short.write_text("abcdefghij" * 6)
+    assert_one_line_error(run_cli("train", short, "--out", trained_run, *TINY, "--force"), "too few")
+    assert (trained_run / ckpt.LAST).read_bytes() == before
+    assert (trained_run / ckpt.BEST).exists()
+
+
+def test_markup_in_paths_is_printed_literally(tmp_path):
+    (tmp_path / "d[").mkdir()
+    corpus = tmp_path / "d[" / "b]x[red].txt"  # the path holds "[/b]", a closing tag with no opening
+    corpus.write_text(make_text())
+    out = tmp_path / "[bold]run"
+    result = run_cli("train", corpus, "--out", out, *TINY, "--max-steps", "2", "--eval-every", "2")
+    assert result.exit_code == 0, result.output
+    assert "d[/b]x[red].txt" in result.stderr and "[bold]run" in result.stdout
+    result = run_cli("eval", out)
+    assert result.exit_code == 0 and "[bold]run" in "".join(result.stdout.split())  # folded to fit
+
+
+def test_eval_and_resume_work_from_another_directory(trained_run, tmp_path, monkeypatch):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert run_cli("eval", trained_run, "--json").exit_code == 0
+    assert run_cli("train", "--resume", trained_run, "--max-steps", "21").exit_code == 0
+
+
+def test_resume_of_a_finished_run_is_refused(trained_run):
+    before = (trained_run / ckpt.LAST).read_bytes()
+    assert_one_line_error(run_cli("train", "--resume", trained_run, "--max-steps", "20"), "already at step 20")
+    assert_one_line_error(run_cli("train", "--resume", trained_run, "--max-steps", "5"), "raise --max-steps")
+    assert (trained_run / ckpt.LAST).read_bytes() == before
+
+
+def test_resume_from_an_older_checkpoint_would_rewind_and_is_refused(trained_run, tmp_path):
+    # best is the step-20 checkpoint; make last newer by resuming to 30 with no improvement check
+    assert run_cli("train", "--resume", trained_run, "--max-steps", "30", "--eval-every", "100").exit_code == 0
+    last = ckpt.load_checkpoint(trained_run, prefer=ckpt.LAST).run.step
+    best = ckpt.load_checkpoint(trained_run).run.step
+    if best < last:
+        result = run_cli("train", "--resume", trained_run / ckpt.BEST, "--max-steps", "40")
+        assert_one_line_error(result, "is newer")
+
+
+def test_utf16_corpus_through_the_cli(tmp_path):
+    corpus = tmp_path / "wide.txt"
+    corpus.write_bytes(make_text().encode("utf-16"))
+    out = tmp_path / "r"
+    assert_one_line_error(run_cli("train", corpus, "--out", out, *TINY), "looks binary", "--encoding")
+    result = run_cli("train", corpus, "--out", out, *TINY, "--encoding", "utf-16", "--max-steps", "2")
+    assert result.exit_code == 0, result.output
+
+
+def test_nan_stops_training_in_one_line(tmp_path, corpus_file, monkeypatch):
+    from charrnn.model import CharRNN
+
+    real = CharRNN.forward
+    monkeypatch.setattr(CharRNN, "forward", lambda self, ids, state=None: (real(self, ids, state)[0] * float("nan"), real(self, ids, state)[1]))
+    assert_one_line_error(run_cli("train", corpus_file, "--out", tmp_path / "r", *TINY), "diverged at step 1")
+    assert not (tmp_path / "r" / ckpt.LAST).exists()
+
+
+@pytest.mark.parametrize("damage", ["flip", "newer"])
+def test_damaged_checkpoints_through_the_cli(trained_run, damage, monkeypatch):
+    path = trained_run / ckpt.BEST
+    if damage == "flip":
+        data = bytearray(path.read_bytes())
+        data[-9] ^= 0x10
+        path.write_bytes(bytes(data))
+        fragment = "checksum does not match"
+    else:
+        state = ckpt.load_checkpoint(path)
+        monkeypatch.setattr(ckpt, "VERSION", 2)
+        ckpt.save_checkpoint(path, state.model, state.vocab, state.run)
+        monkeypatch.setattr(ckpt, "VERSION", 1)
+        fragment = "newer than this charrnn reads"
+    for args in (["sample", trained_run], ["eval", trained_run], ["train", "--resume", path]):
+        assert_one_line_error(run_cli(*args), fragment)

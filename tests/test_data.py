@@ -126,3 +126,29 @@ def test_eval_chunks_cover_every_target():
     ys = [y for _, y in eval_chunks(ids, batch_size=2, seq_len=4)]
     covered = sorted(int(v) for y in ys for v in y.flatten())
     assert covered == list(range(1, 23))  # (N-1) mod B = 0: every target scored once
+
+
+def test_bad_byte_offset_counts_the_bom(tmp_path):
+    p = tmp_path / "bom.txt"
+    p.write_bytes(b"\xef\xbb\xbfab\xff")
+    with pytest.raises(CharRNNError, match="0xff at byte offset 5"):
+        load_corpus(p)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
+def test_wide_encodings_are_not_taken_for_binary(tmp_path, encoding):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "a.txt").write_bytes("héllo 한\n".encode(encoding))
+    for path in (d / "a.txt", d):
+        corpus = load_corpus(path, encoding=encoding)
+        assert corpus.vocab.decode(corpus.ids) == "héllo 한\n"
+    (d / "b.txt").write_bytes("x\0y".encode(encoding))
+    with pytest.raises(CharRNNError, match="U\\+0000"):
+        load_corpus(d / "b.txt", encoding=encoding)
+
+
+def test_corpus_path_is_stored_absolute(tmp_path, monkeypatch):
+    (tmp_path / "c.txt").write_text("hello\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_corpus("c.txt").info.path == str(tmp_path / "c.txt")

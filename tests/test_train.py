@@ -83,13 +83,83 @@ def test_training_learns_and_logs_metrics(tmp_path, corpus_file):
     assert best.run.best_val_loss == result.best_val_loss
 
 
-def test_epochs_limit_and_state_reset(tmp_path, corpus_file):
+def test_epochs_limit_and_state_reset(tmp_path, corpus_file, monkeypatch):
     corpus = load_corpus(corpus_file)
     cfg = TrainConfig(seq_len=64, batch_size=16, epochs=2, eval_every=1000, device="cpu")
+    entering = []  # the state each training step starts from
+    real_forward = CharRNN.forward
+
+    def spy(self, ids, state=None):
+        if self.training:
+            entering.append(float(sum(s.abs().sum() for s in state)))
+        return real_forward(self, ids, state)
+
+    monkeypatch.setattr(CharRNN, "forward", spy)
     result = train(corpus, cfg, tmp_path / "r", model_config(corpus))
     state = ckpt.load_checkpoint(tmp_path / "r", prefer=ckpt.LAST)
+    per_epoch = state.run.step_in_epoch
     assert result.stop_reason == "epochs"
-    assert state.run.epoch == 1 and result.step == 2 * state.run.step_in_epoch
+    assert state.run.epoch == 1 and result.step == 2 * per_epoch == len(entering)
+    assert entering[0] == 0 and entering[per_epoch] == 0  # each epoch starts from zero state
+    assert all(v > 0 for i, v in enumerate(entering) if i % per_epoch)  # and carries it otherwise
+
+
+def test_default_length_and_stop_reasons(tmp_path, corpus_file, monkeypatch):
+    import charrnn.train as train_mod
+
+    corpus = load_corpus(corpus_file)
+    monkeypatch.setattr(train_mod, "DEFAULT_MAX_STEPS", 3)
+    cfg = TrainConfig(seq_len=8, batch_size=4, eval_every=100, device="cpu")
+    result = train(corpus, cfg, tmp_path / "a", model_config(corpus))
+    assert (result.step, result.stop_reason) == (3, "max_steps")
+    cfg = TrainConfig(seq_len=8, batch_size=4, eval_every=100, max_steps=4, device="cpu")
+    assert train(corpus, cfg, tmp_path / "b", model_config(corpus)).stop_reason == "max_steps"
+
+
+def test_resume_past_the_end_is_refused(tmp_path, corpus_file):
+    corpus = load_corpus(corpus_file)
+    train(corpus, CONFIG, tmp_path / "r", model_config(corpus))
+    state = ckpt.load_checkpoint(tmp_path / "r", prefer=ckpt.LAST)
+    with pytest.raises(CharRNNError, match="already at step 12"):
+        train(corpus, CONFIG, tmp_path / "r", resume=state)
+
+
+def test_schedule_progress():
+    from charrnn.train import _lr_at, _progress
+
+    assert _progress(50, 100, 0.0, 0.0, None) == 0.5
+    assert _progress(10, None, 0.0, 30.0, 60.0) == 0.5  # time-limited: progress is time
+    assert _progress(10, None, 0.5, 30.0, 60.0) == 0.75  # resumed at 0.5: the new limit ends it
+    assert _progress(10, None, 0.5, 60.0, 60.0) == 1.0
+    assert _progress(90, 100, 0.0, 1.0, 600.0) == 0.9  # whichever is further
+    cfg = TrainConfig(lr=1.0, min_lr_frac=0.1, warmup_steps=10)
+    assert _lr_at(cfg, 0, 0.0) == pytest.approx(0.1) and _lr_at(cfg, 9, 0.0) == pytest.approx(1.0)
+    assert _lr_at(cfg, 10, 0.0) == pytest.approx(1.0) and _lr_at(cfg, 50, 1.0) == pytest.approx(0.1)
+    assert _lr_at(cfg, 50, 0.5) == pytest.approx(0.55)
+
+
+def test_cli_resume_from_an_evaluation_save_is_exact(tmp_path, corpus_file):
+    """N steps straight vs: the same run's step-N/2 evaluation checkpoint,
+    resumed through the CLI for the remaining N/2 steps."""
+    import shutil
+
+    from conftest import run_cli
+
+    class CopyAt8(Recorder):
+        def evaluated(self, record):
+            if record["step"] == 8:
+                (tmp_path / "b").mkdir()
+                shutil.copy(tmp_path / "a" / ckpt.LAST, tmp_path / "b" / ckpt.LAST)
+
+    corpus = load_corpus(corpus_file)
+    cfg = TrainConfig(seq_len=16, batch_size=4, max_steps=16, eval_every=8)
+    mconf = ModelConfig(CellKind.lstm, corpus.vocab.size, embedding=4, hidden=8, layers=2, dropout=0.2)
+    train(corpus, cfg, tmp_path / "a", mconf, reporter=CopyAt8())
+    assert run_cli("train", "--resume", tmp_path / "b", "--max-steps", "16").exit_code == 0
+    a = ckpt.load_checkpoint(tmp_path / "a", prefer=ckpt.LAST)
+    b = ckpt.load_checkpoint(tmp_path / "b", prefer=ckpt.LAST)
+    assert [r["val_loss"] for r in a.run.metrics] == [r["val_loss"] for r in b.run.metrics]
+    assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in a.model.state_dict().items())
 
 
 def test_nan_loss_stops_and_writes_nothing(tmp_path, corpus_file, monkeypatch):
@@ -147,11 +217,11 @@ def test_out_dir_protection(tmp_path):
         prepare_out_dir(run, tmp_path / "default", force=False)
     assert (run / ckpt.LAST).read_bytes() == b"old run"
     assert prepare_out_dir(run, tmp_path / "default", force=True) == run
-    assert not (run / ckpt.LAST).exists()
+    assert (run / ckpt.LAST).read_bytes() == b"old run"  # replaced only once a new run passes its checks
     # the default name never clobbers: it moves on to -2
-    assert prepare_out_dir(None, run, force=False) == tmp_path / "run"
-    (run / ckpt.LAST).write_bytes(b"x")
     assert prepare_out_dir(None, run, force=False) == tmp_path / "run-2"
+    assert prepare_out_dir(None, tmp_path / "fresh", force=False) == tmp_path / "fresh"
+    assert not (tmp_path / "fresh").exists()  # nothing is created before training starts
     afile = tmp_path / "file"
     afile.write_text("x")
     with pytest.raises(CharRNNError, match="is a file"):
