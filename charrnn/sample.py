@@ -69,12 +69,13 @@ def generate(model: CharRNN, vocab: Vocab, prime: str, config: SampleConfig) -> 
         # No prime: start every sample after a newline, as if a new line began.
         ids = vocab.encode("\n" if "\n" in vocab.chars else vocab.chars[0])
     b = config.num_samples
+    scale = 1.0 / config.temperature if config.temperature > 0 else 1.0
     x = torch.as_tensor(ids.astype("int64"), device=device).unsqueeze(0).expand(b, -1)  # (B, P)
     logits, state = model(x)  # one fused pass over the prime
-    stepper = FastStepper(model, b, device)
+    logits = logits[:, -1] * scale  # (B, V), tempered like every later step's
+    stepper = FastStepper(model, b, device, logit_scale=scale)
     stepper.load_state(state)
-    logits = logits[:, -1]  # (B, V)
-    draw = Draws(config, b, device)
+    draw = Draws(config, b, vocab.size, device)
     stops = StopWatch(config.stop, b)
     for _ in range(config.length):
         nxt = draw(logits)
@@ -86,45 +87,49 @@ def generate(model: CharRNN, vocab: Vocab, prime: str, config: SampleConfig) -> 
 
 
 class Draws:
-    """Picks the next character of every sample from its logits, by inverse
-    transform sampling: the first character whose cumulative probability
-    exceeds a uniform draw.
+    """Picks the next character of every sample from its (already tempered)
+    logits with the Gumbel-max trick: argmax(logits + G), G ~ Gumbel(0, 1)
+    per character, is an exact draw from softmax(logits), in two operations.
 
     Each sample has its own generator seeded from (seed, sample index), so
-    sample i is reproducible and differs from sample j. The uniforms are
-    drawn a block of steps at a time (one call per sample per block), so a
-    batch of samples costs the same few operations per step as one.
+    sample i is reproducible and differs from sample j. Noise is drawn a
+    block of steps at a time (one call per sample per block), so a batch of
+    samples costs the same few operations per step as one.
     """
 
-    BLOCK = 1024
+    BLOCK_FLOATS = 1 << 21  # noise kept at a time: 8 MB
 
-    def __init__(self, config: SampleConfig, batch: int, device: torch.device):
+    def __init__(self, config: SampleConfig, batch: int, vocab_size: int, device: torch.device):
         self.config = config
         base = config.seed if config.seed is not None else torch.seed()
         self.generators = [torch.Generator(device=device) for _ in range(batch)]
         for i, g in enumerate(self.generators):
             g.manual_seed(_sample_seed(base, i))
-        self.device = device
-        self.uniforms = torch.empty(batch, 0, device=device)  # (B, steps left in block)
+        self.block = max(1, min(1024, self.BLOCK_FLOATS // (batch * vocab_size)))
+        self.left = config.length  # steps still to draw: the last block is no longer than needed
+        self.noise = torch.empty(0, batch, vocab_size, device=device)  # (steps, B, V)
+        self.buf = torch.empty(batch, vocab_size, device=device)
         self.t = 0
 
-    def _uniform(self) -> torch.Tensor:
-        if self.t == self.uniforms.shape[1]:
-            block = [torch.rand(self.BLOCK, generator=g, device=self.device) for g in self.generators]
-            self.uniforms, self.t = torch.stack(block), 0
+    def _gumbel(self) -> torch.Tensor:
+        if self.t == self.noise.shape[0]:
+            steps, v = max(1, min(self.block, self.left)), self.noise.shape[2]
+            tiny = torch.finfo(torch.float32).tiny  # u = 0 would give -inf noise
+            blocks = [torch.rand(steps, v, generator=g, device=self.buf.device) for g in self.generators]
+            self.noise = torch.stack(blocks, 1).clamp_(min=tiny).log_().neg_().log_().neg_()  # -log(-log(u))
+            self.t = 0
         self.t += 1
-        return self.uniforms[:, self.t - 1 : self.t]  # (B, 1)
+        self.left -= 1
+        return self.noise[self.t - 1]  # (B, V)
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         """logits (B, V) -> ids (B,)."""
         c = self.config
         if c.temperature == 0:
             return logits.argmax(-1)
-        probs = filter_logits(logits / c.temperature, c.top_k, c.top_p).float().softmax(-1)
-        cdf = probs.cumsum_(-1)
-        # u * total, not u: the last cumulative sum can round below 1.
-        ids = torch.searchsorted(cdf, self._uniform() * cdf[:, -1:], right=True)
-        return ids.squeeze(1).clamp_(max=probs.shape[1] - 1)
+        if c.top_k is not None or c.top_p is not None:
+            logits = filter_logits(logits, c.top_k, c.top_p)
+        return torch.add(logits, self._gumbel(), out=self.buf).argmax(-1)
 
 
 def _sample_seed(base: int, index: int) -> int:
