@@ -61,6 +61,7 @@ def read_bandwidth(nbytes: int, repeats: int = 20) -> float:
     hold a 2x512 model's 12 MB: main-memory bandwidth would understate the
     bound there)."""
     x = torch.ones(max(nbytes // 4, 1024))
+    x.sum()  # first touch
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -86,13 +87,17 @@ def measure(kind: CellKind, layers: int, hidden: int, batch: int, length: int, r
     base, ours = [], []
     baseline_chars_per_s(model, batch, 20)  # warm up both paths
     charrnn_chars_per_s(model, batch, 20)
+    plain = []  # the same baseline with PyTorch's oneDNN (mkldnn) RNN kernels off
     for r in range(repeats):
         base.append(baseline_chars_per_s(model, batch, length, seed=r))
         ours.append(charrnn_chars_per_s(model, batch, length, seed=r))
+        with torch.backends.mkldnn.flags(enabled=False):
+            plain.append(baseline_chars_per_s(model, batch, length, seed=r))
     return {
         "model": f"{layers}x{hidden} {kind.value}",
         "batch": batch,
         "baseline_chars_per_s": statistics.median(base),
+        "baseline_no_mkldnn_chars_per_s": statistics.median(plain),
         "charrnn_chars_per_s": statistics.median(ours),
         "bytes_per_step": bytes_per_step(model),
     }
@@ -133,8 +138,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
         return
-    table = Table(title=f"sampling speed ({torch.get_num_threads()} threads)")
-    cols = ("model", "batch", "nn stepped chars/s", "charrnn chars/s", "speedup", "target", "GB/s", "bound chars/s", "of bound")
+    table = Table(title=f"sampling speed, chars/s ({torch.get_num_threads()} threads)")
+    cols = ("model", "batch", "nn stepped", "(no mkldnn)", "charrnn", "speedup", "target", "GB/s", "bound", "of bound")
     for col in cols:
         table.add_column(col, justify="right")
     for r in rows:
@@ -142,6 +147,7 @@ def main() -> None:
             r["model"],
             str(r["batch"]),
             f"{r['baseline_chars_per_s']:,.0f}",
+            f"{r['baseline_no_mkldnn_chars_per_s']:,.0f}",
             f"{r['charrnn_chars_per_s']:,.0f}",
             f"{r['speedup']:.2f}x",
             f">= {r['target_speedup']}x" if r["target_speedup"] else "",
@@ -149,7 +155,7 @@ def main() -> None:
             f"{r['bandwidth_bound_chars_per_s']:,.0f}" if "bandwidth_bound_chars_per_s" in r else "",
             f"{r['fraction_of_bound']:.2f}" if "fraction_of_bound" in r else "",
         )
-    Console().print(table)
+    Console(width=150).print(table)
 
 
 if __name__ == "__main__":

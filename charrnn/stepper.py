@@ -56,9 +56,9 @@ class FastStepper:
                     self.table = embed @ w_ih.t() + b_ih
             elif k == 0:
                 self.table = (embed @ w_ih.t() + b_ih + b_hh)[:, _rows(order, h)]
-                entry = (_gather_rows([w_hh], order, h),)
+                entry = (_gather_rows([w_hh], order, h, batch),)
             else:
-                entry = (_gather_rows([w_ih, w_hh], order, h), (b_ih + b_hh)[_rows(order, h)])
+                entry = (_gather_rows([w_ih, w_hh], order, h, batch), (b_ih + b_hh)[_rows(order, h)])
             self.w.append(entry)
         # Sampling at temperature T divides the logits by T: fold it into the head.
         self.head_w = (model.head.weight.detach().to(dev) * logit_scale).t().contiguous()  # (H, V)
@@ -77,8 +77,10 @@ class FastStepper:
         self.sig_in, self.sig_out = gs[:, : 3 * h], act[:, : 3 * h]  # LSTM: i, f, o
         self.tanh_in, self.tanh_out = gs[:, 3 * h :], act[:, 3 * h :]  # LSTM: g
         self.i, self.f, self.o, self.g = act[:, :h], act[:, h : 2 * h], act[:, 2 * h : 3 * h], act[:, 3 * h :]
-        self.gh_rz, self.gh_n = gs[:, : 2 * h], gs[:, 2 * h :]  # GRU
-        self.r, self.z = act[:, :h], act[:, h : 2 * h]
+        self.gh_rz, self.gh_n = gs[:, : 2 * h], gs[:, 2 * h :]  # GRU: recurrent part
+        self.gi = torch.empty(batch, g * h, device=dev)  # GRU: input part
+        self.gi_rz, self.gi_n = self.gi[:, : 2 * h], self.gi[:, 2 * h :]
+        self.rz, self.r, self.z = act[:, : 2 * h], act[:, :h], act[:, h : 2 * h]
 
     def h(self, k: int) -> torch.Tensor:
         return self.h_views[k]
@@ -130,12 +132,13 @@ class FastStepper:
 
     def _gru(self, k: int, ids: torch.Tensor, h_out: torch.Tensor) -> None:
         w_ih, b_ih, w_hh, b_hh = self.w[k]
-        gi = torch.index_select(self.table, 0, ids) if k == 0 else torch.addmm(b_ih, self.h_views[k - 1], w_ih)
-        hsz = self.hidden
+        if k == 0:
+            torch.index_select(self.table, 0, ids, out=self.gi)
+        else:
+            torch.addmm(b_ih, self.h_views[k - 1], w_ih, out=self.gi)
         torch.addmm(b_hh, h_out, w_hh, out=self.gates)
-        gi_rz, gi_n = gi[:, : 2 * hsz], gi[:, 2 * hsz :]
-        torch.add(gi_rz, self.gh_rz, out=self.act[:, : 2 * hsz]).sigmoid_()  # r, z
-        n = gi_n.addcmul_(self.r, self.gh_n).tanh_()  # tanh(in + r * hn)
+        torch.add(self.gi_rz, self.gh_rz, out=self.rz).sigmoid_()  # r, z
+        n = self.gi_n.addcmul_(self.r, self.gh_n).tanh_()  # n = tanh(in + r * hn)
         # h' = (1 - z) * n + z * h = n + z * (h - n)
         torch.sub(h_out, n, out=self.tmp)
         torch.addcmul(n, self.z, self.tmp, out=h_out)
@@ -146,14 +149,10 @@ def _rows(order: list[int], h: int) -> list[int]:
     return [j * h + r for j in order for r in range(h)]
 
 
-def _gather_rows(mats: list[torch.Tensor], order: list[int], h: int) -> torch.Tensor:
-    """[m1 | m2 | ...]^T, gate blocks in `order`: an (in, G*H) matrix made
-    in one copy. The (K, N) layout is what addmm reads fastest: 20% faster
-    than a transposed view at batch 64, the same at batch 1."""
-    out = torch.empty(sum(m.shape[1] for m in mats), len(order) * h, device=mats[0].device)
-    for dst, src in enumerate(order):
-        row = 0
-        for m in mats:
-            out[row : row + m.shape[1], dst * h : (dst + 1) * h].copy_(m[src * h : (src + 1) * h].t())
-            row += m.shape[1]
-    return out
+def _gather_rows(mats: list[torch.Tensor], order: list[int], h: int, batch: int) -> torch.Tensor:
+    """[m1 | m2 | ...]^T with gate blocks in `order`: the (in, G*H) matrix a
+    layer's addmm reads. At batch > 1 it is made contiguous in that (K, N)
+    layout, which addmm reads 20% faster; at batch 1 a transposed view reads
+    as fast, and saves a transposing copy at start-up."""
+    rows = torch.cat([torch.cat([m[src * h : (src + 1) * h] for m in mats], 1) for src in order], 0)
+    return rows.t().contiguous() if batch > 1 else rows.t()
