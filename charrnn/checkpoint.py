@@ -56,6 +56,7 @@ class RunState:
     optimizer: dict  # torch optimizer state_dict
     carried: State  # hidden state for the next batch, on CPU
     rng: dict[str, torch.Tensor] = field(default_factory=dict)
+    scaler: dict = field(default_factory=dict)  # fp16 gradient scaler state, if used
 
 
 @dataclass
@@ -122,6 +123,7 @@ def checkpoint_bytes(model: CharRNN, vocab: Vocab, run: RunState | None = None) 
             "metrics": run.metrics,
             "optimizer": opt_meta,
             "carried": len(run.carried),
+            "scaler": run.scaler,
         }
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     for name, t in tensors.items():
@@ -293,6 +295,7 @@ def _rebuild(p: Path, meta: dict, tensors: dict[str, torch.Tensor]) -> Checkpoin
             optimizer=_unflatten_optimizer(r["optimizer"], tensors),
             carried=tuple(tensors[f"carried.{i}"] for i in range(r["carried"])),
             rng={k[len("rng.") :]: v for k, v in tensors.items() if k.startswith("rng.")},
+            scaler=_typed(r.get("scaler", {}), dict),
         )
     return Checkpoint(config, vocab, model, run, p)
 

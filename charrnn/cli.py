@@ -11,6 +11,7 @@ import json
 import shlex
 import sys
 import time
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -23,6 +24,7 @@ from tqdm import tqdm
 from typer.core import TyperGroup
 
 from . import checkpoint as ckpt
+from . import distributed
 from .data import describe_chars, load_corpus, split_corpus
 from .errors import CharRNNError
 from .evaluate import score
@@ -82,6 +84,12 @@ class DeviceName(str, Enum):
     cpu = "cpu"
     cuda = "cuda"
     mps = "mps"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
 
 
 class Unknown(str, Enum):
@@ -209,6 +217,7 @@ def train_cmd(
     ] = None,
     force: Annotated[bool, _run("Replace a run already in --out.", "--force")] = False,
     device: Annotated[DeviceName, _run(DEVICE_HELP)] = DeviceName.auto,
+    precision: Annotated[Precision, _run("Training arithmetic: fp32, or bf16 / fp16 autocast (fp16 with a gradient scaler).")] = Precision.fp32,
 ) -> None:
     """Train a model on a corpus, saving `last` and `best` checkpoints."""
     limit = parse_duration(time_limit) if time_limit is not None else None
@@ -216,22 +225,29 @@ def train_cmd(
         seq_len=seq_len, batch_size=batch_size, lr=lr, min_lr_frac=min_lr_frac, warmup_steps=warmup_steps,
         weight_decay=weight_decay, grad_clip=grad_clip, max_steps=max_steps, epochs=epochs, time_limit_s=limit,
         eval_every=eval_every, val_frac=val_frac, test_frac=test_frac, seed=seed, device=device.value,
-        encoding=encoding,
+        encoding=encoding, precision=precision.value,
     )  # fmt: skip
-    if resume is not None:
-        result = _resume(ctx, resume, corpus, options)
-    else:
-        config = TrainConfig(**options)  # checked before the corpus is read
-        ModelConfig(model, 1, embedding, hidden, layers, dropout)
-        corpus_path = corpus if corpus is not None else _default_corpus()
-        data = load_corpus(corpus_path, encoding)
-        mconf = ModelConfig(model, data.vocab.size, embedding, hidden, layers, dropout)
-        name = f"{corpus_path.stem or 'corpus'}-{model.value}"
-        out_dir = prepare_out_dir(out, CHECKPOINTS / name, force)
-        result = train(data, config, out_dir, model_config=mconf, reporter=TqdmReporter())
+    try:
+        if resume is not None:
+            result = _resume(ctx, resume, corpus, options)
+        else:
+            shape = ModelConfig(model, 1, embedding, hidden, layers, dropout)  # vocab size comes with the corpus
+            result = _new_run(corpus, out, force, TrainConfig(**options), shape)
+    finally:
+        distributed.teardown()
+    if not result.is_main:
+        return  # under torchrun, rank 0 reports for all
     _summary(result)
     if result.interrupted:
         raise typer.Exit(130)
+
+
+def _new_run(corpus: Path | None, out: Path | None, force: bool, config: TrainConfig, shape: ModelConfig):
+    corpus_path = corpus if corpus is not None else _default_corpus()
+    data = load_corpus(corpus_path, config.encoding)
+    out_dir = prepare_out_dir(out, CHECKPOINTS / f"{corpus_path.stem or 'corpus'}-{shape.kind.value}", force)
+    mconf = replace(shape, vocab_size=data.vocab.size)
+    return train(data, config, out_dir, model_config=mconf, reporter=TqdmReporter())
 
 
 def _default_corpus() -> Path:

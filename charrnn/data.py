@@ -297,15 +297,16 @@ class StreamBatches:
     and the last (N-1) mod B characters, are not read.
     """
 
-    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int):
+    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, rows: slice = slice(None)):
         n = len(ids)
         stream_len = (n - 1) // batch_size
         self.steps = stream_len // seq_len
         if self.steps == 0:
             raise CharRNNError(_too_short(n, batch_size, seq_len))
         self.seq_len = seq_len
-        self.x = ids[: batch_size * stream_len].reshape(batch_size, stream_len)  # (B, L)
-        self.y = ids[1 : batch_size * stream_len + 1].reshape(batch_size, stream_len)
+        # `rows` picks this process's streams when several share the batch.
+        self.x = ids[: batch_size * stream_len].reshape(batch_size, stream_len)[rows]  # (B, L)
+        self.y = ids[1 : batch_size * stream_len + 1].reshape(batch_size, stream_len)[rows]
 
     def __len__(self) -> int:
         return self.steps
@@ -335,16 +336,19 @@ def _too_short(n: int, batch_size: int, seq_len: int) -> str:
     )
 
 
-def eval_chunks(ids: np.ndarray, batch_size: int, seq_len: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def eval_chunks(
+    ids: np.ndarray, batch_size: int, seq_len: int, rank: int = 0, world: int = 1
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """All of `ids` as B streams read T at a time, the last block possibly
-    shorter, so every character but the last (N-1) mod B is scored."""
+    shorter, so every character but the last (N-1) mod B is scored. With
+    world > 1, this process takes streams rank, rank + world, ..."""
     n = len(ids)
     b = max(1, min(batch_size, (n - 1) // seq_len))
     stream_len = (n - 1) // b
-    if stream_len < 1:
+    if stream_len < 1 or rank >= b:
         return
-    x = ids[: b * stream_len].reshape(b, stream_len)
-    y = ids[1 : b * stream_len + 1].reshape(b, stream_len)
+    x = ids[: b * stream_len].reshape(b, stream_len)[rank::world]
+    y = ids[1 : b * stream_len + 1].reshape(b, stream_len)[rank::world]
     for start in range(0, stream_len, seq_len):
         cols = slice(start, start + seq_len)
         yield _as_long(x[:, cols]), _as_long(y[:, cols])

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import eval_chunks
+from .distributed import Dist, sum_all
 from .model import CharRNN
 
 
@@ -31,18 +32,21 @@ class Score:
 
 
 @torch.inference_mode()
-def score(model: CharRNN, ids: np.ndarray, batch_size: int = 1, seq_len: int = 256) -> Score:
+def score(model: CharRNN, ids: np.ndarray, batch_size: int = 1, seq_len: int = 256, d: Dist = Dist()) -> Score:
     """Mean loss of predicting ids[1:] from what precedes, the hidden state
     carried across the whole text. batch_size > 1 cuts the text into that
-    many streams (faster; each stream starts from a zero state)."""
+    many streams (faster; each stream starts from a zero state). Under
+    torch.distributed the streams are shared out and the sums added up."""
     was_training = model.training
     model.eval()
     device = model.head.weight.device
     total, count, state = 0.0, 0, None  # summed in Python floats: MPS has no float64
-    for x, y in eval_chunks(ids, batch_size, seq_len):
+    for x, y in eval_chunks(ids, batch_size, seq_len, d.rank, d.world):
         logits, state = model(x.to(device), state)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.to(device).reshape(-1), reduction="sum")
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.to(device).reshape(-1), reduction="sum")
         total += loss.item()
         count += y.numel()
+    total, count = sum_all([total, count], d, device)
+    count = int(count)
     model.train(was_training)
     return Score(total / count if count else float("nan"), count)

@@ -17,7 +17,10 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
+from torch.nn.parallel import DistributedDataParallel
+
 from . import checkpoint as ckpt
+from . import distributed
 from .data import Corpus, StreamBatches, split_corpus
 from .errors import CharRNNError, TrainingDiverged
 from .evaluate import score
@@ -44,6 +47,7 @@ class TrainConfig:
     seed: int = 1337
     device: str = "auto"
     encoding: str = "utf-8"
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler)
 
     def __post_init__(self) -> None:
         positive = ("seq_len", "batch_size", "eval_every")
@@ -63,6 +67,8 @@ class TrainConfig:
                 f"split fractions must satisfy 0 < --val-frac ({self.val_frac}), 0 <= --test-frac"
                 f" ({self.test_frac}) and --val-frac + --test-frac < 1"
             )
+        if self.precision not in PRECISIONS:
+            raise CharRNNError(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if not 0 <= self.seed < 2**63:
             raise CharRNNError(f"--seed must be in [0, 2**63), not {self.seed}")
         if self.warmup_steps < 0 or self.weight_decay < 0 or not self.grad_clip > 0:
@@ -79,7 +85,8 @@ class TrainConfig:
 
 # Options that may change when a run is resumed: they say how long and where
 # to run, not what is trained. Everything else is fixed by the checkpoint.
-RESUMABLE_OVERRIDES = ("max_steps", "epochs", "time_limit_s", "eval_every", "device")
+RESUMABLE_OVERRIDES = ("max_steps", "epochs", "time_limit_s", "eval_every", "device", "precision")
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _flag(name: str) -> str:
@@ -177,6 +184,7 @@ class TrainResult:
     last_record: dict | None
     parameters: int
     elapsed_s: float
+    is_main: bool = True  # False on the other processes of a distributed run
 
     @property
     def interrupted(self) -> bool:
@@ -300,10 +308,13 @@ class _Session:
     """One invocation of `train`: built once, then stepped to a stop."""
 
     def __init__(self, corpus, config, out_dir, model_config, resume, reporter):
-        self.corpus, self.config, self.out_dir, self.reporter = corpus, config, out_dir, reporter
+        self.corpus, self.config, self.out_dir = corpus, config, out_dir
         self.device = resolve_device(config.device)
+        self.dist = distributed.setup(self.device)
+        self.reporter = reporter if self.dist.is_main else SilentReporter()
+        self.rows = self.dist.rows(config.batch_size)  # this process's streams of the batch
         self.splits = split_corpus(corpus.ids, config.val_frac, config.test_frac)
-        self.batches = StreamBatches(self.splits.train, config.batch_size, config.seq_len)
+        self.batches = StreamBatches(self.splits.train, config.batch_size, config.seq_len, self.rows)
         totals = [t for t in (config.max_steps, config.epochs and config.epochs * len(self.batches)) if t]
         self.total_steps = min(totals) if totals else (None if config.time_limit_s else DEFAULT_MAX_STEPS)
         if resume is not None and self.total_steps is not None and resume.run.step >= self.total_steps:
@@ -314,13 +325,21 @@ class _Session:
 
         torch.manual_seed(config.seed)
         self.model = (CharRNN(model_config) if resume is None else resume.model).to(self.device).train()
+        # DDP averages gradients over processes; each process's loss is the
+        # mean over its equal share of streams, so the average is the
+        # single-process loss over the whole batch.
+        self.net = DistributedDataParallel(self.model) if self.dist.enabled else self.model
         self.optimizer = _make_optimizer(self.model, config)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        ckpt.remove_stale_temp_files(out_dir)
+        self.autocast_dtype = PRECISIONS[config.precision]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
+        if self.dist.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            ckpt.remove_stale_temp_files(out_dir)
         if resume is None:
             self.run_state = self._fresh_run()
-            for name in (ckpt.BEST, ckpt.LAST):  # a run being replaced (--force)
-                (out_dir / name).unlink(missing_ok=True)
+            if self.dist.is_main:
+                for name in (ckpt.BEST, ckpt.LAST):  # a run being replaced (--force)
+                    (out_dir / name).unlink(missing_ok=True)
         else:
             self.run_state = resume.run
             try:
@@ -328,10 +347,14 @@ class _Session:
             except (KeyError, ValueError, TypeError, RuntimeError) as e:
                 raise CharRNNError(f"the checkpoint's optimizer state does not fit its model: {e}") from None
             _set_rng_state(self.run_state.rng, self.device)
+            if self.run_state.scaler and self.scaler.is_enabled():
+                self.scaler.load_state_dict(self.run_state.scaler)
             self.run_state.train_config = config.to_dict()
             self.run_state.corpus = asdict(corpus.info)
-        _write_metrics(out_dir, self.run_state.metrics)  # the checkpoint's history is authoritative
-        self.state = tuple(s.to(self.device) for s in self.run_state.carried)
+        if self.dist.is_main:
+            _write_metrics(out_dir, self.run_state.metrics)  # the checkpoint's history is authoritative
+        # The checkpoint holds every stream's state; this process takes its own.
+        self.state = tuple(s[:, self.rows].to(self.device) for s in self.run_state.carried)
         self.window = _Window()
         self.last_record: dict | None = None
 
@@ -362,7 +385,7 @@ class _Session:
                     elapsed = time.monotonic() - self.started
                     run.progress = _progress(run.step, self.total_steps, progress0, elapsed, config.time_limit_s)
                     self._step(_lr_at(config, run.step, run.progress))
-                    stop_reason = _stop_reason(run.step, self.total_steps, config, self._elapsed(), stop.set)
+                    stop_reason = self._stop_reason(stop.set)
                     if stop_reason == "interrupted":
                         self._save(with_eval=False)
                     elif run.step % config.eval_every == 0 or stop_reason:
@@ -371,11 +394,26 @@ class _Session:
             self.reporter.close()
         return TrainResult(
             self.out_dir, run.step, stop_reason, run.best_val_loss, self.last_record,
-            self.model.num_parameters(), run.elapsed_s,
+            self.model.num_parameters(), run.elapsed_s, self.dist.is_main,
         )  # fmt: skip
 
     def _elapsed(self) -> float:
         return time.monotonic() - self.started
+
+    def _stop_reason(self, interrupted: bool) -> str | None:
+        """Why to stop now, if at all. Ctrl-C and the time limit are seen
+        by each process at its own moment: they are agreed on together."""
+        limit = self.config.time_limit_s
+        timed_out = limit is not None and self._elapsed() >= limit
+        interrupted, timed_out = (
+            v > 0 for v in distributed.sum_all([float(interrupted), float(timed_out)], self.dist, self.device)
+        )
+        if interrupted:
+            return "interrupted"
+        if self.total_steps is not None and self.run_state.step >= self.total_steps:
+            c = self.config
+            return "epochs" if c.epochs and self.total_steps < (c.max_steps or math.inf) else "max_steps"
+        return "time_limit" if timed_out else None
 
     def _step(self, lr: float) -> None:
         """One optimizer step on the next batch (a new epoch starts from zero state)."""
@@ -383,49 +421,60 @@ class _Session:
         if run.step_in_epoch >= len(self.batches):
             run.epoch += 1
             run.step_in_epoch = 0
-            self.state = model.init_state(self.config.batch_size, self.device)
+            self.state = model.init_state(len(range(self.config.batch_size)[self.rows]), self.device)
         t0 = time.monotonic()
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         x, y = (t.to(self.device, non_blocking=True) for t in self.batches.batch(run.step_in_epoch))
-        logits, state = model(x, self.state)  # (B, T, V)
-        self.state = model.detach_state(state)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            logits, state = self.net(x, self.state)  # (B, T, V)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+        self.state = tuple(s.detach().float() for s in state)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.grad_clip)
         loss_v, gnorm_v = loss.item(), gnorm.item()
-        if not (math.isfinite(loss_v) and math.isfinite(gnorm_v)):
+        # With fp16 an infinite gradient is the scaler's to handle (it skips
+        # the step and lowers its scale); otherwise it means divergence.
+        if not math.isfinite(loss_v) or not (math.isfinite(gnorm_v) or self.scaler.is_enabled()):
             raise TrainingDiverged(
                 f"training diverged at step {run.step + 1}: loss {loss_v}, gradient norm {gnorm_v};"
                 f" nothing was saved for this step (try a lower --lr than {self.config.lr})"
             )
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        chars = y.numel() * self.dist.world
         run.step += 1
         run.step_in_epoch += 1
-        run.chars_seen += y.numel()
+        run.chars_seen += chars
         run.elapsed_s = self.elapsed0 + self._elapsed()
         dt = time.monotonic() - t0
-        self.window.add(loss_v, gnorm_v, dt, y.numel())
-        self.reporter.step(run.step, loss_v, y.numel() / dt if dt > 0 else 0.0)
+        self.window.add(loss_v, gnorm_v if math.isfinite(gnorm_v) else 0.0, dt, chars)
+        self.reporter.step(run.step, loss_v, chars / dt if dt > 0 else 0.0)
 
     def _save(self, with_eval: bool) -> None:
         """Evaluate (unless interrupted), then write best (if improved) and last."""
         run, t0 = self.run_state, time.monotonic()
         record = None
         if with_eval:
-            val = score(self.model, self.splits.val, self.config.batch_size, self.config.seq_len)
+            val = score(self.model, self.splits.val, self.config.batch_size, self.config.seq_len, self.dist)
             if not math.isfinite(val.loss):
                 raise TrainingDiverged(f"the validation loss became {val.loss} at step {run.step}; nothing was saved")
             run.elapsed_s = self.elapsed0 + self._elapsed()  # count the evaluation too
             record = self._record(val.loss, time.monotonic() - t0)
             run.metrics.append(record)
+        distributed.check_in_step(self.model, self.dist, self.device)
         run.optimizer = self.optimizer.state_dict()
-        run.carried = tuple(s.detach().cpu() for s in self.state)
+        run.carried = tuple(distributed.gather_streams(s.detach(), self.dist).cpu() for s in self.state)
         run.rng = _rng_state(self.device)
+        run.scaler = self.scaler.state_dict() if self.scaler.is_enabled() else {}
         improved = record is not None and (run.best_val_loss is None or record["val_loss"] < run.best_val_loss)
         if improved:
             run.best_val_loss = record["val_loss"]
+        if not self.dist.is_main:  # one writer: rank 0
+            self.window = _Window()
+            return
         data = ckpt.checkpoint_bytes(self.model, self.corpus.vocab, run)
         # best before last: a crash between the two leaves last older than
         # best, and resuming from last redoes the same steps exactly and
@@ -442,12 +491,15 @@ class _Session:
             self.window = _Window()
 
     def _record(self, val_loss: float, eval_s: float) -> dict:
-        run = self.run_state
+        run, window = self.run_state, self.window.summary()
+        # each process saw its own streams: the train loss is their mean
+        (loss_sum,) = distributed.sum_all([window["train_loss"]], self.dist, self.device)
+        window["train_loss"] = loss_sum / self.dist.world
         return {
             "step": run.step,
             "epoch": run.epoch,
             "chars_seen": run.chars_seen,
-            **self.window.summary(),
+            **window,
             "val_loss": val_loss,
             "val_bpc": val_loss / math.log(2),
             "lr": self.optimizer.param_groups[0]["lr"],
@@ -464,6 +516,8 @@ class _Session:
             "corpus_chars": self.corpus.info.n_chars,
             "vocab_size": self.corpus.vocab.size,
             "time_limit_s": self.config.time_limit_s,
+            "processes": self.dist.world,
+            "precision": self.config.precision,
         }
 
 
@@ -475,16 +529,6 @@ def _progress(step: int, total: int | None, p0: float, elapsed: float, limit: fl
     if limit:
         p = max(p, p0 + (1 - p0) * elapsed / limit)
     return min(p, 1.0)
-
-
-def _stop_reason(step: int, total_steps: int | None, config: TrainConfig, elapsed: float, interrupted: bool):
-    if interrupted:
-        return "interrupted"
-    if total_steps is not None and step >= total_steps:
-        return "epochs" if config.epochs and total_steps < (config.max_steps or math.inf) else "max_steps"
-    if config.time_limit_s is not None and elapsed >= config.time_limit_s:
-        return "time_limit"
-    return None
 
 
 def _write_metrics(out_dir: Path, records: list[dict]) -> None:

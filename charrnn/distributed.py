@@ -1,0 +1,111 @@
+"""Training across processes with PyTorch's own engine: torch.distributed,
+launched by torchrun, with DistributedDataParallel.
+
+The B contiguous streams of a batch are the unit of work: rank r of W
+trains streams [r*B/W, (r+1)*B/W), so the truncated-BPTT layout is the
+same as one process with the same global batch, and a run can resume
+with any number of processes that divides B. Only rank 0 writes files;
+evaluation is split across ranks and summed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from .errors import CharRNNError
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def rows(self, n: int, what: str = "--batch-size") -> slice:
+        """This rank's share of n streams."""
+        if n % self.world:
+            raise CharRNNError(
+                f"{what} {n} cannot be split evenly across {self.world} processes:"
+                f" use a multiple of {self.world}"
+            )
+        share = n // self.world
+        return slice(self.rank * share, (self.rank + 1) * share)
+
+
+def launched() -> bool:
+    """Whether this process was started by torchrun with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def setup(device: torch.device) -> Dist:
+    """Join the process group torchrun set up (gloo on CPU, nccl on CUDA)."""
+    if not launched():
+        return Dist()
+    if not dist.is_available():
+        raise CharRNNError("this PyTorch build has no torch.distributed support")
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        # A dead peer should end the job within minutes, not the default half hour.
+        dist.init_process_group(backend, timeout=timedelta(minutes=5))
+    return Dist(dist.get_rank(), dist.get_world_size())
+
+
+def teardown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def sum_all(values: list[float], d: Dist, device: torch.device) -> list[float]:
+    """Element-wise sum of a few numbers over all ranks (float64)."""
+    if not d.enabled:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def any_rank(flag: bool, d: Dist, device: torch.device) -> bool:
+    """True on every rank if it is true on any (a stop must be taken together)."""
+    if not d.enabled:
+        return flag
+    t = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def gather_streams(t: torch.Tensor, d: Dist) -> torch.Tensor:
+    """(layers, B/W, H) on every rank -> (layers, B, H), streams in rank order."""
+    if not d.enabled:
+        return t
+    parts = [torch.empty_like(t) for _ in range(d.world)]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts, dim=1)
+
+
+def check_in_step(model: torch.nn.Module, d: Dist, device: torch.device) -> None:
+    """Raise if the processes' weights have drifted apart (they must stay
+    identical: each applies the same averaged gradients). Cheap: one sum
+    per process, compared at each evaluation."""
+    if not d.enabled:
+        return
+    with torch.no_grad():
+        mine = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1).to(device)
+    sums = [torch.empty_like(mine) for _ in range(d.world)]
+    dist.all_gather(sums, mine)
+    values = [float(t.item()) for t in sums]
+    if any(v != values[0] for v in values):
+        raise CharRNNError(f"the processes' weights differ (sums {values}): distributed training went wrong")
