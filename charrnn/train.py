@@ -310,6 +310,8 @@ class _Session:
     def __init__(self, corpus, config, out_dir, model_config, resume, reporter):
         self.corpus, self.config, self.out_dir = corpus, config, out_dir
         self.device = resolve_device(config.device)
+        if config.precision == "fp16" and self.device.type != "cuda":
+            raise CharRNNError("--precision fp16 needs a CUDA GPU (PyTorch's CPU LSTM has no fp16 kernel): use bf16")
         self.dist = distributed.setup(self.device)
         self.reporter = reporter if self.dist.is_main else SilentReporter()
         self.rows = self.dist.rows(config.batch_size)  # this process's streams of the batch

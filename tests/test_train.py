@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from dataclasses import replace
 
 import pytest
 import torch
@@ -226,3 +227,16 @@ def test_out_dir_protection(tmp_path):
     afile.write_text("x")
     with pytest.raises(CharRNNError, match="is a file"):
         prepare_out_dir(afile, tmp_path / "d", force=True)
+
+
+def test_precision_bf16_trains_on_cpu_and_fp16_is_refused(tmp_path, corpus_file):
+    corpus = load_corpus(corpus_file)
+    cfg = TrainConfig(seq_len=8, batch_size=4, max_steps=6, eval_every=3, precision="bf16", device="cpu")
+    result = train(corpus, cfg, tmp_path / "a", model_config(corpus))
+    assert result.step == 6 and result.best_val_loss is not None
+    state = ckpt.load_checkpoint(tmp_path / "a", prefer=ckpt.LAST)
+    assert all(t.dtype == torch.float32 for t in state.model.state_dict().values())  # weights stay fp32
+    with pytest.raises(CharRNNError, match="fp16 needs a CUDA GPU"):
+        train(corpus, replace(cfg, precision="fp16"), tmp_path / "b", model_config(corpus))
+    with pytest.raises(CharRNNError, match="--precision must be one of"):
+        TrainConfig(precision="fp8")
