@@ -28,7 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 
 
-def run(processes: int, corpus: Path, steps: int, model: list[str], batch: int, device: str = "cpu") -> float:
+def run(
+    processes: int, corpus: Path, steps: int, model: list[str], batch: int, device: str = "cpu", one_thread: bool = True
+) -> float:
     """Train `steps` steps; return chars/s of the last evaluation interval."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
@@ -38,8 +40,7 @@ def run(processes: int, corpus: Path, steps: int, model: list[str], batch: int, 
         if processes > 1:
             launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                         f"--nproc_per_node={processes}", "-m", "charrnn", "train"]  # fmt: skip
-        # the scaling runs give each process one thread; the GPU comparison's CPU run gets them all
-        env = dict(os.environ, OMP_NUM_THREADS="1") if batch == 32 else dict(os.environ)
+        env = dict(os.environ, OMP_NUM_THREADS="1") if one_thread else dict(os.environ)
         done = subprocess.run([*launcher, *args], env=env, capture_output=True, text=True)
         if done.returncode != 0:
             sys.exit(f"error: training with {processes} process(es) failed:\n{done.stdout}{done.stderr}")
@@ -85,8 +86,8 @@ def gpu_table(corpus: Path, steps: int) -> None:
         table.add_column(col, justify="right")
     for layers in (2, 3):
         model = ["--hidden", "512", "--layers", str(layers)]
-        cpu = run(1, corpus, steps, model, 64, "cpu")
-        gpu = run(1, corpus, steps * 5, model, 64, "cuda")
+        cpu = run(1, corpus, steps, model, 64, "cpu", one_thread=False)
+        gpu = run(1, corpus, steps * 5, model, 64, "cuda", one_thread=False)
         table.add_row(f"{layers}x512 lstm", f"{cpu:,.0f}", f"{gpu:,.0f}", f"{gpu / cpu:.1f}x")
     Console(width=120).print(table)
 
