@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import numpy as np
+import torch
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -482,3 +483,148 @@ def _newest_run() -> Path:
     if not runs:
         raise CharRNNError("no checkpoint given and no run under checkpoints/: train one first")
     return max(runs, key=lambda d: (d / ckpt.BEST).stat().st_mtime)
+
+
+# --------------------------------------------------------------------------
+# inspect
+
+
+class Dtype(str, Enum):
+    float32 = "float32"
+    float16 = "float16"
+
+
+@app.command("inspect")
+def inspect_cmd(
+    checkpoint: Annotated[
+        Optional[Path], typer.Argument(help="A checkpoint file or run directory. Default: the newest run.")
+    ] = None,
+    text: Annotated[Optional[str], typer.Option(help="Text to record.")] = None,
+    file: Annotated[Optional[Path], typer.Option(help="Record this UTF-8 file.")] = None,
+    generate_n: Annotated[
+        Optional[int], typer.Option("--generate", help="Record N characters the model samples itself.", min=1)
+    ] = None,
+    prime: Annotated[str, typer.Option(help="With --generate: text read before sampling (recorded too).")] = "",
+    temperature: Annotated[float, typer.Option(help="With --generate: sampling temperature.")] = 1.0,
+    seed: Annotated[Optional[int], typer.Option(help="With --generate: random seed.")] = None,
+    layers: Annotated[Optional[str], typer.Option(help="Layers to record, e.g. 0,1 (default all).")] = None,
+    units: Annotated[Optional[str], typer.Option(help="Units to record, e.g. 0-63,100 (default all).")] = None,
+    max_chars: Annotated[int, typer.Option(help="Record at most this many characters.", min=1)] = 100_000,
+    dtype: Annotated[Dtype, typer.Option(help="Storage type of the recorded tensors.")] = Dtype.float32,
+    out: Annotated[Optional[Path], typer.Option(help="Write everything to this .npz (with a JSON manifest).")] = None,
+    unit: Annotated[
+        Optional[str], typer.Option(help="Colour the text by one unit, e.g. l1.c:42 (shown on the terminal).")
+    ] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Write the analysis as JSON to this file.")] = None,
+    feature: Annotated[
+        Optional[list[str]], typer.Option(help="Extra feature NAME=REGEX, active inside matches (repeatable).")
+    ] = None,
+    top: Annotated[int, typer.Option(help="Units reported per feature.", min=1)] = 5,
+    force: Annotated[bool, typer.Option("--force", help="Let --out and --report replace existing files.")] = False,
+    device: DeviceOpt = DeviceName.auto,
+) -> None:
+    """Record every unit on every character, find the interpretable ones, and show them."""
+    from . import activations, analysis
+
+    for path in (out, report):
+        if path is not None and path.exists() and not force:
+            raise CharRNNError(f"{path} exists: --force replaces it")
+    extra = dict(analysis.parse_feature(spec) for spec in feature or [])
+    state = ckpt.load_checkpoint(checkpoint if checkpoint is not None else _newest_run())
+    body = _inspect_text(state, text, file, generate_n, prime, temperature, seed, device)[:max_chars]
+    model = state.model.cpu()
+    chosen_layers = activations.select_layers(layers, state.config.layers)
+    chosen_units = activations.select_units(units, state.config.hidden)
+    record = activations.record(model, state.vocab, body, chosen_layers, chosen_units, np.dtype(dtype.value))
+    if out is not None:
+        record.save_npz(out)
+        err.print(f"wrote {out}: {len(record.tensors)} tensors of {len(body):,} characters")
+    if unit is not None:
+        _show_unit(record, unit)
+    if report is not None or (out is None and unit is None):
+        result = _analyse(record, model, state, extra, top, chosen_layers, chosen_units, np.dtype(dtype.value))
+        if report is not None:
+            report.write_text(json.dumps(result, indent=1), encoding="utf-8")
+            err.print(f"wrote {report}")
+        else:
+            _print_analysis(result)
+
+
+def _inspect_text(state, text, file, generate_n, prime, temperature, seed, device) -> str:
+    given = [x is not None for x in (text, file, generate_n)]
+    if sum(given) != 1:
+        raise CharRNNError("give exactly one of --text, --file or --generate")
+    if text is not None:
+        return text
+    if file is not None:
+        try:
+            return file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise CharRNNError(f"cannot read --file {file}: {e}") from None
+    config = SampleConfig(length=generate_n, temperature=temperature, seed=seed)
+    model = state.model.to(resolve_device(device.value))
+    return prime + "".join(chars[0] for chars in generate(model, state.vocab, prime, config))
+
+
+def _analyse(record, model, state, extra, top, layers, units, dtype) -> dict:
+    from . import activations, analysis
+    from .model import CharRNN
+
+    torch.manual_seed(0)
+    control_model = CharRNN(state.config)  # same architecture, random initialisation
+    control = activations.record(control_model, state.vocab, record.text, layers, units, dtype)
+    features = {name: f(record.text) for name, f in {**analysis.BUILTIN_FEATURES, **extra}.items()}
+    found = analysis.find_units(record, control, features, top)
+    return {
+        "chars": len(record.text),
+        "features": {name: [f.to_dict() for f in rows] for name, rows in found.items()},
+        "saturation": analysis.saturation(record),
+        "loss": float(np.nanmean(record.loss)) if len(record.text) > 1 else None,
+    }
+
+
+def _print_analysis(result: dict) -> None:
+    table = Table(title="units that track each feature (r on the held-out half; control: random init)")
+    for col in ("feature", "tensor", "unit", "r", "r control"):
+        table.add_column(col, justify="right" if col in ("unit", "r", "r control") else "left")
+    for name, rows in result["features"].items():
+        for i, row in enumerate(rows[:3]):
+            table.add_row(name if i == 0 else "", row["tensor"], str(row["unit"]), f"{row['r']:+.2f}", f"{row['r_control']:+.2f}")
+    console.print(table)
+    if result["saturation"]:
+        sat = Table(title="gate saturation (fraction of time, mean over units)")
+        for col in ("gate", "left (< 0.1)", "right (> 0.9)"):
+            sat.add_column(col, justify="right")
+        for name, s in result["saturation"].items():
+            sat.add_row(name, f"{s['left_mean']:.3f}", f"{s['right_mean']:.3f}")
+        console.print(sat)
+
+
+def _show_unit(record, spec: str) -> None:
+    """The text, each character's background coloured by one unit."""
+    from rich.text import Text
+
+    name, _, index = spec.partition(":")
+    if name not in record.tensors or not index.isdigit():
+        raise CharRNNError(f"--unit must be TENSOR:UNIT with TENSOR one of {', '.join(record.tensors)}, not {spec!r}")
+    columns = list(record.units[name])
+    if int(index) not in columns:
+        raise CharRNNError(f"unit {index} of {name} was not recorded")
+    values = record.tensors[name][:, columns.index(int(index))].astype(np.float32)
+    scale = float(np.abs(values).max()) or 1.0
+    shown = Text()
+    for ch, v in zip(record.text, values):
+        piece = ch if ch == "\n" else safe_for_terminal(ch)
+        shown.append(piece, style=f"on {_diverging(v / scale)}" if ch != "\n" else None)
+    legend = Text(f"{name}:{index}  ")
+    for v in (-1.0, -0.5, 0.0, 0.5, 1.0):
+        legend.append(f" {v * scale:+.2f} ", style=f"on {_diverging(v)}")
+    console.print(legend)
+    console.print(shown)
+
+
+def _diverging(x: float) -> str:
+    """-1 blue, 0 white, +1 red."""
+    x = max(-1.0, min(1.0, x))
+    fade = int(255 * (1 - abs(x)))
+    return f"rgb({255},{fade},{fade})" if x >= 0 else f"rgb({fade},{fade},{255})"

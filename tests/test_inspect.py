@@ -1,0 +1,139 @@
+"""inspect: exact recording, export, the finder's statistics, and safe display."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from charrnn.activations import record, select_units
+from charrnn.analysis import BUILTIN_FEATURES, correlations, find_units, parse_feature, saturation, top_contexts
+from charrnn.data import Vocab
+from charrnn.errors import CharRNNError
+from charrnn.model import CellKind, CharRNN, ModelConfig
+
+from conftest import run_cli
+
+VOCAB = Vocab.from_chars('abcdefghis \n"()')
+TEXT = 'ab "cd ef" (gh (a) b)\nhe said "abc"\n' * 8
+
+
+def model_of(kind, seed=0):
+    torch.manual_seed(seed)
+    return CharRNN(ModelConfig(kind, VOCAB.size, embedding=3, hidden=6, layers=2)).eval()
+
+
+@pytest.mark.parametrize("kind", list(CellKind))
+def test_recording_equals_the_step_path_and_chunks_do_not_matter(kind):
+    model = model_of(kind)
+    whole = record(model, VOCAB, TEXT)
+    chunked = record(model, VOCAB, TEXT, chunk=17)
+    ids = torch.as_tensor(VOCAB.encode(TEXT).astype("int64"))
+    state = model.init_state(1)
+    with torch.no_grad():
+        for t in range(len(ids)):
+            trace: dict = {}
+            logits, state = model.step(ids[t : t + 1], state, trace)
+            for name, value in trace.items():
+                np.testing.assert_allclose(whole.tensors[name][t], value[0].numpy(), atol=1e-5)
+            logp = torch.log_softmax(logits[0], -1)
+            if t + 1 < len(ids):
+                assert whole.loss[t] == pytest.approx(-logp[ids[t + 1]].item(), abs=1e-5)
+            assert whole.top_ids[t, 0] == int(logp.argmax())
+    assert np.isnan(whole.loss[-1])
+    for name in whole.tensors:
+        np.testing.assert_allclose(whole.tensors[name], chunked.tensors[name], atol=1e-6)
+        if name.split(".")[1] in "ifozr":
+            assert whole.tensors[name].min() >= 0 and whole.tensors[name].max() <= 1
+
+
+def test_fused_h_matches_the_models_own_forward():
+    model = model_of(CellKind.lstm)
+    rec = record(model, VOCAB, TEXT)
+    with torch.no_grad():
+        logits, _ = model(torch.as_tensor(VOCAB.encode(TEXT).astype("int64"))[None])
+    logp = torch.log_softmax(logits[0], -1).numpy()
+    np.testing.assert_allclose(rec.top_probs[:, 0], np.exp(logp.max(-1)), atol=1e-5)
+
+
+def test_npz_export_loads_with_plain_numpy(tmp_path):
+    rec = record(model_of(CellKind.gru), VOCAB, TEXT, units=select_units("1-3", 6), dtype=np.float16)
+    path = tmp_path / "acts.npz"
+    rec.save_npz(path)
+    data = np.load(path)
+    manifest = json.loads(str(data["manifest"]))
+    assert manifest["tensors"]["l1.z"]["shape"] == [len(TEXT), 3]
+    assert data["l0.h"].dtype == np.float16
+    assert "".join(map(chr, data["text"])) == TEXT
+    assert list(data["units/l0.h"]) == [1, 2, 3]
+
+
+def test_features():
+    text = 'say "hi there" (a (b) c)\n  x'
+    quotes = BUILTIN_FEATURES["inside double quotes"](text)
+    assert "".join(c for c, q in zip(text, quotes) if q) == "hi there"
+    assert BUILTIN_FEATURES["bracket depth"](text)[text.index("b")] == 2
+    assert BUILTIN_FEATURES["position in line"](text)[-1] == 2
+    assert BUILTIN_FEATURES["indentation"](text)[-1] == 2
+    assert BUILTIN_FEATURES["inside single quotes"]("don't 'go' now").sum() == 2
+    name, f = parse_feature("vowel=[aeiou]")
+    assert name == "vowel" and f("xax").tolist() == [0, 1, 0]
+    with pytest.raises(CharRNNError):
+        parse_feature("novalue")
+
+
+def test_correlations_and_finder_pick_a_planted_unit():
+    rng = np.random.default_rng(0)
+    feature = (rng.random(400) > 0.5).astype(np.float32)
+    acts = rng.normal(size=(400, 8)).astype(np.float32)
+    acts[:, 5] += 3 * feature  # unit 5 tracks the feature
+    r = correlations(acts, feature)
+    assert np.argmax(np.abs(r)) == 5 and r[5] > 0.7
+    rec = record(model_of(CellKind.rnn), VOCAB, TEXT)
+    text_feature = BUILTIN_FEATURES["inside double quotes"](TEXT)
+    rec.tensors["l0.h"][:, 2] = text_feature * 2 - 1 + rng.normal(scale=0.1, size=len(TEXT))
+    control = record(model_of(CellKind.rnn, seed=1), VOCAB, TEXT)
+    found = find_units(rec, control, {"quotes": text_feature})["quotes"]
+    assert (found[0].tensor, found[0].unit) == ("l0.h", 2) and found[0].r > 0.9
+    assert abs(found[0].r_control) < found[0].r
+    shuffled = rng.permutation(text_feature)  # negative control: no unit tracks shuffled labels well
+    assert all(abs(f.r) < 0.5 for f in find_units(rec, control, {"shuffled": shuffled})["shuffled"])
+
+
+def test_saturation_and_contexts():
+    rec = record(model_of(CellKind.lstm), VOCAB, TEXT)
+    sat = saturation(rec)
+    assert set(sat) == {"l0.i", "l0.f", "l0.o", "l1.i", "l1.f", "l1.o"}
+    assert all(0 <= s["left_mean"] <= 1 and len(s["left"]) == 6 for s in sat.values())
+    ctx = top_contexts(rec, "l1.c", 0, k=3)
+    assert len(ctx["highest"]) == 3 and ctx["highest"][0]["value"] >= ctx["lowest"][0]["value"]
+
+
+def test_inspect_cli(trained_run, tmp_path):
+    out, report = tmp_path / "a.npz", tmp_path / "r.json"
+    text = "ALICE: the fox.\nBOB: a dog sat on the mat.\n" * 4
+    result = run_cli("inspect", trained_run, "--text", text, "--out", out, "--report", report)
+    assert result.exit_code == 0, result.output
+    assert np.load(out)["l0.h"].shape[0] == len(text)
+    data = json.loads(report.read_text())
+    assert "start of word" in data["features"] and data["features"]["uppercase"][0]["tensor"].startswith("l0.")
+    result = run_cli("inspect", trained_run, "--text", text, "--out", out)
+    assert result.exit_code == 1 and "exists" in result.stderr
+    result = run_cli("inspect", trained_run, "--text", "ALICE €")
+    assert result.exit_code == 1 and "never seen: '€'" in result.stderr
+    result = run_cli("inspect", trained_run, "--text", text, "--unit", "l9.h:3")
+    assert result.exit_code == 1 and "--unit must be TENSOR:UNIT" in result.stderr
+
+
+def test_inspect_unit_display_is_safe(tmp_path):
+    from charrnn import checkpoint as ckpt
+
+    vocab = Vocab.from_chars("[bold]\x1b2J\n")
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(CellKind.lstm, vocab.size, embedding=2, hidden=3, layers=1))
+    ckpt.save_checkpoint(tmp_path / "m.safetensors", model, vocab)
+    result = run_cli("inspect", tmp_path / "m.safetensors", "--text", "[bold]\x1b[2J\nb", "--unit", "l0.c:1")
+    assert result.exit_code == 0, result.output
+    assert "[bold]" in result.stdout and "\\x1b[2J" in result.stdout and "\x1b" not in result.stdout
