@@ -211,3 +211,112 @@ def top_contexts(rec: Recording, name: str, column: int, k: int = 5, width: int 
         }
 
     return {"highest": [ctx(t) for t in order[::-1][:k]], "lowest": [ctx(t) for t in order[:k]]}
+
+
+# --------------------------------------------------------------------------
+# Sparse probes
+
+
+@dataclass(frozen=True)
+class Probe:
+    accuracy: float  # on the held-out half
+    baseline: float  # always guessing the majority class of the training half
+    units: list[tuple[str, int, float]]  # (tensor, unit, weight), largest |weight| first
+
+    def to_dict(self) -> dict:
+        return {
+            "accuracy": self.accuracy,
+            "baseline": self.baseline,
+            "units": [{"tensor": t, "unit": u, "weight": w} for t, u, w in self.units],
+        }
+
+
+def l1_probe(rec: Recording, feature: np.ndarray, pool: int = 64, l1: float = 0.02, steps: int = 400) -> Probe:
+    """A sparse (L1) logistic probe for a binary feature: how few units
+    explain it. Candidates are the `pool` units most correlated with it on
+    the first half; the probe is fit there (proximal gradient descent on
+    standardised activations) and scored on the second half."""
+    import torch
+
+    half = len(rec.text) // 2
+    y = (feature > 0.5).astype(np.float32)
+    cols, names = [], []
+    for name, acts in rec.tensors.items():
+        r = np.abs(correlations(acts[:half], y[:half]))
+        for j in np.argsort(-r)[:pool]:
+            cols.append(acts[:, j].astype(np.float32))
+            names.append((name, int(rec.units[name][j]), r[j]))
+    keep = np.argsort([-n[2] for n in names])[:pool]
+    x = np.stack([cols[i] for i in keep], 1)
+    mean, std = x[:half].mean(0), x[:half].std(0) + 1e-6
+    x = torch.as_tensor((x - mean) / std)
+    t = torch.as_tensor(y)
+    w, b = torch.zeros(x.shape[1]), torch.zeros(())
+    lr = 0.5
+    for _ in range(steps):
+        p = torch.sigmoid(x[:half] @ w + b)
+        grad = x[:half].T @ (p - t[:half]) / half
+        w = w - lr * grad
+        w = torch.sign(w) * torch.clamp(w.abs() - lr * l1, min=0)  # soft threshold: the L1 step
+        b = b - lr * (p - t[:half]).mean()
+    pred = (torch.sigmoid(x[half:] @ w + b) > 0.5).float()
+    accuracy = float((pred == t[half:]).float().mean())
+    majority = float(y[:half].mean() >= 0.5)
+    baseline = float((y[half:] == majority).mean())
+    order = torch.argsort(-w.abs())
+    units = [(names[keep[i]][0], names[keep[i]][1], float(w[i])) for i in order.tolist() if w[i] != 0]
+    return Probe(accuracy, baseline, units)
+
+
+# --------------------------------------------------------------------------
+# Gradient flow
+
+
+def gradient_flow(model, vocab, text: str, horizon: int = 50, positions: int = 64, seed: int = 0) -> dict[str, list[float]]:
+    """Mean norm of d(loss at t) / d(h at t-k), k = 1..horizon, per layer,
+    over `positions` random positions of the text: how far back credit for
+    a prediction actually reaches. Each window starts from the true state
+    the model had there (one forward over the text before it)."""
+    import torch
+
+    ids = torch.as_tensor(vocab.encode(text).astype(np.int64))
+    if len(ids) < horizon + 2:
+        raise CharRNNError(f"gradient flow needs more than {horizon + 1} characters of text")
+    rng = np.random.default_rng(seed)
+    ends = np.sort(rng.choice(np.arange(horizon, len(ids) - 1), size=min(positions, len(ids) - 1 - horizon), replace=False))
+    model = model.eval()
+    starts = ends - horizon  # window: characters starts..ends, predicting ends+1
+    with torch.no_grad():  # the state each window starts from
+        states = _states_before(model, ids, starts)
+    state = tuple(s.clone() for s in states)
+    kept = []
+    for step in range(horizon + 1):
+        for s in state:
+            s.requires_grad_(True)
+            s.retain_grad()
+        kept.append(state)
+        logits, state = model.step(ids[torch.as_tensor(starts + step)], state)
+    loss = torch.nn.functional.cross_entropy(logits, ids[torch.as_tensor(ends + 1)], reduction="sum")
+    loss.backward()
+    flow = {}
+    for k in range(model.config.layers):
+        # kept[j] is the state before character starts+j, i.e. h at t - (horizon + 1 - j) ... h(t-1) is kept[horizon]
+        norms = [float(kept[horizon + 1 - lag][0].grad[k].norm(dim=-1).mean()) for lag in range(1, horizon + 1)]
+        flow[f"l{k}.h"] = norms
+    return flow
+
+
+def _states_before(model, ids, starts) -> tuple:
+    """The model's state just before each start position (batch of them)."""
+    import torch
+
+    state = model.init_state(1)
+    out = {}
+    wanted = set(int(s) for s in starts)
+    last = 0
+    for s in sorted(wanted):
+        if s > last:
+            _, state = model(ids[last:s][None], state)
+            last = s
+        out[s] = state
+    return tuple(torch.cat([out[int(s)][i] for s in starts], dim=1) for i in range(len(state)))

@@ -575,11 +575,15 @@ def _analyse(record, model, state, extra, top, layers, units, dtype) -> dict:
     control = activations.record(control_model, state.vocab, record.text, layers, units, dtype)
     features = {name: f(record.text) for name, f in {**analysis.BUILTIN_FEATURES, **extra}.items()}
     found = analysis.find_units(record, control, features, top)
+    binary = [name for name, f in features.items() if set(np.unique(f)) <= {0.0, 1.0} and 0 < f.mean() < 1]
+    horizon = min(50, len(record.text) - 2)
     return {
         "chars": len(record.text),
-        "features": {name: [f.to_dict() for f in rows] for name, rows in found.items()},
-        "saturation": analysis.saturation(record),
         "loss": float(np.nanmean(record.loss)) if len(record.text) > 1 else None,
+        "features": {name: [f.to_dict() for f in rows] for name, rows in found.items()},
+        "probes": {name: analysis.l1_probe(record, features[name]).to_dict() for name in binary},
+        "saturation": analysis.saturation(record),
+        "gradient_flow": analysis.gradient_flow(model, state.vocab, record.text, horizon) if horizon >= 1 else {},
     }
 
 
@@ -591,6 +595,23 @@ def _print_analysis(result: dict) -> None:
         for i, row in enumerate(rows[:3]):
             table.add_row(name if i == 0 else "", row["tensor"], str(row["unit"]), f"{row['r']:+.2f}", f"{row['r_control']:+.2f}")
     console.print(table)
+    if result["probes"]:
+        probes = Table(title="sparse L1 probes (held-out accuracy; units with non-zero weight)")
+        for col in ("feature", "accuracy", "majority baseline", "units", "strongest"):
+            probes.add_column(col)
+        for name, p in result["probes"].items():
+            strongest = ", ".join(f"{u['tensor']}:{u['unit']}" for u in p["units"][:3])
+            probes.add_row(name, f"{p['accuracy']:.3f}", f"{p['baseline']:.3f}", str(len(p["units"])), strongest)
+        console.print(probes)
+    if result["gradient_flow"]:
+        flow = Table(title="gradient flow: mean |d loss(t) / d h(t-k)|")
+        lags = [k for k in (1, 2, 5, 10, 20, 50) if k <= len(next(iter(result["gradient_flow"].values())))]
+        flow.add_column("layer")
+        for k in lags:
+            flow.add_column(f"k={k}", justify="right")
+        for name, norms in result["gradient_flow"].items():
+            flow.add_row(name, *(f"{norms[k - 1]:.2e}" for k in lags))
+        console.print(flow)
     if result["saturation"]:
         sat = Table(title="gate saturation (fraction of time, mean over units)")
         for col in ("gate", "left (< 0.1)", "right (> 0.9)"):

@@ -137,3 +137,50 @@ def test_inspect_unit_display_is_safe(tmp_path):
     result = run_cli("inspect", tmp_path / "m.safetensors", "--text", "[bold]\x1b[2J\nb", "--unit", "l0.c:1")
     assert result.exit_code == 0, result.output
     assert "[bold]" in result.stdout and "\\x1b[2J" in result.stdout and "\x1b" not in result.stdout
+
+
+def test_l1_probe_finds_a_planted_unit_with_few_units():
+    from charrnn.analysis import l1_probe
+
+    rng = np.random.default_rng(1)
+    rec = record(model_of(CellKind.gru), VOCAB, TEXT)
+    feature = BUILTIN_FEATURES["inside double quotes"](TEXT)
+    rec.tensors["l1.h"][:, 4] = feature + rng.normal(scale=0.2, size=len(TEXT))
+    probe = l1_probe(rec, feature)
+    assert probe.accuracy > 0.95 > probe.baseline
+    assert (probe.units[0][0], probe.units[0][1]) == ("l1.h", 4)
+
+
+def test_gradient_flow_matches_autograd_by_hand():
+    from charrnn.analysis import gradient_flow
+
+    model = model_of(CellKind.rnn)
+    flow = gradient_flow(model, VOCAB, TEXT, horizon=3, positions=1, seed=3)
+    # redo the one window by hand: state before the window, then 4 steps
+    ids = torch.as_tensor(VOCAB.encode(TEXT).astype("int64"))
+    end = int(np.sort(np.random.default_rng(3).choice(np.arange(3, len(ids) - 1), size=1, replace=False))[0])
+    start = end - 3
+    with torch.no_grad():
+        _, state = model(ids[:start][None])
+    hs = []
+    for t in range(start, end + 1):
+        h = state[0].clone().requires_grad_(True)
+        hs.append(h)
+        logits, state = model.step(ids[t : t + 1], (h,))
+    loss = torch.nn.functional.cross_entropy(logits, ids[end + 1 : end + 2])
+    grads = torch.autograd.grad(loss, hs)
+    # h(t-1) is the state entering the last step
+    for layer in range(2):
+        assert flow[f"l{layer}.h"][0] == pytest.approx(float(grads[-1][layer].norm()), rel=1e-5)
+        assert flow[f"l{layer}.h"][2] == pytest.approx(float(grads[-3][layer].norm()), rel=1e-5)
+
+
+def test_synthetic_corpus_has_its_structure():
+    from charrnn import synthetic
+
+    text = synthetic.generate(20_000, seed=3)
+    assert len(text) == 20_001 and text == synthetic.generate(20_000, seed=3)
+    inside = BUILTIN_FEATURES["inside double quotes"](text)
+    quoted = {w for w in "".join(c if q else " " for c, q in zip(text, inside)).split()}
+    assert quoted and quoted <= set(synthetic.INSIDE)
+    assert "/*" in text and "{" in text and "\n  " in text
