@@ -516,6 +516,10 @@ def inspect_cmd(
         Optional[str], typer.Option(help="Colour the text by one unit, e.g. l1.c:42 (shown on the terminal).")
     ] = None,
     report: Annotated[Optional[Path], typer.Option(help="Write the analysis as JSON to this file.")] = None,
+    html: Annotated[
+        Optional[Path], typer.Option(help="Write one self-contained HTML page: text coloured by a chosen unit, analysis.")
+    ] = None,
+    html_chars: Annotated[int, typer.Option(help="Characters shown on the HTML page.", min=1)] = 3000,
     feature: Annotated[
         Optional[list[str]], typer.Option(help="Extra feature NAME=REGEX, active inside matches (repeatable).")
     ] = None,
@@ -526,7 +530,7 @@ def inspect_cmd(
     """Record every unit on every character, find the interpretable ones, and show them."""
     from . import activations, analysis
 
-    for path in (out, report):
+    for path in (out, report, html):
         if path is not None and path.exists() and not force:
             raise CharRNNError(f"{path} exists: --force replaces it")
     extra = dict(analysis.parse_feature(spec) for spec in feature or [])
@@ -541,12 +545,17 @@ def inspect_cmd(
         err.print(f"wrote {out}: {len(record.tensors)} tensors of {len(body):,} characters")
     if unit is not None:
         _show_unit(record, unit)
-    if report is not None or (out is None and unit is None):
+    if report is not None or html is not None or (out is None and unit is None):
         result = _analyse(record, model, state, extra, top, chosen_layers, chosen_units, np.dtype(dtype.value))
         if report is not None:
-            report.write_text(json.dumps(result, indent=1), encoding="utf-8")
+            ckpt.write_bytes_atomic(report, json.dumps(result, indent=1).encode())
             err.print(f"wrote {report}")
-        else:
+        if html is not None:
+            from . import html as html_page
+
+            ckpt.write_bytes_atomic(html, html_page.render(record, result, html_chars).encode())
+            err.print(f"wrote {html}")
+        if report is None and html is None:
             _print_analysis(result)
 
 
