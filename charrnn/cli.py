@@ -512,6 +512,9 @@ def inspect_cmd(
     max_chars: Annotated[int, typer.Option(help="Record at most this many characters.", min=1)] = 100_000,
     dtype: Annotated[Dtype, typer.Option(help="Storage type of the recorded tensors.")] = Dtype.float32,
     out: Annotated[Optional[Path], typer.Option(help="Write everything to this .npz (with a JSON manifest).")] = None,
+    lstmvis: Annotated[
+        Optional[Path], typer.Option(help="Write an LSTMVis project directory (needs h5py: charrnn[lstmvis]).")
+    ] = None,
     unit: Annotated[
         Optional[str], typer.Option(help="Colour the text by one unit, e.g. l1.c:42 (shown on the terminal).")
     ] = None,
@@ -543,9 +546,16 @@ def inspect_cmd(
     if out is not None:
         record.save_npz(out)
         err.print(f"wrote {out}: {len(record.tensors)} tensors of {len(body):,} characters")
+    if lstmvis is not None:
+        from . import lstmvis as lstmvis_export
+
+        if lstmvis.exists() and any(lstmvis.iterdir()) and not force:
+            raise CharRNNError(f"{lstmvis} is not empty: --force writes into it")
+        lstmvis_export.export(record, lstmvis)
+        err.print(f"wrote an LSTMVis project to {lstmvis}")
     if unit is not None:
         _show_unit(record, unit)
-    if report is not None or html is not None or (out is None and unit is None):
+    if report is not None or html is not None or (out is None and unit is None and lstmvis is None):
         result = _analyse(record, model, state, extra, top, chosen_layers, chosen_units, np.dtype(dtype.value))
         if report is not None:
             ckpt.write_bytes_atomic(report, json.dumps(result, indent=1).encode())

@@ -184,3 +184,22 @@ def test_synthetic_corpus_has_its_structure():
     quoted = {w for w in "".join(c if q else " " for c, q in zip(text, inside)).split()}
     assert quoted and quoted <= set(synthetic.INSIDE)
     assert "/*" in text and "{" in text and "\n  " in text
+
+
+def test_lstmvis_export(trained_run, tmp_path):
+    h5py = pytest.importorskip("h5py")
+    text = "ALICE: the fox.\nBOB: a dog.\n"
+    result = run_cli("inspect", trained_run, "--text", text, "--lstmvis", tmp_path / "vis")
+    assert result.exit_code == 0, result.output
+    vis = tmp_path / "vis"
+    config = (vis / "lstm.yml").read_text()
+    assert 'word_sequence: {"file": "train", "path": "word_ids", "dict_file": "words"}' in config
+    words = dict(line.split() for line in (vis / "words.dict").read_text().splitlines())
+    assert words["\u2423"] and "\\n" in words  # space and newline have visible tokens, no blank keys
+    inverse = {int(v): k for k, v in words.items()}
+    with h5py.File(vis / "train.h5") as f:
+        ids = f["word_ids"][:]
+    assert "".join(inverse[i] for i in ids).replace("\u2423", " ").replace("\\n", "\n") == text
+    with h5py.File(vis / "states.h5") as f:
+        assert f["l0.h"].shape[0] == len(text)
+    assert run_cli("inspect", trained_run, "--text", text, "--lstmvis", vis).exit_code == 1  # not empty
