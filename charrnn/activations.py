@@ -18,6 +18,7 @@ the step path's within 1e-5.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,7 +62,14 @@ class Recording:
         arrays["vocab"] = np.array([ord(c) for c in self.vocab.chars], dtype=np.uint32)
         arrays["top_ids"], arrays["top_probs"], arrays["loss"] = self.top_ids, self.top_probs, self.loss
         arrays["manifest"] = np.array(json.dumps(self.manifest()))
-        np.savez(path, **arrays)
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            with open(tmp, "wb") as f:  # written whole, then renamed: never half a file
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def select_layers(spec: str | None, n_layers: int) -> list[int]:
@@ -104,8 +112,11 @@ def record(
     dtype: np.dtype = np.float32,
     top_k: int = 5,
     chunk: int = CHUNK,
+    spill: Path | None = None,
 ) -> Recording:
-    """Run `text` through the model and keep every selected tensor."""
+    """Run `text` through the model and keep every selected tensor. With
+    `spill`, a directory, tensors are written to .npy files there as they
+    are computed (memory-mapped) instead of being held in memory."""
     cfg = model.config
     model = model.eval()
     layers = list(range(cfg.layers)) if layers is None else layers
@@ -115,7 +126,7 @@ def record(
         raise CharRNNError("there is no text to record")
     n, k = len(ids), min(top_k, vocab.size)
     names = [name for name in trace_names(cfg) if int(name[1 : name.index(".")]) in layers]
-    out = {name: np.empty((n, len(units)), dtype=dtype) for name in names}
+    out = {name: _array(spill, name, (n, len(units)), dtype) for name in names}
     top_ids, top_probs = np.empty((n, k), dtype=np.int32), np.empty((n, k), dtype=np.float32)
     loss = np.full(n, np.nan, dtype=np.float32)
     state = model.init_state(1)
@@ -169,6 +180,13 @@ def _chunk(model: CharRNN, layers: list, ids: torch.Tensor, state: tuple) -> tup
     h_state = torch.stack(new_h)[:, None]  # (layers, 1, H)
     new_state = (h_state, torch.stack(new_c)[:, None]) if kind is CellKind.lstm else (h_state,)
     return tensors, logits, new_state
+
+
+def _array(spill: Path | None, name: str, shape: tuple, dtype) -> np.ndarray:
+    if spill is None:
+        return np.empty(shape, dtype=dtype)
+    spill.mkdir(parents=True, exist_ok=True)
+    return np.lib.format.open_memmap(spill / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
 
 
 def single_layers(model: CharRNN) -> list[torch.nn.Module]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import shlex
+import tempfile
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -489,6 +490,9 @@ def _newest_run() -> Path:
 # inspect
 
 
+SPILL_BYTES = 1 << 30  # recordings larger than this stream to disk
+
+
 class Dtype(str, Enum):
     float32 = "float32"
     float16 = "float16"
@@ -536,34 +540,65 @@ def inspect_cmd(
     for path in (out, report, html):
         if path is not None and path.exists() and not force:
             raise CharRNNError(f"{path} exists: --force replaces it")
+    if lstmvis is not None and lstmvis.is_dir() and any(lstmvis.iterdir()) and not force:
+        raise CharRNNError(f"{lstmvis} is not empty: --force writes into it")
     extra = dict(analysis.parse_feature(spec) for spec in feature or [])
     state = ckpt.load_checkpoint(checkpoint if checkpoint is not None else _newest_run())
     body = _inspect_text(state, text, file, generate_n, prime, temperature, seed, device)[:max_chars]
     model = state.model.cpu()
     chosen_layers = activations.select_layers(layers, state.config.layers)
     chosen_units = activations.select_units(units, state.config.hidden)
-    record = activations.record(model, state.vocab, body, chosen_layers, chosen_units, np.dtype(dtype.value))
+    size = len(body) * len(chosen_units) * len(chosen_layers) * 6 * np.dtype(dtype.value).itemsize
+    with tempfile.TemporaryDirectory(prefix="charrnn-inspect-") as spill:
+        # Past SPILL_BYTES the tensors stream to disk instead of memory.
+        spill_dir = Path(spill) if size > SPILL_BYTES else None
+        record = activations.record(
+            model, state.vocab, body, chosen_layers, chosen_units, np.dtype(dtype.value), spill=spill_dir
+        )
+        outputs = _Outputs(out, lstmvis, unit, report, html, html_chars)
+        _inspect_outputs(record, state, outputs, extra, top)
+
+
+@dataclass(frozen=True)
+class _Outputs:
+    """What `inspect` was asked to write or show."""
+
+    out: Path | None
+    lstmvis: Path | None
+    unit: str | None
+    report: Path | None
+    html: Path | None
+    html_chars: int
+
+    @property
+    def analysis(self) -> bool:  # the analysis runs for a report, a page, or when nothing else was asked
+        return self.report is not None or self.html is not None or (self.out, self.unit, self.lstmvis) == (None,) * 3
+
+
+def _inspect_outputs(record, state, o: _Outputs, extra: dict, top: int) -> None:
+    out, lstmvis, unit, report, html = o.out, o.lstmvis, o.unit, o.report, o.html
     if out is not None:
         record.save_npz(out)
-        err.print(f"wrote {out}: {len(record.tensors)} tensors of {len(body):,} characters")
+        err.print(f"wrote {out}: {len(record.tensors)} tensors of {len(record.text):,} characters")
     if lstmvis is not None:
         from . import lstmvis as lstmvis_export
 
-        if lstmvis.exists() and any(lstmvis.iterdir()) and not force:
-            raise CharRNNError(f"{lstmvis} is not empty: --force writes into it")
         lstmvis_export.export(record, lstmvis)
         err.print(f"wrote an LSTMVis project to {lstmvis}")
     if unit is not None:
         _show_unit(record, unit)
-    if report is not None or html is not None or (out is None and unit is None and lstmvis is None):
-        result = _analyse(record, model, state, extra, top, chosen_layers, chosen_units, np.dtype(dtype.value))
+    if o.analysis:
+        layers = sorted({int(name[1 : name.index(".")]) for name in record.tensors})
+        units = next(iter(record.units.values()))
+        dtype = next(iter(record.tensors.values())).dtype
+        result = _analyse(record, state.model, state, extra, top, layers, units, dtype)
         if report is not None:
             ckpt.write_bytes_atomic(report, json.dumps(result, indent=1).encode())
             err.print(f"wrote {report}")
         if html is not None:
             from . import html as html_page
 
-            ckpt.write_bytes_atomic(html, html_page.render(record, result, html_chars).encode())
+            ckpt.write_bytes_atomic(html, html_page.render(record, result, o.html_chars).encode())
             err.print(f"wrote {html}")
         if report is None and html is None:
             _print_analysis(result)
@@ -601,6 +636,11 @@ def _analyse(record, model, state, extra, top, layers, units, dtype) -> dict:
         "loss": float(np.nanmean(record.loss)) if len(record.text) > 1 else None,
         "features": {name: [f.to_dict() for f in rows] for name, rows in found.items()},
         "probes": {name: analysis.l1_probe(record, features[name]).to_dict() for name in binary},
+        "contexts": {
+            f"{row.tensor}:{row.unit}": analysis.top_contexts(record, row.tensor, list(record.units[row.tensor]).index(row.unit))
+            for rows in found.values()
+            for row in rows[:1]
+        },
         "saturation": analysis.saturation(record),
         "gradient_flow": analysis.gradient_flow(model, state.vocab, record.text, horizon) if horizon >= 1 else {},
     }

@@ -203,3 +203,23 @@ def test_lstmvis_export(trained_run, tmp_path):
     with h5py.File(vis / "states.h5") as f:
         assert f["l0.h"].shape[0] == len(text)
     assert run_cli("inspect", trained_run, "--text", text, "--lstmvis", vis).exit_code == 1  # not empty
+
+
+def test_spilled_recording_equals_in_memory(tmp_path):
+    model = model_of(CellKind.lstm)
+    a = record(model, VOCAB, TEXT)
+    b = record(model, VOCAB, TEXT, spill=tmp_path / "spill")
+    assert isinstance(b.tensors["l0.c"], np.memmap) and (tmp_path / "spill" / "l0.c.npy").exists()
+    for name in a.tensors:
+        np.testing.assert_array_equal(a.tensors[name], b.tensors[name])
+
+
+def test_report_has_contexts_for_each_features_best_unit(trained_run, tmp_path):
+    report = tmp_path / "r.json"
+    text = "ALICE: the fox.\nBOB: a dog sat on the mat.\n" * 4
+    assert run_cli("inspect", trained_run, "--text", text, "--report", report).exit_code == 0
+    data = json.loads(report.read_text())
+    best = data["features"]["start of word"][0]
+    ctx = data["contexts"][f"{best['tensor']}:{best['unit']}"]
+    assert len(ctx["highest"]) == 5 and {"before", "char", "after", "value"} <= set(ctx["highest"][0])
+    assert data["gradient_flow"]["l0.h"] and data["probes"]["start of word"]["accuracy"] > 0
