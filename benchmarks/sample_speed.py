@@ -112,16 +112,16 @@ def main() -> None:
     args = ap.parse_args()
 
     cases = [
-        (CellKind.lstm, 2, 512, 1, 4.0 if not args.quick else 0),
-        (CellKind.lstm, 2, 128, 1, 4.0 if not args.quick else 0),
-        (CellKind.lstm, 2, 512, 64, 1.3 if not args.quick else 0),
-        (CellKind.gru, 2, 512, 1, None),
-        (CellKind.rnn, 2, 512, 1, None),
+        (CellKind.lstm, 2, 512, 1),
+        (CellKind.lstm, 2, 128, 1),
+        (CellKind.lstm, 2, 512, 64),
+        (CellKind.gru, 2, 512, 1),
+        (CellKind.rnn, 2, 512, 1),
     ]
     targets = {(CellKind.lstm, 2, 512, 1): 5.0, (CellKind.lstm, 2, 128, 1): 4.0, (CellKind.lstm, 2, 512, 64): 1.3}
     length, repeats = (20, 1) if args.quick else (args.length, args.repeats)
     rows = []
-    for kind, layers, hidden, batch, _ in cases:
+    for kind, layers, hidden, batch in cases:
         if args.quick:
             hidden = min(hidden, 32)
         row = measure(kind, layers, hidden, batch, length, repeats)

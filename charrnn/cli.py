@@ -287,9 +287,10 @@ def _resume(ctx: typer.Context, path: Path, corpus: Path | None, options: dict):
             f"corpus {corpus_path} has a different character set from the run's:"
             f" added {describe_chars(added) or 'none'}; removed {describe_chars(removed) or 'none'}"
         )
-    err.print(f"resuming {state.path} at step {state.run.step:,}")
-    if data.info.sha256 != state.run.corpus.get("sha256"):
-        err.print(f"note: {corpus_path} is not the text the run began on; training goes on with it")
+    if distributed.is_main_process():
+        err.print(f"resuming {state.path} at step {state.run.step:,}")
+        if data.info.sha256 != state.run.corpus.get("sha256"):
+            err.print(f"note: {corpus_path} is not the text the run began on; training goes on with it")
     return train(data, config, state.path.parent, resume=state, reporter=TqdmReporter())
 
 
@@ -435,6 +436,8 @@ def sample_cmd(
 ) -> None:
     """Generate text from a model, one character at a time."""
     config = SampleConfig(length, temperature, top_k, top_p, seed, num_samples, stop, unknown is Unknown.skip)
+    if prime_file is not None and prime:
+        raise CharRNNError("give --prime or --prime-file, not both")
     if prime_file is not None:
         try:
             prime = prime_file.read_text(encoding="utf-8")
@@ -451,11 +454,15 @@ def sample_cmd(
         raise CharRNNError(f"--output {output} is a directory")
     if output is not None and output.exists() and not force:
         raise CharRNNError(f"--output {output} exists: --force replaces it")
+    if output is None:
+        # a terminal or pipe that cannot show a character gets an escape, not a crash
+        sys.stdout.reconfigure(errors="backslashreplace")
     stream = open(output, "w", encoding="utf-8") if output is not None else sys.stdout
-    to_terminal = output is None and sys.stdout.isatty()
+    to_terminal = stream.isatty()  # --output /dev/tty is a terminal too
     write = (lambda s: stream.write(safe_for_terminal(s))) if to_terminal else stream.write
+    flush = stream.flush if output is None or to_terminal else (lambda: None)  # files: no flush per character
     try:
-        _write_samples(model, state.vocab, prime, config, echo, write, stream.flush)
+        _write_samples(model, state.vocab, prime, config, echo, write, flush)
     finally:
         if output is not None:
             stream.close()

@@ -44,6 +44,11 @@ class Dist:
         return slice(self.rank * share, (self.rank + 1) * share)
 
 
+def is_main_process() -> bool:
+    """Rank 0, or a plain run: the process that prints."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def launched() -> bool:
     """Whether this process was started by torchrun with more than one process."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -55,9 +60,17 @@ def setup(device: torch.device) -> Dist:
         return Dist()
     if not dist.is_available():
         raise CharRNNError("this PyTorch build has no torch.distributed support")
+    if device.type == "mps":
+        raise CharRNNError("torchrun with --device mps is not supported: use --device cpu, or one process")
     if not dist.is_initialized():
         if device.type == "cuda":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            if local >= torch.cuda.device_count():
+                raise CharRNNError(
+                    f"process {local} has no GPU: this machine has {torch.cuda.device_count()};"
+                    " use --nproc_per_node up to that"
+                )
+            torch.cuda.set_device(local)
         backend = "nccl" if device.type == "cuda" else "gloo"
         # A dead peer should end the job within minutes, not the default half hour.
         dist.init_process_group(backend, timeout=timedelta(minutes=5))
@@ -78,15 +91,6 @@ def sum_all(values: list[float], d: Dist, device: torch.device) -> list[float]:
     return t.tolist()
 
 
-def any_rank(flag: bool, d: Dist, device: torch.device) -> bool:
-    """True on every rank if it is true on any (a stop must be taken together)."""
-    if not d.enabled:
-        return flag
-    t = torch.tensor([int(flag)], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
-
-
 def gather_streams(t: torch.Tensor, d: Dist) -> torch.Tensor:
     """(layers, B/W, H) on every rank -> (layers, B, H), streams in rank order."""
     if not d.enabled:
@@ -97,15 +101,17 @@ def gather_streams(t: torch.Tensor, d: Dist) -> torch.Tensor:
 
 
 def check_in_step(model: torch.nn.Module, d: Dist, device: torch.device) -> None:
-    """Raise if the processes' weights have drifted apart (they must stay
-    identical: each applies the same averaged gradients). Cheap: one sum
-    per process, compared at each evaluation."""
+    """Raise if the processes' weights are not bit-identical (they must
+    be: each applies the same averaged gradients). The check is the sum of
+    every weight's raw bits as integers: exact, and independent of any
+    floating-point summation order. One small all_gather per evaluation."""
     if not d.enabled:
         return
     with torch.no_grad():
-        mine = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1).to(device)
+        bits = sum(int(p.detach().contiguous().view(torch.int32).to(torch.int64).sum()) for p in model.parameters())
+    mine = torch.tensor([bits % (2**61 - 1)], dtype=torch.int64, device=device)
     sums = [torch.empty_like(mine) for _ in range(d.world)]
     dist.all_gather(sums, mine)
-    values = [float(t.item()) for t in sums]
+    values = [int(t.item()) for t in sums]
     if any(v != values[0] for v in values):
-        raise CharRNNError(f"the processes' weights differ (sums {values}): distributed training went wrong")
+        raise CharRNNError(f"the processes' weights differ (checksums {values}): distributed training went wrong")

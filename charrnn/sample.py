@@ -16,6 +16,10 @@ from .model import CharRNN
 from .stepper import FastStepper
 
 
+MIN_TEMPERATURE = 1e-4
+MAX_SAMPLES = 100_000  # one batch; beyond this, run the command several times
+
+
 @dataclass(frozen=True)
 class SampleConfig:
     length: int = 500  # characters generated per sample (the prime not counted)
@@ -32,12 +36,14 @@ class SampleConfig:
             raise CharRNNError(f"--length must be >= 0, not {self.length}")
         if not (self.temperature >= 0 and math.isfinite(self.temperature)):
             raise CharRNNError(f"--temperature must be a finite number >= 0, not {self.temperature}")
+        if 0 < self.temperature < MIN_TEMPERATURE:  # 1/T would overflow the tempered weights
+            raise CharRNNError(f"--temperature below {MIN_TEMPERATURE} is argmax in all but name: use 0")
         if self.top_k is not None and self.top_k < 1:
             raise CharRNNError(f"--top-k must be at least 1, not {self.top_k}")
         if self.top_p is not None and not (0 < self.top_p <= 1):
             raise CharRNNError(f"--top-p must be in (0, 1], not {self.top_p}")
-        if self.num_samples < 1:
-            raise CharRNNError(f"--num-samples must be at least 1, not {self.num_samples}")
+        if not 1 <= self.num_samples <= MAX_SAMPLES:
+            raise CharRNNError(f"--num-samples must be in 1..{MAX_SAMPLES:,}, not {self.num_samples}")
         if self.stop == "":
             raise CharRNNError("--stop must not be empty")
 
@@ -70,9 +76,10 @@ def generate(model: CharRNN, vocab: Vocab, prime: str, config: SampleConfig) -> 
         ids = vocab.encode("\n" if "\n" in vocab.chars else vocab.chars[0])
     b = config.num_samples
     scale = 1.0 / config.temperature if config.temperature > 0 else 1.0
-    x = torch.as_tensor(ids.astype("int64"), device=device).unsqueeze(0).expand(b, -1)  # (B, P)
-    logits, state = model(x)  # one fused pass over the prime
-    logits = logits[:, -1] * scale  # (B, V), tempered like every later step's
+    logits, state = read_prime(model, torch.as_tensor(ids.astype("int64"), device=device))
+    # every sample starts from the same prime: copy its state and logits to the batch
+    state = tuple(s.expand(-1, b, -1).contiguous() for s in state)
+    logits = logits.expand(b, -1) * scale  # (B, V), tempered like every later step's
     stepper = FastStepper(model, b, device, logit_scale=scale)
     stepper.load_state(state)
     draw = Draws(config, b, vocab.size, device)
@@ -84,6 +91,16 @@ def generate(model: CharRNN, vocab: Vocab, prime: str, config: SampleConfig) -> 
         if stops.all_done:
             return
         logits = stepper.step(nxt)
+
+
+def read_prime(model: CharRNN, ids: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, tuple]:
+    """Run the prime (P,) through the fused layers once, at batch 1, a chunk
+    at a time with the state carried, so a long --prime-file costs bounded
+    memory. Returns the last position's logits (1, V) and the state."""
+    state = model.init_state(1, ids.device)
+    for start in range(0, len(ids), chunk):
+        logits, state = model(ids[start : start + chunk][None], state)
+    return logits[:, -1], state
 
 
 class Draws:

@@ -200,9 +200,12 @@ class _StopFlag:
     cut in half and `last` is saved from a consistent state. A second Ctrl-C
     interrupts at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, repeat_interrupts: bool = True) -> None:
         self.set = False
         self._previous = None
+        # Under torchrun each process gets SIGINT twice (the terminal's and
+        # the launcher's forwarded one): there, a second one must not raise.
+        self.repeat_interrupts = repeat_interrupts
 
     def __enter__(self) -> _StopFlag:
         if threading.current_thread() is threading.main_thread():
@@ -210,7 +213,7 @@ class _StopFlag:
         return self
 
     def _handle(self, signum, frame) -> None:
-        if self.set:
+        if self.set and self.repeat_interrupts:
             raise KeyboardInterrupt
         self.set = True
 
@@ -327,6 +330,8 @@ class _Session:
 
         torch.manual_seed(config.seed)
         self.model = (CharRNN(model_config) if resume is None else resume.model).to(self.device).train()
+        if self.dist.rank > 0:  # each process draws its own dropout masks (weights come from rank 0)
+            torch.manual_seed(hash((config.seed, self.dist.rank, resume.run.step if resume else 0)) % 2**63)
         # DDP averages gradients over processes; each process's loss is the
         # mean over its equal share of streams, so the average is the
         # single-process loss over the whole batch.
@@ -348,7 +353,8 @@ class _Session:
                 self.optimizer.load_state_dict(self.run_state.optimizer)
             except (KeyError, ValueError, TypeError, RuntimeError) as e:
                 raise CharRNNError(f"the checkpoint's optimizer state does not fit its model: {e}") from None
-            _set_rng_state(self.run_state.rng, self.device)
+            if self.dist.is_main:  # the checkpoint holds rank 0's generator
+                _set_rng_state(self.run_state.rng, self.device)
             if self.run_state.scaler and self.scaler.is_enabled():
                 self.scaler.load_state_dict(self.run_state.scaler)
             self.run_state.train_config = config.to_dict()
@@ -382,10 +388,10 @@ class _Session:
         self.reporter.start(self.total_steps, run.step, self._info())
         stop_reason = None
         try:
-            with _StopFlag() as stop:
+            with _StopFlag(repeat_interrupts=not self.dist.enabled) as stop:
+                self.elapsed = 0.0  # agreed by all processes, so they all use one learning rate
                 while stop_reason is None:
-                    elapsed = time.monotonic() - self.started
-                    run.progress = _progress(run.step, self.total_steps, progress0, elapsed, config.time_limit_s)
+                    run.progress = _progress(run.step, self.total_steps, progress0, self.elapsed, config.time_limit_s)
                     self._step(_lr_at(config, run.step, run.progress))
                     stop_reason = self._stop_reason(stop.set)
                     if stop_reason == "interrupted":
@@ -406,10 +412,10 @@ class _Session:
         """Why to stop now, if at all. Ctrl-C and the time limit are seen
         by each process at its own moment: they are agreed on together."""
         limit = self.config.time_limit_s
-        timed_out = limit is not None and self._elapsed() >= limit
-        interrupted, timed_out = (
-            v > 0 for v in distributed.sum_all([float(interrupted), float(timed_out)], self.dist, self.device)
-        )
+        mine = self._elapsed() if self.dist.is_main else 0.0  # rank 0's clock is everyone's
+        flags = distributed.sum_all([float(interrupted), mine], self.dist, self.device)
+        interrupted, self.elapsed = flags[0] > 0, flags[1]
+        timed_out = limit is not None and self.elapsed >= limit
         if interrupted:
             return "interrupted"
         if self.total_steps is not None and self.run_state.step >= self.total_steps:
@@ -437,6 +443,9 @@ class _Session:
         self.scaler.unscale_(self.optimizer)
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.grad_clip)
         loss_v, gnorm_v = loss.item(), gnorm.item()
+        if self.dist.enabled:  # every process must see a divergence, or one would stop alone
+            (total,) = distributed.sum_all([loss_v], self.dist, self.device)
+            loss_v = loss_v if math.isfinite(total) else total
         # With fp16 an infinite gradient is the scaler's to handle (it skips
         # the step and lowers its scale); otherwise it means divergence.
         if not math.isfinite(loss_v) or not (math.isfinite(gnorm_v) or self.scaler.is_enabled()):

@@ -111,3 +111,16 @@ def test_losing_a_process_stops_the_job_and_the_run_resumes(tmp_path, corpus):
     resumed = single(["--resume", run, "--max-steps", str(state.run.step + 4)])
     assert resumed.returncode == 0, resumed.stderr
     assert ckpt.load_checkpoint(run, prefer=ckpt.LAST).run.step == state.run.step + 4
+
+
+@pytest.mark.slow
+def test_time_limit_and_dropout_under_two_processes(tmp_path, corpus):
+    """The time limit drives the learning rate: every process must use the
+    same clock, or their weights drift apart (the per-evaluation check
+    would stop the run). Dropout masks differ per process."""
+    args = [corpus, *MODEL, "--batch-size", "8", "--time-limit", "6s", "--eval-every", "20", "--dropout", "0.2",
+            "--warmup-steps", "2", "--out", tmp_path / "r"]  # fmt: skip
+    code, out = finish(torchrun(2, args))
+    assert code == 0, out
+    assert "stopped by" in out and "time limit" in out
+    assert ckpt.load_checkpoint(tmp_path / "r", prefer=ckpt.LAST).run.step > 20

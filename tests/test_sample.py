@@ -194,3 +194,55 @@ def test_streaming_flushes_as_it_goes(trained_run):
     writes_before_first_flush = next(i for i, e in enumerate(events) if e[0] == "f")
     assert writes_before_first_flush <= 2  # the prime and the first character, then a flush
     assert sum(e[0] == "f" for e in events) >= 10
+
+
+def test_long_samples_cross_noise_blocks_and_stay_reproducible():
+    model = model_of()
+    a = sample_text(model, length=2500, num_samples=2, seed=9)  # > one block of noise
+    b = sample_text(model, length=2500, num_samples=2, seed=9)
+    assert a == b and len(a[0]) == 2500 and a[0] != a[1]
+    assert a[0][:100] == sample_text(model, length=100, num_samples=2, seed=9)[0]  # blocks do not change the stream
+
+
+def test_long_prime_is_read_in_chunks_exactly():
+    from charrnn.sample import read_prime
+
+    model = model_of(CellKind.gru)
+    ids = torch.randint(0, VOCAB.size, (300,))
+    with torch.no_grad():
+        whole, state = model(ids[None])
+        chunked, cstate = read_prime(model, ids, chunk=64)
+    torch.testing.assert_close(chunked, whole[:, -1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(cstate[0], state[0], atol=1e-5, rtol=0)
+
+
+def test_prime_file_stop_and_no_echo_through_the_cli(trained_run, tmp_path):
+    prime = tmp_path / "prime.txt"
+    prime.write_text("ALICE:", encoding="utf-8")
+    result = run_cli("sample", trained_run, "--prime-file", prime, "--stop", ".", "--length", "300",
+                     "--num-samples", "3", "--seed", "2", "--no-echo")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    parts = result.stdout.split("\n\n----- sample ")
+    assert len(parts) == 3 and not parts[0].startswith("ALICE:")
+    assert all(p.rstrip("\n").endswith(".") for p in parts)
+    both = run_cli("sample", trained_run, "--prime-file", prime, "--prime", "A")
+    assert both.exit_code == 1 and "not both" in both.stderr
+
+
+def test_temperatures_too_small_and_too_many_samples_are_refused():
+    with pytest.raises(CharRNNError, match="use 0"):
+        SampleConfig(temperature=1e-39)
+    with pytest.raises(CharRNNError, match="--num-samples"):
+        SampleConfig(num_samples=10**10)
+
+
+def test_non_utf8_stdout_gets_escapes_not_a_traceback(tmp_path):
+    vocab = Vocab.from_chars("안녕 ")
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(CellKind.rnn, vocab.size, embedding=2, hidden=3, layers=1))
+    ckpt.save_checkpoint(tmp_path / "m.safetensors", model, vocab)
+    env = dict(os.environ, PYTHONIOENCODING="ascii")
+    done = subprocess.run([sys.executable, "-m", "charrnn", "sample", str(tmp_path / "m.safetensors"), "--prime",
+                           "안녕", "--length", "20", "--seed", "1"], capture_output=True, text=True, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "\\uc548\\ub155" in done.stdout and "Traceback" not in done.stderr
