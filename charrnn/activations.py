@@ -126,7 +126,7 @@ def record(
         raise CharRNNError("there is no text to record")
     n, k = len(ids), min(top_k, vocab.size)
     names = [name for name in trace_names(cfg) if int(name[1 : name.index(".")]) in layers]
-    out = {name: _array(spill, name, (n, len(units)), dtype) for name in names}
+    sinks = {name: _Sink(spill, name, (n, len(units)), np.dtype(dtype)) for name in names}
     top_ids, top_probs = np.empty((n, k), dtype=np.int32), np.empty((n, k), dtype=np.float32)
     loss = np.full(n, np.nan, dtype=np.float32)
     state = model.init_state(1)
@@ -135,7 +135,7 @@ def record(
         x = ids[start : start + chunk]
         tensors, logits, state = _chunk(model, fused, x, state)
         for name in names:
-            out[name][start : start + len(x)] = tensors[name][:, units].numpy()
+            sinks[name].write(start, tensors[name][:, units].numpy())
         logp = F.log_softmax(logits, -1)
         best = logp.topk(k, -1)
         top_ids[start : start + len(x)] = best.indices.numpy()
@@ -144,6 +144,7 @@ def record(
         loss[start : start + len(nxt)] = (-logp[torch.arange(len(nxt)), nxt]).numpy()
     meta = {"model": cfg.to_dict(), "layers": layers, "top_k": k}
     unit_map = {name: units for name in names}
+    out = {name: sink.finish() for name, sink in sinks.items()}
     return Recording(text, vocab, out, unit_map, top_ids, top_probs, loss, meta)
 
 
@@ -182,11 +183,33 @@ def _chunk(model: CharRNN, layers: list, ids: torch.Tensor, state: tuple) -> tup
     return tensors, logits, new_state
 
 
-def _array(spill: Path | None, name: str, shape: tuple, dtype) -> np.ndarray:
-    if spill is None:
-        return np.empty(shape, dtype=dtype)
-    spill.mkdir(parents=True, exist_ok=True)
-    return np.lib.format.open_memmap(spill / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
+class _Sink:
+    """Where one recorded tensor goes, chunk by chunk: an array in memory,
+    or (spill) a .npy file appended to with plain writes, so its pages are
+    never held by this process, then opened memory-mapped, read-only."""
+
+    def __init__(self, spill: Path | None, name: str, shape: tuple, dtype: np.dtype):
+        self.shape, self.dtype = shape, dtype
+        self.path = None if spill is None else spill / f"{name}.npy"
+        if self.path is None:
+            self.array = np.empty(shape, dtype=dtype)
+            return
+        spill.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "wb")
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_1_0(self.file, header)
+
+    def write(self, start: int, rows: np.ndarray) -> None:
+        if self.path is None:
+            self.array[start : start + len(rows)] = rows
+        else:  # chunks arrive in order, and rows are C-contiguous: append
+            self.file.write(np.ascontiguousarray(rows, dtype=self.dtype).tobytes())
+
+    def finish(self) -> np.ndarray:
+        if self.path is None:
+            return self.array
+        self.file.close()
+        return np.load(self.path, mmap_mode="r")
 
 
 def single_layers(model: CharRNN) -> list[torch.nn.Module]:

@@ -497,7 +497,7 @@ def _newest_run() -> Path:
 # inspect
 
 
-SPILL_BYTES = 1 << 30  # recordings larger than this stream to disk
+SPILL_BYTES = 1 << 29  # recordings larger than this (512 MiB) stream to disk
 
 
 class Dtype(str, Enum):
@@ -517,6 +517,8 @@ def inspect_cmd(
     ] = None,
     prime: Annotated[str, typer.Option(help="With --generate: text read before sampling (recorded too).")] = "",
     temperature: Annotated[float, typer.Option(help="With --generate: sampling temperature.")] = 1.0,
+    top_k: Annotated[Optional[int], typer.Option(help="With --generate: sample among the k most likely.")] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="With --generate: nucleus sampling.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="With --generate: random seed.")] = None,
     layers: Annotated[Optional[str], typer.Option(help="Layers to record, e.g. 0,1 (default all).")] = None,
     units: Annotated[Optional[str], typer.Option(help="Units to record, e.g. 0-63,100 (default all).")] = None,
@@ -551,7 +553,8 @@ def inspect_cmd(
         raise CharRNNError(f"{lstmvis} is not empty: --force writes into it")
     extra = dict(analysis.parse_feature(spec) for spec in feature or [])
     state = ckpt.load_checkpoint(checkpoint if checkpoint is not None else _newest_run())
-    body = _inspect_text(state, text, file, generate_n, prime, temperature, seed, device)[:max_chars]
+    sampling = SampleConfig(length=generate_n or 0, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    body = _inspect_text(state, text, file, generate_n, prime, sampling, device)[:max_chars]
     model = state.model.cpu()
     chosen_layers = activations.select_layers(layers, state.config.layers)
     chosen_units = activations.select_units(units, state.config.hidden)
@@ -611,7 +614,7 @@ def _inspect_outputs(record, state, o: _Outputs, extra: dict, top: int) -> None:
             _print_analysis(result)
 
 
-def _inspect_text(state, text, file, generate_n, prime, temperature, seed, device) -> str:
+def _inspect_text(state, text, file, generate_n, prime, sampling: SampleConfig, device) -> str:
     given = [x is not None for x in (text, file, generate_n)]
     if sum(given) != 1:
         raise CharRNNError("give exactly one of --text, --file or --generate")
@@ -622,9 +625,8 @@ def _inspect_text(state, text, file, generate_n, prime, temperature, seed, devic
             return file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise CharRNNError(f"cannot read --file {file}: {e}") from None
-    config = SampleConfig(length=generate_n, temperature=temperature, seed=seed)
     model = state.model.to(resolve_device(device.value))
-    return prime + "".join(chars[0] for chars in generate(model, state.vocab, prime, config))
+    return prime + "".join(chars[0] for chars in generate(model, state.vocab, prime, sampling))
 
 
 def _analyse(record, model, state, extra, top, layers, units, dtype) -> dict:
@@ -708,6 +710,17 @@ def _show_unit(record, spec: str) -> None:
         legend.append(f" {v * scale:+.2f} ", style=f"on {_diverging(v)}")
     console.print(legend)
     console.print(shown)
+    from .analysis import top_contexts
+
+    contexts = top_contexts(record, name, columns.index(int(index)))
+    table = Table(title=f"where {spec} is highest and lowest")
+    for col in ("", "value", "context (the character in brackets)"):
+        table.add_column(col)
+    for kind in ("highest", "lowest"):
+        for i, c in enumerate(contexts[kind]):
+            context = safe_for_terminal(f"{c['before']}[{c['char']}]{c['after']}".replace("\n", "\u21b5"))
+            table.add_row(kind if i == 0 else "", f"{c['value']:+.3f}", context)
+    console.print(table)
 
 
 def _diverging(x: float) -> str:

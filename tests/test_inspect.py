@@ -223,3 +223,27 @@ def test_report_has_contexts_for_each_features_best_unit(trained_run, tmp_path):
     ctx = data["contexts"][f"{best['tensor']}:{best['unit']}"]
     assert len(ctx["highest"]) == 5 and {"before", "char", "after", "value"} <= set(ctx["highest"][0])
     assert data["gradient_flow"]["l0.h"] and data["probes"]["start of word"]["accuracy"] > 0
+
+
+def test_recorded_state_equals_the_fused_models_final_state():
+    model = model_of(CellKind.lstm)
+    rec = record(model, VOCAB, TEXT, chunk=33)
+    with torch.no_grad():
+        _, (h, c) = model(torch.as_tensor(VOCAB.encode(TEXT).astype("int64"))[None])
+    for k in range(2):
+        np.testing.assert_allclose(rec.tensors[f"l{k}.h"][-1], h[k, 0].numpy(), atol=1e-5)
+        np.testing.assert_allclose(rec.tensors[f"l{k}.c"][-1], c[k, 0].numpy(), atol=1e-5)
+
+
+def test_inspect_generate_and_unit_contexts(trained_run, tmp_path):
+    out = tmp_path / "g.npz"
+    args = ["inspect", trained_run, "--generate", "60", "--prime", "ALICE:", "--top-k", "3", "--seed", "4"]
+    assert run_cli(*args, "--out", out).exit_code == 0
+    data = np.load(out)
+    text = "".join(map(chr, data["text"]))
+    assert text.startswith("ALICE:") and len(text) == 66
+    assert run_cli(*args, "--out", tmp_path / "g2.npz").exit_code == 0
+    assert np.array_equal(np.load(tmp_path / "g2.npz")["text"], data["text"])  # seeded: reproducible
+    shown = run_cli("inspect", trained_run, "--text", "ALICE: the fox.\nBOB: a dog.\n", "--unit", "l0.c:2")
+    assert shown.exit_code == 0 and "highest" in shown.stdout and "lowest" in shown.stdout
+    assert run_cli("inspect", trained_run, "--text", "AB", "--file", out).exit_code == 1  # one input only
