@@ -153,6 +153,8 @@ class TqdmReporter:
             f" (max {record['grad_norm_max']:.2f})  {(record['chars_per_s'] or 0) / 1000:.1f}k chars/s"
         )
         tqdm.write(line, file=sys.stderr)
+        if "sample" in record:
+            tqdm.write(f"--- sample at step {record['step']} ---\n{safe_for_terminal(record['sample'])}\n---", file=sys.stderr)
 
     def close(self):
         if self.bar is not None:
@@ -209,6 +211,9 @@ def train_cmd(
         Optional[str], _run("Stop after this much time, e.g. 90s, 10m, 1h30m; the learning-rate schedule fits it.")
     ] = None,
     eval_every: Annotated[int, _run("Evaluate on the whole val split and save, every N steps.", min=1)] = _T.eval_every,
+    sample_every: Annotated[
+        Optional[int], _run("Print and log a 200-character sample every N steps (a multiple of --eval-every).", min=1)
+    ] = None,
     out: Annotated[
         Optional[Path], _run("Run directory for checkpoints and metrics. Default: checkpoints/<corpus>-<model>.")
     ] = None,
@@ -224,7 +229,7 @@ def train_cmd(
     options = dict(
         seq_len=seq_len, batch_size=batch_size, lr=lr, min_lr_frac=min_lr_frac, warmup_steps=warmup_steps,
         weight_decay=weight_decay, grad_clip=grad_clip, max_steps=max_steps, epochs=epochs, time_limit_s=limit,
-        eval_every=eval_every, val_frac=val_frac, test_frac=test_frac, seed=seed, device=device.value,
+        eval_every=eval_every, sample_every=sample_every, val_frac=val_frac, test_frac=test_frac, seed=seed, device=device.value,
         encoding=encoding, precision=precision.value,
     )  # fmt: skip
     try:

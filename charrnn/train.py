@@ -42,6 +42,7 @@ class TrainConfig:
     epochs: int | None = None  # counted from the run's start
     time_limit_s: float | None = None  # counted from this invocation's start
     eval_every: int = 500
+    sample_every: int | None = None  # print and log a short sample every N steps (a multiple of eval_every)
     val_frac: float = 0.05
     test_frac: float = 0.05
     seed: int = 1337
@@ -67,6 +68,11 @@ class TrainConfig:
                 f"split fractions must satisfy 0 < --val-frac ({self.val_frac}), 0 <= --test-frac"
                 f" ({self.test_frac}) and --val-frac + --test-frac < 1"
             )
+        if self.sample_every is not None and (self.sample_every < 1 or self.sample_every % self.eval_every):
+            raise CharRNNError(
+                f"--sample-every {self.sample_every} must be a multiple of --eval-every ({self.eval_every}):"
+                " samples are logged with the evaluations"
+            )
         if self.precision not in PRECISIONS:
             raise CharRNNError(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if not 0 <= self.seed < 2**63:
@@ -85,7 +91,8 @@ class TrainConfig:
 
 # Options that may change when a run is resumed: they say how long and where
 # to run, not what is trained. Everything else is fixed by the checkpoint.
-RESUMABLE_OVERRIDES = ("max_steps", "epochs", "time_limit_s", "eval_every", "device", "precision")
+RESUMABLE_OVERRIDES = ("max_steps", "epochs", "time_limit_s", "eval_every", "sample_every", "device", "precision")
+SAMPLE_CHARS, SAMPLE_TEMPERATURE = 200, 0.8
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -474,6 +481,8 @@ class _Session:
                 raise TrainingDiverged(f"the validation loss became {val.loss} at step {run.step}; nothing was saved")
             run.elapsed_s = self.elapsed0 + self._elapsed()  # count the evaluation too
             record = self._record(val.loss, time.monotonic() - t0)
+            if self.config.sample_every and run.step % self.config.sample_every == 0 and self.dist.is_main:
+                record["sample"] = self._sample()
             run.metrics.append(record)
         distributed.check_in_step(self.model, self.dist, self.device)
         run.optimizer = self.optimizer.state_dict()
@@ -500,6 +509,18 @@ class _Session:
             self.reporter.evaluated(record)
             self.last_record = record
             self.window = _Window()
+
+    def _sample(self) -> str:
+        """A short sample to watch the text improve. Its generator is seeded
+        from (seed, step), so training's own random stream is untouched and
+        resume stays exact."""
+        from .sample import SampleConfig, generate
+
+        seed = hash((self.config.seed, self.run_state.step)) % 2**63
+        config = SampleConfig(length=SAMPLE_CHARS, temperature=SAMPLE_TEMPERATURE, seed=seed)
+        text = "".join(chars[0] for chars in generate(self.model, self.corpus.vocab, "", config))
+        self.model.train()
+        return text
 
     def _record(self, val_loss: float, eval_s: float) -> dict:
         run, window = self.run_state, self.window.summary()

@@ -240,3 +240,21 @@ def test_precision_bf16_trains_on_cpu_and_fp16_is_refused(tmp_path, corpus_file)
         train(corpus, replace(cfg, precision="fp16"), tmp_path / "b", model_config(corpus))
     with pytest.raises(CharRNNError, match="--precision must be one of"):
         TrainConfig(precision="fp8")
+
+
+def test_samples_during_training_are_logged_and_leave_resume_exact(tmp_path, corpus_file):
+    corpus = load_corpus(corpus_file)
+    cfg = replace(CONFIG, sample_every=5)
+    mconf = model_config(corpus, dropout=0.3)
+    straight = Recorder()
+    train(corpus, cfg, tmp_path / "a", mconf, reporter=straight)
+    assert [r["step"] for r in straight.records] == [5, 10, 12]
+    assert [len(r.get("sample", "")) for r in straight.records] == [200, 200, 0]  # every 5 steps
+    first = Recorder(interrupt_at=7)
+    train(corpus, cfg, tmp_path / "b", mconf, reporter=first)
+    second = Recorder()
+    train(corpus, cfg, tmp_path / "b", resume=ckpt.load_checkpoint(tmp_path / "b", prefer=ckpt.LAST), reporter=second)
+    assert first.losses + second.losses == straight.losses
+    assert second.records[0]["sample"] == straight.records[1]["sample"]
+    with pytest.raises(CharRNNError, match="multiple of --eval-every"):
+        TrainConfig(eval_every=20, sample_every=30)
