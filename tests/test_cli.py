@@ -23,7 +23,7 @@ def assert_one_line_error(result, *fragments):
         assert f in lines[-1], lines[-1]
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["sample"], ["eval"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["sample"], ["eval"], ["inspect"]])
 def test_every_command_has_help(command):
     result = run_cli(*command, "--help")
     assert result.exit_code == 0
