@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from .data import Vocab
 from .errors import CharRNNError
-from .model import CellKind, CharRNN, trace_names
+from .model import CellKind, CharRNN, split_name, trace_names
 
 CHUNK = 4096  # characters per pass: bounds the float32 working memory
 
@@ -125,7 +125,7 @@ def record(
     if len(ids) == 0:
         raise CharRNNError("there is no text to record")
     n, k = len(ids), min(top_k, vocab.size)
-    names = [name for name in trace_names(cfg) if int(name[1 : name.index(".")]) in layers]
+    names = [name for name in trace_names(cfg) if split_name(name)[0] in layers]
     sinks = {name: _Sink(spill, name, (n, len(units)), np.dtype(dtype)) for name in names}
     top_ids, top_probs = np.empty((n, k), dtype=np.int32), np.empty((n, k), dtype=np.float32)
     loss = np.full(n, np.nan, dtype=np.float32)

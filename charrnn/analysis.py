@@ -21,6 +21,7 @@ import numpy as np
 
 from .activations import Recording
 from .errors import CharRNNError
+from .model import split_name
 
 SATURATED_LOW, SATURATED_HIGH = 0.1, 0.9
 SATURATING_GATES = {"i", "f", "o", "r", "z"}  # sigmoid gates
@@ -183,7 +184,7 @@ def saturation(rec: Recording) -> dict[str, dict]:
     right-saturated, and their means over units."""
     out = {}
     for name, acts in rec.tensors.items():
-        if name.split(".")[1] not in SATURATING_GATES:
+        if split_name(name)[1] not in SATURATING_GATES:
             continue
         a = acts.astype(np.float32)
         left, right = (a < SATURATED_LOW).mean(0), (a > SATURATED_HIGH).mean(0)

@@ -20,7 +20,7 @@ from . import activations, analysis
 from . import checkpoint as ckpt
 from .cli import DeviceName, DeviceOpt, _newest_run, app, console, err
 from .errors import CharRNNError
-from .model import CharRNN
+from .model import CharRNN, split_name
 from .sample import SampleConfig, generate
 from .terminal import safe_for_terminal
 from .train import resolve_device
@@ -124,7 +124,7 @@ def _inspect_outputs(record, state, o: _Outputs, extra: dict, top: int) -> None:
     if unit is not None:
         _show_unit(record, unit)
     if o.analysis:
-        layers = sorted({int(name[1 : name.index(".")]) for name in record.tensors})
+        layers = sorted({split_name(name)[0] for name in record.tensors})
         units = next(iter(record.units.values()))
         dtype = next(iter(record.tensors.values())).dtype
         result = _analyse(record, state.model, state, extra, top, layers, units, dtype)

@@ -20,6 +20,7 @@ import numpy as np
 
 from .activations import Recording
 from .errors import CharRNNError
+from .model import split_name
 
 
 def token(ch: str) -> str:
@@ -50,7 +51,8 @@ def export(rec: Recording, directory: Path, name: str = "charrnn") -> None:
 def _config(rec: Recording, name: str) -> str:
     types = []
     for tensor in rec.tensors:
-        layer, part = int(tensor[1 : tensor.index(".")]) + 1, tensor.split(".")[1]
+        layer, part = split_name(tensor)
+        layer += 1  # LSTMVis counts layers from 1
         if part == "h":  # LSTMVis calls the hidden state the layer's output
             entry = {"type": "output", "layer": layer, "path": tensor, "transform": "none"}
         elif part == "c":  # unbounded: LSTMVis maps it through tanh, its default

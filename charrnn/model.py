@@ -171,6 +171,12 @@ class CharRNN(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+def split_name(name: str) -> tuple[int, str]:
+    """A traced tensor's name -> (layer, part): 'l1.c' -> (1, 'c')."""
+    layer, part = name.split(".")
+    return int(layer[1:]), part
+
+
 def trace_names(config: ModelConfig) -> list[str]:
     """Names of the tensors `CharRNN.step` traces, in a stable order."""
     per_layer = ["h"] + (["c"] if config.kind is CellKind.lstm else []) + list(GATES[config.kind])

@@ -325,6 +325,7 @@ class _Session:
         self.dist = distributed.setup(self.device)
         self.reporter = reporter if self.dist.is_main else SilentReporter()
         self.rows = self.dist.rows(config.batch_size)  # this process's streams of the batch
+        self.local_batch = config.batch_size // self.dist.world
         self.splits = split_corpus(corpus.ids, config.val_frac, config.test_frac)
         self.batches = StreamBatches(self.splits.train, config.batch_size, config.seq_len, self.rows)
         totals = [t for t in (config.max_steps, config.epochs and config.epochs * len(self.batches)) if t]
@@ -436,7 +437,7 @@ class _Session:
         if run.step_in_epoch >= len(self.batches):
             run.epoch += 1
             run.step_in_epoch = 0
-            self.state = model.init_state(len(range(self.config.batch_size)[self.rows]), self.device)
+            self.state = model.init_state(self.local_batch, self.device)
         t0 = time.monotonic()
         for g in self.optimizer.param_groups:
             g["lr"] = lr
