@@ -5,26 +5,37 @@ val), and report val loss, bits per char, chars/s and parameters.
     python benchmarks/quality.py --minutes 3.5                       # the default model
     python benchmarks/quality.py --minutes 10 -- --model gru --hidden 384
     python benchmarks/quality.py --minutes 3.5 --json
+    python benchmarks/quality.py --minutes 10 --log benchmarks/results/quality.jsonl
+    python benchmarks/quality.py --table benchmarks/results/quality.jsonl
 
 Everything after `--` goes to `charrnn train` as is. The learning rate
 decays to its floor exactly when the time runs out (--time-limit).
+`--log` appends each result (with the machine, torch version and commit)
+to a JSON-lines file; `--table` renders such a file as the README's
+markdown table: one row per configuration, one column per budget.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
+import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import torch
 from rich.console import Console
 from rich.table import Table
 
 from charrnn import checkpoint as ckpt
 
-DEFAULT_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CORPUS = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
+LN2 = 0.6931471805599453
 
 
 def run(corpus: Path, minutes: float, extra: list[str]) -> dict:
@@ -32,7 +43,7 @@ def run(corpus: Path, minutes: float, extra: list[str]) -> dict:
         out = Path(tmp) / "run"
         cmd = [sys.executable, "-m", "charrnn", "train", str(corpus), "--out", str(out),
                "--val-frac", "0.1", "--test-frac", "0", "--time-limit", f"{minutes * 60:.0f}s", *extra]  # fmt: skip
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True)
         if done.returncode != 0:
             sys.exit(f"error: training failed:\n{done.stderr[-2000:]}")
         best = ckpt.load_checkpoint(out)
@@ -41,37 +52,141 @@ def run(corpus: Path, minutes: float, extra: list[str]) -> dict:
             "args": extra,
             "minutes": minutes,
             "val_loss": best.run.best_val_loss,
-            "val_bpc": best.run.best_val_loss / 0.6931471805599453,
+            "val_bpc": best.run.best_val_loss / LN2,
             "steps": last["step"],
             "chars_per_s": last["chars_seen"] / last["elapsed_s"],
             "parameters": best.model.num_parameters(),
             "model": best.config.to_dict(),
+            "train": best.run.train_config,
         }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
-    ap.add_argument("--minutes", type=float, default=3.5, help="wall-clock training budget")
-    ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    ap.add_argument("train_args", nargs="*", help="after --: options for charrnn train")
-    args = ap.parse_args()
-    if not args.corpus.is_file():
-        sys.exit(f"error: corpus not found: {args.corpus}")
-    result = run(args.corpus, args.minutes, args.train_args)
-    if args.json:
-        print(json.dumps(result))
-        return
-    table = Table(title=f"tinyshakespeare, 90/10 split, {args.minutes} minutes")
-    for col in ("model", "parameters", "steps", "chars/s", "val loss (nats/char)", "val bpc"):
-        table.add_column(col, justify="right")
+def provenance() -> dict:
+    """Where a figure was measured, so a logged result can be compared fairly."""
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    return {
+        "date": datetime.date.today().isoformat(),
+        "commit": commit.stdout.strip() or None,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+    }
+
+
+def label(result: dict) -> str:
     m = result["model"]
+    extra = _drop_size_flags(result["args"])
+    return f"{m['kind'].upper()} {m['layers']}x{m['hidden']}" + (
+        f" ({extra})" if extra else ""
+    )
+
+
+def _drop_size_flags(args: list[str]) -> str:
+    """The train options other than the cell kind and size, which the label already names."""
+    kept, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in ("--model", "--layers", "--hidden"):
+            skip = True
+        else:
+            kept.append(a)
+    return " ".join(kept)
+
+
+def markdown_table(results: list[dict]) -> str:
+    """Rows: configurations (in first-seen order); columns: budgets; cells:
+    val loss in nats/char (the last logged result wins where one repeats)."""
+    budgets = sorted({r["minutes"] for r in results})
+    rows: dict[str, dict] = {}
+    for r in results:
+        row = rows.setdefault(label(r), {"parameters": r["parameters"], "cells": {}})
+        row["cells"][r["minutes"]] = r
+    head = ["model", "parameters", *(f"{b:g} min" for b in budgets), "chars/s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, row in rows.items():
+        cells = [
+            f"{row['cells'][b]['val_loss']:.3f}" if b in row["cells"] else ""
+            for b in budgets
+        ]
+        speed = max(c["chars_per_s"] for c in row["cells"].values())
+        lines.append(
+            f"| {name} | {row['parameters'] / 1e6:.2f}M | "
+            + " | ".join(cells)
+            + f" | {speed / 1000:.0f}k |"
+        )
+    return "\n".join(lines)
+
+
+def print_result(result: dict, minutes: float) -> None:
+    table = Table(title=f"tinyshakespeare, 90/10 split, {minutes} minutes")
+    for col in (
+        "model",
+        "parameters",
+        "steps",
+        "chars/s",
+        "val loss (nats/char)",
+        "val bpc",
+    ):
+        table.add_column(col, justify="right")
     table.add_row(
-        f"{m['layers']}x{m['hidden']} {m['kind']} (E{m['embedding']}) {' '.join(args.train_args)}",
-        f"{result['parameters']:,}", str(result["steps"]), f"{result['chars_per_s']:,.0f}",
+        label(result), f"{result['parameters']:,}", str(result["steps"]), f"{result['chars_per_s']:,.0f}",
         f"{result['val_loss']:.4f}", f"{result['val_bpc']:.4f}",
     )  # fmt: skip
     Console(width=140).print(table)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    ap.add_argument(
+        "--minutes", type=float, default=3.5, help="wall-clock training budget"
+    )
+    ap.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of a table"
+    )
+    ap.add_argument(
+        "--log", type=Path, help="append the result as one JSON line to this file"
+    )
+    ap.add_argument(
+        "--table",
+        type=Path,
+        metavar="LOG",
+        help="print a --log file as a markdown table and exit",
+    )
+    ap.add_argument("train_args", nargs="*", help="after --: options for charrnn train")
+    args = ap.parse_args()
+    if args.table:
+        if not args.table.is_file():
+            sys.exit(f"error: no such log: {args.table}")
+        print(
+            markdown_table(
+                [
+                    json.loads(line)
+                    for line in args.table.read_text().splitlines()
+                    if line.strip()
+                ]
+            )
+        )
+        return
+    if not args.corpus.is_file():
+        sys.exit(f"error: corpus not found: {args.corpus}")
+    result = run(args.corpus, args.minutes, args.train_args) | provenance()
+    if args.log:
+        with args.log.open("a") as f:
+            f.write(json.dumps(result) + "\n")
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_result(result, args.minutes)
 
 
 if __name__ == "__main__":

@@ -87,6 +87,7 @@ class DeviceName(str, Enum):
 
 
 class Precision(str, Enum):
+    auto = "auto"
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
@@ -99,6 +100,10 @@ class Unknown(str, Enum):
 
 # Parameters shared by several commands, declared once.
 DEVICE_HELP = "Where to run: auto picks cuda, then mps, then cpu."
+PRECISION_HELP = (
+    "Training arithmetic: fp32, or bf16 / fp16 autocast (fp16 with a gradient scaler, CUDA only)."
+    " auto is bf16 on a CPU with native bf16 (AVX512-BF16 or AMX), fp32 elsewhere."
+)
 DeviceOpt = Annotated[DeviceName, typer.Option(help=DEVICE_HELP)]
 CheckpointArg = Annotated[
     Path, typer.Argument(help="A checkpoint file, or a run directory (meaning its best checkpoint).")
@@ -222,7 +227,7 @@ def train_cmd(
     ] = None,
     force: Annotated[bool, _run("Replace a run already in --out.", "--force")] = False,
     device: Annotated[DeviceName, _run(DEVICE_HELP)] = DeviceName.auto,
-    precision: Annotated[Precision, _run("Training arithmetic: fp32, or bf16 / fp16 autocast (fp16 with a gradient scaler).")] = Precision.fp32,
+    precision: Annotated[Precision, _run(PRECISION_HELP)] = Precision(_T.precision),
 ) -> None:
     """Train a model on a corpus, saving `last` and `best` checkpoints."""
     limit = parse_duration(time_limit) if time_limit is not None else None

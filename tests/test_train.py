@@ -12,7 +12,8 @@ from charrnn import checkpoint as ckpt
 from charrnn.data import load_corpus
 from charrnn.errors import CharRNNError, TrainingDiverged
 from charrnn.model import CellKind, CharRNN, ModelConfig
-from charrnn.train import TrainConfig, parse_duration, prepare_out_dir, train
+from charrnn import train as train_module
+from charrnn.train import TrainConfig, parse_duration, prepare_out_dir, resolve_precision, train
 
 
 class Recorder:
@@ -25,6 +26,7 @@ class Recorder:
 
     def start(self, total_steps, start_step, info):
         self.total = total_steps
+        self.info = info
 
     def step(self, step, loss, chars_per_s):
         self.losses.append(loss)
@@ -240,6 +242,19 @@ def test_precision_bf16_trains_on_cpu_and_fp16_is_refused(tmp_path, corpus_file)
         train(corpus, replace(cfg, precision="fp16"), tmp_path / "b", model_config(corpus))
     with pytest.raises(CharRNNError, match="--precision must be one of"):
         TrainConfig(precision="fp8")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_precision_auto_is_bf16_only_on_a_cpu_with_native_bf16(tmp_path, corpus_file, monkeypatch, native):
+    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: native)
+    assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if native else "fp32")
+    assert resolve_precision("auto", torch.device("cuda")) == "fp32"  # not measured on GPUs yet
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    assert TrainConfig().precision == "auto"
+    # End to end: the session trains (and reports) in the precision auto picked.
+    corpus, seen = load_corpus(corpus_file), Recorder()
+    train(corpus, replace(CONFIG, max_steps=2), tmp_path / "run", model_config(corpus), reporter=seen)
+    assert seen.info["precision"] == ("bf16" if native else "fp32")
 
 
 def test_samples_during_training_are_logged_and_leave_resume_exact(tmp_path, corpus_file):

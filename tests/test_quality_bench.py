@@ -1,0 +1,58 @@
+"""benchmarks/quality.py end to end on a tiny corpus: a timed run logs its
+result, and --table renders logged results as the README's table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import TINY, make_text
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
+
+
+def bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, check=False)
+
+
+def test_timed_run_logs_a_result_and_table_renders_it(tmp_path: Path) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(make_text(200), encoding="utf-8")
+    log = tmp_path / "q.jsonl"
+    for kind in ("gru", "lstm"):
+        done = bench("--corpus", str(corpus), "--minutes", "0.05", "--log", str(log), "--", *TINY, "--model", kind)
+        assert done.returncode == 0, done.stderr
+    results = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["model"]["kind"] for r in results] == ["gru", "lstm"]
+    for r in results:
+        assert 0 < r["val_loss"] < 5 and r["steps"] > 0 and r["chars_per_s"] > 0
+        assert r["val_bpc"] == r["val_loss"] / 0.6931471805599453
+        assert r["torch"] and r["threads"] >= 1
+    table = bench("--table", str(log)).stdout.splitlines()
+    assert table[0] == "| model | parameters | 0.05 min | chars/s |"
+    # The size flags are named in the label; the other train options follow it.
+    assert table[2].startswith("| GRU 1x8 (--embedding 4 --seq-len 16 --batch-size 4) |")
+    assert f"| {results[1]['val_loss']:.3f} |" in table[3]
+
+
+def test_table_puts_budgets_in_columns_and_last_result_wins() -> None:
+    sys.path.insert(0, str(SCRIPT.parent))
+    import quality
+
+    def result(minutes: float, loss: float, hidden: int = 256) -> dict:
+        model = {"kind": "lstm", "layers": 2, "hidden": hidden}
+        return {"args": ["--hidden", str(hidden)], "minutes": minutes, "val_loss": loss,
+                "parameters": 883_000, "chars_per_s": 30_000.0, "model": model}  # fmt: skip
+
+    rows = quality.markdown_table([result(10, 1.6), result(3.5, 1.7), result(10, 1.5), result(3.5, 1.9, 512)])
+    lines = rows.splitlines()
+    assert lines[0] == "| model | parameters | 3.5 min | 10 min | chars/s |"
+    assert lines[2] == "| LSTM 2x256 | 0.88M | 1.700 | 1.500 | 30k |"
+    assert lines[3] == "| LSTM 2x512 | 0.88M | 1.900 |  | 30k |"
+
+
+def test_missing_log_is_a_one_line_error(tmp_path: Path) -> None:
+    done = bench("--table", str(tmp_path / "nope.jsonl"))
+    assert done.returncode == 1 and done.stderr.strip() == f"error: no such log: {tmp_path / 'nope.jsonl'}"
