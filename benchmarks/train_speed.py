@@ -177,6 +177,7 @@ def measure_throughput(setup: Setup, corpus, device: torch.device, steps: int, w
         max_steps=warmup + steps + 1,  # never reached: the reporter stops the run first
         eval_every=warmup + steps + 2,
         device=str(device),
+        precision="fp32",  # the bare loop's arithmetic: this measures the loop, not autocast
     )
     mc = ModelConfig(CellKind.lstm, corpus.vocab.size, setup.embedding, setup.hidden, setup.layers)
     train_ids = split_corpus(corpus.ids, tc.val_frac, tc.test_frac).train  # the same split train() uses
@@ -250,7 +251,7 @@ class _Recorder:
 
 
 def measure_overhead(setup: Setup, corpus, device: torch.device, scale: float, quick: bool) -> dict:
-    base = TrainConfig()
+    base = TrainConfig(precision="fp32")
     eval_every = max(1, round(base.eval_every * scale)) if not quick else 10
     val_frac = base.val_frac * scale if not quick else 0.01
     tc = replace(
