@@ -132,7 +132,7 @@ class TqdmReporter:
     def start(self, total_steps, start_step, info):
         err.print(f"corpus: {info['corpus']} ({info['corpus_chars']:,} characters, {info['vocab_size']} distinct)")
         err.print(
-            f"model: {info['parameters']:,} parameters on {info['device']};"
+            f"model: {info['parameters']:,} parameters on {info['device']} ({info['precision']});"
             f" {info['steps_per_epoch']:,} steps per epoch"
         )
         limit = info.get("time_limit_s")

@@ -24,6 +24,7 @@ from . import distributed
 from .data import Corpus, StreamBatches, split_corpus
 from .errors import CharRNNError, TrainingDiverged
 from .evaluate import score
+from .memory import keep_freed_memory
 from .model import CharRNN, ModelConfig
 
 DEFAULT_MAX_STEPS = 3000  # when no --max-steps, --epochs or --time-limit is given
@@ -341,6 +342,7 @@ class _Session:
         if self.precision == "fp16" and self.device.type != "cuda":
             raise CharRNNError("--precision fp16 needs a CUDA GPU (PyTorch's CPU LSTM has no fp16 kernel): use bf16")
         self.dist = distributed.setup(self.device)
+        keep_freed_memory()  # process-wide: every step reuses the last one's buffers (memory.py)
         self.reporter = reporter if self.dist.is_main else SilentReporter()
         self.rows = self.dist.rows(config.batch_size)  # this process's streams of the batch
         self.local_batch = config.batch_size // self.dist.world

@@ -54,6 +54,8 @@ def test_train_prints_how_to_sample(tmp_path, corpus_file):
     assert result.exit_code == 0
     assert result.stdout.strip() == f"charrnn sample {out}"
     assert "best val loss" in result.stderr
+    fp32 = run_cli("train", corpus_file, "--out", tmp_path / "f", *TINY, "--max-steps", "2", "--precision", "fp32")
+    assert "parameters on cpu (fp32);" in fp32.stderr  # the arithmetic is said, auto resolved
 
 
 def test_resume_continues_to_max_steps(trained_run):
