@@ -36,7 +36,12 @@ def one_run(mode: str, steps: int, extra: list[str]) -> dict:
         args = ["train", str(CORPUS), "--out", str(out), "--max-steps", str(steps), "--eval-every", str(steps),
                 "--val-frac", "0.01", "--test-frac", "0", *extra]  # fmt: skip
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        done = subprocess.run([sys.executable, "-c", CHILD, mode, *args], capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD, mode, *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if done.returncode != 0:
             sys.exit(f"error: training failed:\n{done.stderr[-2000:]}")
@@ -49,7 +54,9 @@ def one_run(mode: str, steps: int, extra: list[str]) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--steps", type=int, default=120)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("train_args", nargs="*", help="after --: options for charrnn train")
@@ -61,7 +68,10 @@ def main() -> None:
         for mode in ("off", "on"):
             runs[mode].append(one_run(mode, args.steps, args.train_args))
             print(mode, runs[mode][-1], file=sys.stderr, flush=True)
-    med = {m: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for m, rs in runs.items()}
+    med = {
+        m: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+        for m, rs in runs.items()
+    }
     for mode in ("off", "on"):
         m = med[mode]
         print(f"keep freed memory {mode:>3}: {m['chars_per_s']:9,.0f} chars/s  "

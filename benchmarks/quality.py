@@ -46,13 +46,14 @@ def run(corpus: Path, minutes: float, extra: list[str]) -> dict:
         done = subprocess.run(cmd, check=False, capture_output=True, text=True)
         if done.returncode != 0:
             sys.exit(f"error: training failed:\n{done.stderr[-2000:]}")
-        best = ckpt.load_checkpoint(out)
-        last = best.run.metrics[-1]
+        best = ckpt.load_checkpoint(out)  # the lowest val loss: later steps may overfit
+        last = ckpt.load_checkpoint(out, prefer=ckpt.LAST).run.metrics[-1]
         return {
             "args": extra,
             "minutes": minutes,
             "val_loss": best.run.best_val_loss,
             "val_bpc": best.run.best_val_loss / LN2,
+            "best_step": best.run.step,
             "steps": last["step"],
             "chars_per_s": last["chars_seen"] / last["elapsed_s"],
             "parameters": best.model.num_parameters(),
@@ -111,10 +112,7 @@ def markdown_table(results: list[dict]) -> str:
     head = ["model", "parameters", *(f"{b:g} min" for b in budgets), "chars/s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, row in rows.items():
-        cells = [
-            f"{row['cells'][b]['val_loss']:.3f}" if b in row["cells"] else ""
-            for b in budgets
-        ]
+        cells = [_cell(row["cells"][b]) if b in row["cells"] else "" for b in budgets]
         speed = max(c["chars_per_s"] for c in row["cells"].values())
         lines.append(
             f"| {name} | {row['parameters'] / 1e6:.2f}M | "
@@ -122,6 +120,16 @@ def markdown_table(results: list[dict]) -> str:
             + f" | {speed / 1000:.0f}k |"
         )
     return "\n".join(lines)
+
+
+def _cell(result: dict) -> str:
+    """The best val loss, marked with † where it came before the run's end
+    (val loss rose afterwards: the model overfit)."""
+    early = (
+        result.get("steps") is None
+        or result.get("best_step", result["steps"]) < result["steps"]
+    )
+    return f"{result['val_loss']:.3f}" + ("†" if early else "")
 
 
 def print_result(result: dict, minutes: float) -> None:
@@ -136,7 +144,7 @@ def print_result(result: dict, minutes: float) -> None:
     ):
         table.add_column(col, justify="right")
     table.add_row(
-        label(result), f"{result['parameters']:,}", str(result["steps"]), f"{result['chars_per_s']:,.0f}",
+        label(result), f"{result['parameters']:,}", f"{result['steps']} ({result['best_step']})", f"{result['chars_per_s']:,.0f}",
         f"{result['val_loss']:.4f}", f"{result['val_bpc']:.4f}",
     )  # fmt: skip
     Console(width=140).print(table)
