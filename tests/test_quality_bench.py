@@ -66,7 +66,7 @@ def test_table_puts_budgets_in_columns_and_last_result_wins() -> None:
     def result(minutes: float, loss: float, hidden: int = 256) -> dict:
         model = {"kind": "lstm", "layers": 2, "hidden": hidden}
         return {"args": ["--hidden", str(hidden)], "minutes": minutes, "val_loss": loss,
-                "parameters": 883_000, "chars_per_s": 30_000.0, "model": model}  # fmt: skip
+                "parameters": 883_000, "chars_per_s": 30_000.0, "model": model, "steps": 9, "best_step": 9}  # fmt: skip
 
     rows = quality.markdown_table(
         [result(10, 1.6), result(3.5, 1.7), result(10, 1.5), result(3.5, 1.9, 512)]
