@@ -54,9 +54,7 @@ def one_run(mode: str, steps: int, extra: list[str]) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=120)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("train_args", nargs="*", help="after --: options for charrnn train")
@@ -68,10 +66,7 @@ def main() -> None:
         for mode in ("off", "on"):
             runs[mode].append(one_run(mode, args.steps, args.train_args))
             print(mode, runs[mode][-1], file=sys.stderr, flush=True)
-    med = {
-        m: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
-        for m, rs in runs.items()
-    }
+    med = {m: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for m, rs in runs.items()}
     for mode in ("off", "on"):
         m = med[mode]
         print(f"keep freed memory {mode:>3}: {m['chars_per_s']:9,.0f} chars/s  "

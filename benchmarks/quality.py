@@ -83,9 +83,7 @@ def provenance() -> dict:
 def label(result: dict) -> str:
     m = result["model"]
     extra = _drop_size_flags(result["args"])
-    return f"{m['kind'].upper()} {m['layers']}x{m['hidden']}" + (
-        f" ({extra})" if extra else ""
-    )
+    return f"{m['kind'].upper()} {m['layers']}x{m['hidden']}" + (f" ({extra})" if extra else "")
 
 
 def _drop_size_flags(args: list[str]) -> str:
@@ -114,21 +112,14 @@ def markdown_table(results: list[dict]) -> str:
     for name, row in rows.items():
         cells = [_cell(row["cells"][b]) if b in row["cells"] else "" for b in budgets]
         speed = max(c["chars_per_s"] for c in row["cells"].values())
-        lines.append(
-            f"| {name} | {row['parameters'] / 1e6:.2f}M | "
-            + " | ".join(cells)
-            + f" | {speed / 1000:.0f}k |"
-        )
+        lines.append(f"| {name} | {row['parameters'] / 1e6:.2f}M | " + " | ".join(cells) + f" | {speed / 1000:.0f}k |")
     return "\n".join(lines)
 
 
 def _cell(result: dict) -> str:
     """The best val loss, marked with † where it came before the run's end
     (val loss rose afterwards: the model overfit)."""
-    early = (
-        result.get("steps") is None
-        or result.get("best_step", result["steps"]) < result["steps"]
-    )
+    early = result.get("steps") is None or result.get("best_step", result["steps"]) < result["steps"]
     return f"{result['val_loss']:.3f}" + ("†" if early else "")
 
 
@@ -151,19 +142,11 @@ def print_result(result: dict, minutes: float) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
-    ap.add_argument(
-        "--minutes", type=float, default=3.5, help="wall-clock training budget"
-    )
-    ap.add_argument(
-        "--json", action="store_true", help="print one JSON object instead of a table"
-    )
-    ap.add_argument(
-        "--log", type=Path, help="append the result as one JSON line to this file"
-    )
+    ap.add_argument("--minutes", type=float, default=3.5, help="wall-clock training budget")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    ap.add_argument("--log", type=Path, help="append the result as one JSON line to this file")
     ap.add_argument(
         "--table",
         type=Path,
@@ -175,15 +158,7 @@ def main() -> None:
     if args.table:
         if not args.table.is_file():
             sys.exit(f"error: no such log: {args.table}")
-        print(
-            markdown_table(
-                [
-                    json.loads(line)
-                    for line in args.table.read_text().splitlines()
-                    if line.strip()
-                ]
-            )
-        )
+        print(markdown_table([json.loads(line) for line in args.table.read_text().splitlines() if line.strip()]))
         return
     if not args.corpus.is_file():
         sys.exit(f"error: corpus not found: {args.corpus}")

@@ -29,13 +29,9 @@ print(plain, kept, faults())
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a glibc setting")
 def test_freed_memory_is_reused_not_faulted_back_in() -> None:
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD], capture_output=True, text=True, check=True
-    ).stdout.split()
+    out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, check=True).stdout.split()
     plain, kept, after = int(out[0]), out[1] == "True", int(out[2])
     if not kept:
         pytest.skip("this C library is not glibc")
-    assert (
-        plain >= 10
-    )  # each round faults its buffer in afresh (16k pages, fewer if huge)
+    assert plain >= 10  # each round faults its buffer in afresh (16k pages, fewer if huge)
     assert after < plain / 20

@@ -43,19 +43,13 @@ def test_timed_run_logs_a_result_and_table_renders_it(tmp_path: Path) -> None:
     results = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["model"]["kind"] for r in results] == ["gru", "lstm"]
     for r in results:
-        assert (
-            0 < r["val_loss"] < 5
-            and 0 < r["best_step"] <= r["steps"]
-            and r["chars_per_s"] > 0
-        )
+        assert 0 < r["val_loss"] < 5 and 0 < r["best_step"] <= r["steps"] and r["chars_per_s"] > 0
         assert r["val_bpc"] == r["val_loss"] / 0.6931471805599453
         assert r["torch"] and r["threads"] >= 1
     table = bench("--table", str(log)).stdout.splitlines()
     assert table[0] == "| model | parameters | 0.05 min | chars/s |"
     # The size flags are named in the label; the other train options follow it.
-    assert table[2].startswith(
-        "| GRU 1x8 (--embedding 4 --seq-len 16 --batch-size 4) |"
-    )
+    assert table[2].startswith("| GRU 1x8 (--embedding 4 --seq-len 16 --batch-size 4) |")
     assert f"| {results[1]['val_loss']:.3f} |" in table[3]
 
 
@@ -68,9 +62,7 @@ def test_table_puts_budgets_in_columns_and_last_result_wins() -> None:
         return {"args": ["--hidden", str(hidden)], "minutes": minutes, "val_loss": loss,
                 "parameters": 883_000, "chars_per_s": 30_000.0, "model": model, "steps": 9, "best_step": 9}  # fmt: skip
 
-    rows = quality.markdown_table(
-        [result(10, 1.6), result(3.5, 1.7), result(10, 1.5), result(3.5, 1.9, 512)]
-    )
+    rows = quality.markdown_table([result(10, 1.6), result(3.5, 1.7), result(10, 1.5), result(3.5, 1.9, 512)])
     lines = rows.splitlines()
     assert lines[0] == "| model | parameters | 3.5 min | 10 min | chars/s |"
     assert lines[2] == "| LSTM 2x256 | 0.88M | 1.700 | 1.500 | 30k |"
@@ -79,7 +71,4 @@ def test_table_puts_budgets_in_columns_and_last_result_wins() -> None:
 
 def test_missing_log_is_a_one_line_error(tmp_path: Path) -> None:
     done = bench("--table", str(tmp_path / "nope.jsonl"))
-    assert (
-        done.returncode == 1
-        and done.stderr.strip() == f"error: no such log: {tmp_path / 'nope.jsonl'}"
-    )
+    assert done.returncode == 1 and done.stderr.strip() == f"error: no such log: {tmp_path / 'nope.jsonl'}"
