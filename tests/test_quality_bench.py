@@ -67,6 +67,9 @@ def test_table_puts_budgets_in_columns_and_last_result_wins() -> None:
     assert lines[0] == "| model | parameters | 3.5 min | 10 min | chars/s |"
     assert lines[2] == "| LSTM 2x256 | 0.88M | 1.700 | 1.500 | 30k |"
     assert lines[3] == "| LSTM 2x512 | 0.88M | 1.900 |  | 30k |"
+    # A best val loss before the run's end (the model overfit afterwards) is marked.
+    overfit = result(10, 1.55) | {"best_step": 5}
+    assert quality.markdown_table([overfit]).splitlines()[2] == "| LSTM 2x256 | 0.88M | 1.550† | 30k |"
 
 
 def test_missing_log_is_a_one_line_error(tmp_path: Path) -> None:
