@@ -112,7 +112,12 @@ EncodingOpt = Annotated[str, typer.Option(help="Text encoding of the text file."
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except SystemExit as e:
+        if distributed.joined():  # under torchrun: see exit_without_shutdown
+            distributed.exit_without_shutdown(e.code)
+        raise
 
 
 # --------------------------------------------------------------------------

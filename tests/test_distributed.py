@@ -126,3 +126,24 @@ def test_time_limit_and_dropout_under_two_processes(tmp_path, corpus):
     assert code == 0, out
     assert "stopped by" in out and "time limit" in out
     assert ckpt.load_checkpoint(tmp_path / "r", prefer=ckpt.LAST).run.step > 20
+
+
+@pytest.mark.parametrize("joined", [False, True])
+def test_a_process_that_joined_a_group_exits_without_interpreter_shutdown(tmp_path, joined):
+    # gloo's threads can abort the interpreter's shutdown (distributed.py),
+    # so under torchrun the CLI ends with os._exit: same exit code and
+    # output, but no shutdown (atexit handlers are its visible part).
+    script = (
+        "import atexit, sys\n"
+        "from charrnn import cli, distributed\n"
+        "atexit.register(lambda: print('shutdown ran'))\n"
+        f"distributed._joined = {joined}\n"
+        f"sys.argv = ['charrnn', 'train', {str(tmp_path / 'missing.txt')!r}]\n"
+        "print('before', end='')\n"
+        "cli.main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
+    assert done.stdout.startswith("before")  # flushed before the exit
+    assert ("shutdown ran" in done.stdout) is not joined
