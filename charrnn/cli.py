@@ -163,6 +163,8 @@ class TqdmReporter:
             f" (max {record['grad_norm_max']:.2f})  {(record['chars_per_s'] or 0) / 1000:.1f}k chars/s"
         )
         tqdm.write(line, file=sys.stderr)
+        if "advice" in record:
+            tqdm.write(f"note: {safe_for_terminal(record['advice'])}", file=sys.stderr)
         if "sample" in record:
             tqdm.write(f"--- sample at step {record['step']} ---\n{safe_for_terminal(record['sample'])}\n---", file=sys.stderr)
 

@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import checkpoint as ckpt
 from . import distributed
+from .advice import rising_val_advice
 from .data import Corpus, StreamBatches, split_corpus
 from .errors import CharRNNError, TrainingDiverged
 from .evaluate import score
@@ -505,6 +506,8 @@ class _Session:
             if self.config.sample_every and run.step % self.config.sample_every == 0 and self.dist.is_main:
                 record["sample"] = self._sample()
             run.metrics.append(record)
+            if advice := rising_val_advice(run.metrics):
+                record["advice"] = advice
         distributed.check_in_step(self.model, self.dist, self.device)
         run.optimizer = self.optimizer.state_dict()
         run.carried = tuple(distributed.gather_streams(s.detach(), self.dist).cpu() for s in self.state)
