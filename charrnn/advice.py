@@ -11,6 +11,8 @@ should hear about it while the run is still going, once.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 RISING_EVALS = 3  # evaluations in a row with a higher val loss than the one before
 
 
@@ -21,7 +23,7 @@ def rising_val_advice(records: list[dict], evals: int = RISING_EVALS) -> str | N
     vals = [r["val_loss"] for r in records]
     if len(vals) < evals + 1:
         return None
-    rises = [b > a for a, b in zip(vals, vals[1:])]
+    rises = [b > a for a, b in pairwise(vals)]
     # the streak is exactly `evals` long: rising now, and not just before it
     if not all(rises[-evals:]) or (len(rises) > evals and rises[-evals - 1]):
         return None
