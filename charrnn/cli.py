@@ -11,6 +11,7 @@ import json
 import shlex
 import sys
 import time
+import traceback
 from dataclasses import replace
 from enum import Enum
 from pathlib import Path
@@ -112,11 +113,19 @@ EncodingOpt = Annotated[str, typer.Option(help="Text encoding of the text file."
 
 
 def main() -> None:
+    # Under torchrun, every ending goes through exit_without_shutdown (see there).
     try:
         app()
     except SystemExit as e:
-        if distributed.joined():  # under torchrun: see exit_without_shutdown
+        if distributed.joined():
             distributed.exit_without_shutdown(e.code)
+        raise
+    except BaseException as e:  # a crash, or a second Ctrl-C
+        if distributed.joined():
+            if isinstance(e, KeyboardInterrupt):
+                distributed.exit_without_shutdown(130)
+            traceback.print_exc()
+            distributed.exit_without_shutdown(1)
         raise
 
 

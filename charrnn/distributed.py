@@ -103,14 +103,17 @@ def exit_without_shutdown(code: object) -> None:
     exit -6) after it has trained and saved: 15 of 105 two-process runs
     here. Nothing is left to do at that point (checkpoints are fsynced
     when written), so the process ends without the shutdown."""
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):  # sys.exit("message"): Python prints it and exits 1
+        print(code, file=sys.stderr)
+        code = 1
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):
+        except Exception:  # a closed or missing stream: nothing more can be said
             pass
-    if code is None:
-        code = 0
-    os._exit(code if isinstance(code, int) else 1)
+    os._exit(code)
 
 
 def sum_all(values: list[float], d: Dist, device: torch.device) -> list[float]:

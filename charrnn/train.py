@@ -506,7 +506,7 @@ class _Session:
             if self.config.sample_every and run.step % self.config.sample_every == 0 and self.dist.is_main:
                 record["sample"] = self._sample()
             run.metrics.append(record)
-            if advice := rising_val_advice(run.metrics):
+            if advice := rising_val_advice(run.metrics, self.model.config.dropout):
                 record["advice"] = advice
         distributed.check_in_step(self.model, self.dist, self.device)
         run.optimizer = self.optimizer.state_dict()

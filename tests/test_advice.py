@@ -41,6 +41,16 @@ def test_a_new_streak_after_a_dip_gets_a_new_note():
     assert [i for i, n in enumerate(got) if n] == [3, 7]
 
 
+def test_tiny_rises_are_a_plateau_not_a_streak():
+    assert notes([1.5, 1.5001, 1.5002, 1.5003, 1.5004]) == [None] * 5
+
+
+def test_the_overfitting_note_asks_for_more_dropout_than_the_run_has():
+    rs = records([2.0, 1.7, 1.8, 1.9, 2.0])
+    assert "--dropout 0.2-0.4" in rising_val_advice(rs)
+    assert "more --dropout than 0.3" in rising_val_advice(rs, dropout=0.3)
+
+
 def test_both_losses_rising_is_called_instability():
     vals = [2.0, 1.8, 1.9, 2.0, 2.1]
     trains = [2.1, 1.9, 2.0, 2.2, 2.4]

@@ -128,22 +128,60 @@ def test_time_limit_and_dropout_under_two_processes(tmp_path, corpus):
     assert ckpt.load_checkpoint(tmp_path / "r", prefer=ckpt.LAST).run.step > 20
 
 
+def _run_main(script: str) -> subprocess.CompletedProcess:
+    prelude = (
+        "import atexit, sys\nfrom charrnn import cli, distributed\natexit.register(lambda: print('shutdown ran'))\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", prelude + script], env=ENV, capture_output=True, text=True, timeout=120
+    )
+
+
 @pytest.mark.parametrize("joined", [False, True])
 def test_a_process_that_joined_a_group_exits_without_interpreter_shutdown(tmp_path, joined):
     # gloo's threads can abort the interpreter's shutdown (distributed.py),
     # so under torchrun the CLI ends with os._exit: same exit code and
     # output, but no shutdown (atexit handlers are its visible part).
-    script = (
-        "import atexit, sys\n"
-        "from charrnn import cli, distributed\n"
-        "atexit.register(lambda: print('shutdown ran'))\n"
+    done = _run_main(
         f"distributed._joined = {joined}\n"
         f"sys.argv = ['charrnn', 'train', {str(tmp_path / 'missing.txt')!r}]\n"
         "print('before', end='')\n"
         "cli.main()\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
     assert done.stdout.startswith("before")  # flushed before the exit
     assert ("shutdown ran" in done.stdout) is not joined
+
+
+@pytest.mark.parametrize(
+    "body, code, stderr",
+    [
+        ("sys.argv = ['charrnn', '--help']", 0, ""),
+        ("def app(): raise RuntimeError('boom')\ncli.app = app", 1, "RuntimeError: boom"),
+        ("def app(): raise KeyboardInterrupt\ncli.app = app", 130, ""),
+        ("def app(): sys.exit('a message')\ncli.app = app", 1, "a message"),
+    ],
+)
+def test_every_ending_of_a_joined_process_keeps_its_exit_code(body, code, stderr):
+    done = _run_main(f"distributed._joined = True\n{body}\ncli.main()\n")
+    assert done.returncode == code, done.stderr
+    assert stderr in done.stderr
+    assert "shutdown ran" not in done.stdout
+
+
+def test_joining_a_group_is_remembered():
+    # setup() under a launcher (WORLD_SIZE > 1) with the group already made
+    # (here a one-process group, so no second process is needed)
+    script = (
+        "import torch, torch.distributed as dist\n"
+        "from charrnn import distributed\n"
+        "assert not distributed.joined()\n"
+        "dist.init_process_group('gloo', store=dist.HashStore(), rank=0, world_size=1)\n"
+        "distributed.setup(torch.device('cpu'))\n"
+        "print(distributed.joined())\n"
+    )
+    env = dict(ENV, WORLD_SIZE="2", RANK="0")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
