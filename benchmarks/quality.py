@@ -7,12 +7,15 @@ val), and report val loss, bits per char, chars/s and parameters.
     python benchmarks/quality.py --minutes 3.5 --json
     python benchmarks/quality.py --minutes 10 --log benchmarks/results/quality.jsonl
     python benchmarks/quality.py --table benchmarks/results/quality.jsonl
+    python benchmarks/quality.py --table benchmarks/results/quality.jsonl --best
 
 Everything after `--` goes to `charrnn train` as is. The learning rate
 decays to its floor exactly when the time runs out (--time-limit).
 `--log` appends each result (with the machine, torch version and commit)
 to a JSON-lines file; `--table` renders such a file as the README's
-markdown table: one row per configuration, one column per budget.
+markdown table: one row per configuration, one column per budget; with
+`--best`, one row per cell kind and size, holding its best configuration's
+result in each budget.
 """
 
 from __future__ import annotations
@@ -116,6 +119,32 @@ def markdown_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def best_table(results: list[dict]) -> str:
+    """Rows: cell kind and size (LSTM, GRU, RNN; small to large); cells: the
+    lowest val loss any logged configuration of that size reached in that
+    budget, with the options that reached it."""
+    budgets = sorted({r["minutes"] for r in results})
+    order = {"lstm": 0, "gru": 1, "rnn": 2}
+    sizes: dict[tuple, dict[float, dict]] = {}
+    for r in results:
+        m = r["model"]
+        cells = sizes.setdefault((order.get(m["kind"], 3), m["layers"], m["hidden"], m["kind"]), {})
+        if r["minutes"] not in cells or r["val_loss"] < cells[r["minutes"]]["val_loss"]:
+            cells[r["minutes"]] = r
+    head = ["model", "parameters", *(f"{b:g} min" for b in budgets)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (_, layers, hidden, kind), cells in sorted(sizes.items()):
+        params = next(iter(cells.values()))["parameters"]
+        texts = [_cell(cells[b]) + _options(cells[b]) if b in cells else "" for b in budgets]
+        lines.append(f"| {kind.upper()} {layers}x{hidden} | {params / 1e6:.2f}M | " + " | ".join(texts) + " |")
+    return "\n".join(lines)
+
+
+def _options(result: dict) -> str:
+    extra = _drop_size_flags(result["args"])
+    return f" ({extra})" if extra else ""
+
+
 def _cell(result: dict) -> str:
     """The best val loss, marked with † where it came before the run's end
     (val loss rose afterwards: the model overfit)."""
@@ -153,12 +182,16 @@ def main() -> None:
         metavar="LOG",
         help="print a --log file as a markdown table and exit",
     )
+    ap.add_argument(
+        "--best", action="store_true", help="with --table: one row per cell kind and size, its best result per budget"
+    )
     ap.add_argument("train_args", nargs="*", help="after --: options for charrnn train")
     args = ap.parse_args()
     if args.table:
         if not args.table.is_file():
             sys.exit(f"error: no such log: {args.table}")
-        print(markdown_table([json.loads(line) for line in args.table.read_text().splitlines() if line.strip()]))
+        results = [json.loads(line) for line in args.table.read_text().splitlines() if line.strip()]
+        print((best_table if args.best else markdown_table)(results))
         return
     if not args.corpus.is_file():
         sys.exit(f"error: corpus not found: {args.corpus}")

@@ -75,3 +75,29 @@ def test_table_puts_budgets_in_columns_and_last_result_wins() -> None:
 def test_missing_log_is_a_one_line_error(tmp_path: Path) -> None:
     done = bench("--table", str(tmp_path / "nope.jsonl"))
     assert done.returncode == 1 and done.stderr.strip() == f"error: no such log: {tmp_path / 'nope.jsonl'}"
+
+
+def test_best_table_keeps_each_sizes_best_configuration_per_budget() -> None:
+    sys.path.insert(0, str(SCRIPT.parent))
+    import quality
+
+    def result(kind: str, hidden: int, minutes: float, loss: float, *extra: str) -> dict:
+        model = {"kind": kind, "layers": 2, "hidden": hidden}
+        return {"args": ["--model", kind, "--hidden", str(hidden), *extra], "minutes": minutes, "val_loss": loss,
+                "parameters": 1_000_000, "chars_per_s": 1.0, "model": model, "steps": 9, "best_step": 9}  # fmt: skip
+
+    lines = quality.best_table([
+        result("rnn", 256, 10, 1.9),
+        result("lstm", 512, 10, 1.6),
+        result("lstm", 512, 10, 1.5, "--dropout", "0.3"),
+        result("lstm", 512, 10, 1.7, "--dropout", "0.5"),
+        result("lstm", 256, 3.5, 1.8),
+        result("gru", 512, 3.5, 1.75, "--lr", "2e-3"),
+    ]).splitlines()  # fmt: skip
+    assert lines[0] == "| model | parameters | 3.5 min | 10 min |"
+    assert lines[2:] == [
+        "| LSTM 2x256 | 1.00M | 1.800 |  |",
+        "| LSTM 2x512 | 1.00M |  | 1.500 (--dropout 0.3) |",
+        "| GRU 2x512 | 1.00M | 1.750 (--lr 2e-3) |  |",
+        "| RNN 2x256 | 1.00M |  | 1.900 |",
+    ]
