@@ -33,10 +33,8 @@ ARGS = "--hidden 12 --embedding 4 --layers 2 --seq-len 16 --device cpu --batch-s
 
 
 def one_run(tmp: Path, mode: str) -> int | str:
-    child = tmp / "child.py"
-    child.write_text(CHILD)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(child), mode]
-    cmd += ["train", str(tmp / "corpus.txt"), *ARGS.split(), "--out", str(tmp / "run"), "--force"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += [str(tmp / "child.py"), mode, "train", str(tmp / "corpus.txt"), *ARGS.split(), "--out", str(tmp / "run"), "--force"]
     env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     try:
         return subprocess.run(cmd, env=env, capture_output=True, timeout=300, check=False).returncode
@@ -54,6 +52,7 @@ def main() -> None:
         tmp = Path(d)
         lines = [f"ROMEO: line {i}, with 'quotes' and more words to read.\n" for i in range(600)]
         (tmp / "corpus.txt").write_text("".join(lines))
+        (tmp / "child.py").write_text(CHILD)
         codes = collections.Counter(one_run(tmp, mode) for _ in range(a.runs))
     failed = a.runs - codes[0]
     print(json.dumps({"mode": mode, "runs": a.runs, "failed": failed, "exit_codes": dict(codes)}))

@@ -85,8 +85,7 @@ def provenance() -> dict:
 
 def label(result: dict) -> str:
     m = result["model"]
-    extra = _drop_size_flags(result["args"])
-    return f"{m['kind'].upper()} {m['layers']}x{m['hidden']}" + (f" ({extra})" if extra else "")
+    return f"{m['kind'].upper()} {m['layers']}x{m['hidden']}" + _options(result)
 
 
 def _drop_size_flags(args: list[str]) -> str:
@@ -110,8 +109,7 @@ def markdown_table(results: list[dict]) -> str:
     for r in results:
         row = rows.setdefault(label(r), {"parameters": r["parameters"], "cells": {}})
         row["cells"][r["minutes"]] = r
-    head = ["model", "parameters", *(f"{b:g} min" for b in budgets), "chars/s"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = _header(["model", "parameters", *(f"{b:g} min" for b in budgets), "chars/s"])
     for name, row in rows.items():
         cells = [_cell(row["cells"][b]) if b in row["cells"] else "" for b in budgets]
         speed = max(c["chars_per_s"] for c in row["cells"].values())
@@ -131,8 +129,7 @@ def best_table(results: list[dict]) -> str:
         cells = sizes.setdefault((order.get(m["kind"], 3), m["layers"], m["hidden"], m["kind"]), {})
         if r["minutes"] not in cells or r["val_loss"] < cells[r["minutes"]]["val_loss"]:
             cells[r["minutes"]] = r
-    head = ["model", "parameters", *(f"{b:g} min" for b in budgets)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = _header(["model", "parameters", *(f"{b:g} min" for b in budgets)])
     for (_, layers, hidden, kind), cells in sorted(sizes.items()):
         params = next(iter(cells.values()))["parameters"]
         texts = [_cell(cells[b]) + _options(cells[b]) if b in cells else "" for b in budgets]
@@ -140,7 +137,12 @@ def best_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _header(columns: list[str]) -> list[str]:
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
 def _options(result: dict) -> str:
+    """The train options other than kind and size, in brackets (or nothing)."""
     extra = _drop_size_flags(result["args"])
     return f" ({extra})" if extra else ""
 
