@@ -34,7 +34,8 @@ ARGS = "--hidden 12 --embedding 4 --layers 2 --seq-len 16 --device cpu --batch-s
 
 def one_run(tmp: Path, mode: str) -> int | str:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    cmd += [str(tmp / "child.py"), mode, "train", str(tmp / "corpus.txt"), *ARGS.split(), "--out", str(tmp / "run"), "--force"]
+    cmd += [str(tmp / "child.py"), mode, "train", str(tmp / "corpus.txt"), *ARGS.split()]
+    cmd += ["--out", str(tmp / "run"), "--force"]
     env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     try:
         return subprocess.run(cmd, env=env, capture_output=True, timeout=300, check=False).returncode
