@@ -35,6 +35,8 @@ from rich.console import Console
 from rich.table import Table
 
 from charrnn import checkpoint as ckpt
+from charrnn.model import CellKind
+from charrnn.train import DEFAULT_LR, format_lr
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
@@ -142,8 +144,14 @@ def _header(columns: list[str]) -> list[str]:
 
 
 def _options(result: dict) -> str:
-    """The train options other than kind and size, in brackets (or nothing)."""
+    """The train options other than kind and size, in brackets (or nothing).
+    A learning rate that was the default when the run was logged but is not
+    the kind's default now is named, so old and new runs stay apart."""
     extra = _drop_size_flags(result["args"])
+    lr, kind = result.get("train", {}).get("lr"), result["model"]["kind"]
+    given = any(a == "--lr" or a.startswith("--lr=") for a in result["args"])
+    if not given and lr is not None and lr != DEFAULT_LR[CellKind(kind)]:
+        extra = f"{extra} --lr {format_lr(lr)}".strip()
     return f" ({extra})" if extra else ""
 
 

@@ -185,7 +185,7 @@ def measure_throughput(setup: Setup, corpus, device: torch.device, steps: int, w
     c_all, b_all, rounds = [], [], []
     info = {}
     for r in range(repeats):
-        bare = BareLoop(setup, corpus.vocab.size, train_ids, device, tc.lr, tc.grad_clip)
+        bare = BareLoop(setup, corpus.vocab.size, train_ids, device, tc.for_model(mc.kind).lr, tc.grad_clip)
         rep = PairingReporter(bare, device, warmup + steps)
         with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as out:
             try:

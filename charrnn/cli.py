@@ -32,7 +32,7 @@ from .evaluate import score
 from .model import CellKind, ModelConfig
 from .sample import SampleConfig, generate
 from .terminal import safe_for_terminal
-from .train import DEFAULT_MAX_STEPS, RESUMABLE_OVERRIDES, TrainConfig, parse_duration, prepare_out_dir, resolve_device, resume_config, train
+from .train import DEFAULT_LR, DEFAULT_MAX_STEPS, RESUMABLE_OVERRIDES, TrainConfig, format_lr, parse_duration, prepare_out_dir, resolve_device, resume_config, train
 
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "corpora" / "shakespeare.txt"
 CHECKPOINTS = Path("checkpoints")
@@ -44,6 +44,14 @@ console = Console(highlight=False, markup=False)
 # Option defaults come from the config dataclasses, so they cannot drift.
 _T = TrainConfig()
 _M = ModelConfig(CellKind.lstm, vocab_size=1)
+
+
+def _default_lrs() -> str:
+    """'8e-3 for lstm, 2e-3 for gru and rnn': the per-kind defaults, grouped."""
+    kinds: dict[float, list[str]] = {}
+    for kind, lr in DEFAULT_LR.items():
+        kinds.setdefault(lr, []).append(kind.value)
+    return ", ".join(f"{format_lr(lr)} for {' and '.join(ks)}" for lr, ks in kinds.items())
 
 
 class _OneLineErrors(TyperGroup):
@@ -215,7 +223,9 @@ def train_cmd(
     dropout: Annotated[float, _model("Dropout between layers and before the head.", min=0.0, max=0.99)] = _M.dropout,
     seq_len: Annotated[int, _optim("Characters per stream per step (truncated BPTT length).", min=1)] = _T.seq_len,
     batch_size: Annotated[int, _optim("Number of parallel contiguous streams.", min=1)] = _T.batch_size,
-    lr: Annotated[float, _optim("Peak learning rate (AdamW).", min=0.0)] = _T.lr,
+    lr: Annotated[
+        Optional[float], _optim(f"Peak learning rate (AdamW). Default: {_default_lrs()}.", min=0.0, show_default=False)
+    ] = None,
     min_lr_frac: Annotated[float, _optim("Final learning rate, as a fraction of --lr.", min=0.0, max=1.0)] = _T.min_lr_frac,
     warmup_steps: Annotated[int, _optim("Linear learning-rate warm-up steps.", min=0)] = _T.warmup_steps,
     weight_decay: Annotated[float, _optim("AdamW weight decay (matrices only).", min=0.0)] = _T.weight_decay,

@@ -26,16 +26,28 @@ from .data import Corpus, StreamBatches, split_corpus
 from .errors import CharRNNError, TrainingDiverged
 from .evaluate import score
 from .memory import keep_freed_memory
-from .model import CharRNN, ModelConfig
+from .model import CellKind, CharRNN, ModelConfig
 
 DEFAULT_MAX_STEPS = 3000  # when no --max-steps, --epochs or --time-limit is given
+# Peak learning rate when none is given, by cell kind (benchmarks/quality.py,
+# README "Quality per minute"). 8e-3 suits the LSTM (5e-3 to 1.2e-2 were
+# within 0.01 at 3.5 min). At 8e-3 a GRU or Elman RNN peaks early and then
+# gets worse in runs of 10 minutes or more; 2e-3 was better for both at 3.5
+# minutes too.
+DEFAULT_LR = {CellKind.lstm: 8e-3, CellKind.gru: 2e-3, CellKind.rnn: 2e-3}
+
+
+def format_lr(lr: float) -> str:
+    """8e-3 rather than 0.008: as the help and the README write it."""
+    mantissa, exponent = f"{lr:.1e}".split("e")
+    return f"{mantissa.removesuffix('.0')}e{int(exponent)}"
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     seq_len: int = 128
     batch_size: int = 32
-    lr: float = 8e-3  # tuned with benchmarks/quality.py (5e-3 to 1.2e-2 were within 0.01 at 3.5 min)
+    lr: float | None = None  # None: DEFAULT_LR for the model's cell kind (see for_model)
     min_lr_frac: float = 0.1  # the schedule decays to lr * min_lr_frac
     warmup_steps: int = 100
     weight_decay: float = 0.01
@@ -61,7 +73,7 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and not v > 0:
                 raise CharRNNError(f"{_flag(name)} must be positive, not {v}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
             raise CharRNNError(f"--lr must be a positive number, not {self.lr}")
         if not 0 <= self.min_lr_frac <= 1:
             raise CharRNNError(f"--min-lr-frac must be in [0, 1], not {self.min_lr_frac}")
@@ -82,6 +94,11 @@ class TrainConfig:
             raise CharRNNError(f"--seed must be in [0, 2**63), not {self.seed}")
         if self.warmup_steps < 0 or self.weight_decay < 0 or not self.grad_clip > 0:
             raise CharRNNError("--warmup-steps and --weight-decay must be >= 0 and --grad-clip > 0")
+
+    def for_model(self, kind: CellKind) -> TrainConfig:
+        """This config with its learning rate settled: the one given, or the
+        default for the cell kind."""
+        return self if self.lr is not None else replace(self, lr=DEFAULT_LR[CellKind(kind)])
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -337,6 +354,7 @@ class _Session:
     """One invocation of `train`: built once, then stepped to a stop."""
 
     def __init__(self, corpus, config, out_dir, model_config, resume, reporter):
+        config = config.for_model((model_config if resume is None else resume.config).kind)
         self.corpus, self.config, self.out_dir = corpus, config, out_dir
         self.device = resolve_device(config.device)
         self.precision = resolve_precision(config.precision, self.device)

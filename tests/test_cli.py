@@ -58,6 +58,20 @@ def test_train_prints_how_to_sample(tmp_path, corpus_file):
     assert "parameters on cpu (fp32);" in fp32.stderr  # the arithmetic is said, auto resolved
 
 
+def test_learning_rate_default_follows_the_model_kind(tmp_path, corpus_file):
+    def stored_lr(out, *extra):
+        result = run_cli("train", corpus_file, "--out", out, *TINY, "--max-steps", "2", *extra)
+        assert result.exit_code == 0, result.output
+        return ckpt.load_checkpoint(out).run.train_config["lr"]
+
+    assert stored_lr(tmp_path / "g", "--model", "gru") == 2e-3
+    assert stored_lr(tmp_path / "l", "--model", "lstm") == 8e-3
+    assert stored_lr(tmp_path / "x", "--model", "gru", "--lr", "1e-2") == 1e-2
+    from charrnn.cli import _default_lrs  # what --help says
+
+    assert _default_lrs() == "8e-3 for lstm, 2e-3 for gru and rnn"
+
+
 def test_resume_continues_to_max_steps(trained_run):
     result = run_cli("train", "--resume", trained_run, "--max-steps", "30")
     assert result.exit_code == 0, result.output

@@ -101,3 +101,18 @@ def test_best_table_keeps_each_sizes_best_configuration_per_budget() -> None:
         "| GRU 2x512 | 1.00M | 1.750 (--lr 2e-3) |  |",
         "| RNN 2x256 | 1.00M |  | 1.900 |",
     ]
+
+
+def test_a_past_default_lr_is_named_in_the_label() -> None:
+    """GRU and RNN runs logged when 8e-3 was every kind's default must not
+    share a row with runs at today's 2e-3 default."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    import quality
+
+    def result(kind: str, lr: float, *args: str) -> dict:
+        return {"args": list(args), "model": {"kind": kind, "layers": 2, "hidden": 64}, "train": {"lr": lr}}
+
+    assert quality.label(result("gru", 8e-3)) == "GRU 2x64 (--lr 8e-3)"
+    assert quality.label(result("rnn", 2e-3)) == "RNN 2x64"
+    assert quality.label(result("lstm", 8e-3, "--dropout", "0.2")) == "LSTM 2x64 (--dropout 0.2)"
+    assert quality.label(result("gru", 5e-3, "--lr=5e-3")) == "GRU 2x64 (--lr=5e-3)"

@@ -13,7 +13,8 @@ from charrnn.data import load_corpus
 from charrnn.errors import CharRNNError, TrainingDiverged
 from charrnn.model import CellKind, CharRNN, ModelConfig
 from charrnn import train as train_module
-from charrnn.train import TrainConfig, parse_duration, prepare_out_dir, resolve_precision, train
+from charrnn.train import DEFAULT_LR, TrainConfig, format_lr, parse_duration, prepare_out_dir, resolve_precision
+from charrnn.train import train
 
 
 class Recorder:
@@ -84,6 +85,24 @@ def test_training_learns_and_logs_metrics(tmp_path, corpus_file):
     assert result.best_val_loss == min(r["val_loss"] for r in lines)
     best = ckpt.load_checkpoint(tmp_path / "r")
     assert best.run.best_val_loss == result.best_val_loss
+
+
+@pytest.mark.parametrize("kind", list(CellKind))
+def test_learning_rate_default_depends_on_the_cell_kind(tmp_path, corpus_file, kind):
+    corpus = load_corpus(corpus_file)
+    short = replace(CONFIG, max_steps=CONFIG.warmup_steps + 1, eval_every=CONFIG.warmup_steps + 1, min_lr_frac=1.0)
+    rec = Recorder()
+    train(corpus, short, tmp_path / "d", model_config(corpus, kind), reporter=rec)
+    # The run stores the learning rate it settled on, so a resume keeps it even if the defaults change.
+    assert ckpt.load_checkpoint(tmp_path / "d").run.train_config["lr"] == DEFAULT_LR[kind]
+    assert rec.records[-1]["lr"] == DEFAULT_LR[kind]  # what the optimizer used (no decay: min_lr_frac 1)
+    train(corpus, replace(short, lr=5e-3), tmp_path / "g", model_config(corpus, kind))
+    assert ckpt.load_checkpoint(tmp_path / "g").run.train_config["lr"] == 5e-3
+
+
+def test_gru_and_rnn_default_to_a_lower_learning_rate_than_lstm():
+    assert DEFAULT_LR[CellKind.gru] == DEFAULT_LR[CellKind.rnn] < DEFAULT_LR[CellKind.lstm]
+    assert [format_lr(x) for x in (8e-3, 1.2e-2, 5e-4)] == ["8e-3", "1.2e-2", "5e-4"]
 
 
 def test_epochs_limit_and_state_reset(tmp_path, corpus_file, monkeypatch):
