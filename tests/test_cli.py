@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from charrnn import checkpoint as ckpt
+from charrnn.cli import _default_lrs
 
 from conftest import TINY, make_text, run_cli
 
@@ -67,9 +68,7 @@ def test_learning_rate_default_follows_the_model_kind(tmp_path, corpus_file):
     assert stored_lr(tmp_path / "g", "--model", "gru") == 2e-3
     assert stored_lr(tmp_path / "l", "--model", "lstm") == 8e-3
     assert stored_lr(tmp_path / "x", "--model", "gru", "--lr", "1e-2") == 1e-2
-    from charrnn.cli import _default_lrs  # what --help says
-
-    assert _default_lrs() == "8e-3 for lstm, 2e-3 for gru and rnn"
+    assert _default_lrs() == "8e-3 for lstm, 2e-3 for gru and rnn"  # what --help says
 
 
 def test_resume_continues_to_max_steps(trained_run):
