@@ -23,11 +23,12 @@ from pathlib import Path
 # The CLI's entry point, optionally without the os._exit ending.
 CHILD = """
 import sys
-from charrnn import cli, distributed
+from charrnn.cli import entry
+from charrnn.training import distributed
 if sys.argv.pop(1) == "with-shutdown":
     distributed.joined = lambda: False
 sys.argv[0] = "charrnn"
-cli.main()
+entry.main()
 """
 ARGS = "--hidden 12 --embedding 4 --layers 2 --seq-len 16 --device cpu --batch-size 8 --max-steps 12 --eval-every 6"
 

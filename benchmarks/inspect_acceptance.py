@@ -1,5 +1,5 @@
 """Does `inspect` find what is there? Train a 1x128 LSTM on a synthetic
-corpus with known structure (charrnn.synthetic), record a fresh held-out
+corpus with known structure (charrnn.inspection.synthetic), record a fresh held-out
 text, and report the finder's best cell-state unit per feature against the
 same statistic at random initialisation, plus a shuffled-label negative
 control. Targets (issue 4): quotes |r| >= 0.6, beating the control by >= 0.3;
@@ -23,9 +23,11 @@ from rich.console import Console
 from rich.table import Table
 
 from charrnn import checkpoint as ckpt
-from charrnn import synthetic
-from charrnn.activations import record
-from charrnn.analysis import BUILTIN_FEATURES, correlations
+from charrnn import rundir
+from charrnn.inspection import synthetic
+from charrnn.inspection.analysis import correlations
+from charrnn.inspection.features import BUILTIN_FEATURES
+from charrnn.inspection.record import record
 from charrnn.model import CharRNN
 
 

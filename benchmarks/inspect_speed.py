@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from charrnn.activations import record
+from charrnn.inspection.record import record
 from charrnn.data import Vocab
-from charrnn.model import CellKind, CharRNN, ModelConfig
+from charrnn.model import CharRNN, ModelConfig
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
 
@@ -36,7 +36,7 @@ def main() -> None:
     text = args.corpus.read_text(encoding="utf-8")[: args.chars]
     vocab = Vocab.from_chars(text)
     torch.manual_seed(0)
-    model = CharRNN(ModelConfig(CellKind.lstm, vocab.size, embedding=64, hidden=512, layers=2)).eval()
+    model = CharRNN(ModelConfig("lstm", vocab.size, embedding=64, hidden=512, layers=2)).eval()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

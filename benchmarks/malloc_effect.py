@@ -1,4 +1,4 @@
-"""What charrnn.memory.keep_freed_memory() is worth: train the default model
+"""What charrnn.training.memory.keep_freed_memory() is worth: train the default model
 for a few steps with it and without it (alternating, so both see the same
 machine noise) and print chars/s, kernel CPU time and page faults.
 
@@ -22,9 +22,9 @@ CORPUS = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 # Runs the CLI in a child process, with the setting switched off if asked.
 CHILD = """
 import sys
-import charrnn.train
+import charrnn.cli.train
 if sys.argv.pop(1) == "off":
-    charrnn.train.keep_freed_memory = lambda: False
+    charrnn.cli.train.keep_freed_memory = lambda: False
 from charrnn.cli import app
 app(sys.argv[1:], prog_name="charrnn")
 """

@@ -35,8 +35,9 @@ from rich.console import Console
 from rich.table import Table
 
 from charrnn import checkpoint as ckpt
-from charrnn.model import CellKind
-from charrnn.train import DEFAULT_LR, format_lr
+from charrnn import rundir
+from charrnn import cells
+from charrnn.cli.options import format_lr
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
@@ -52,7 +53,7 @@ def run(corpus: Path, minutes: float, extra: list[str]) -> dict:
         if done.returncode != 0:
             sys.exit(f"error: training failed:\n{done.stderr[-2000:]}")
         best = ckpt.load_checkpoint(out)  # the lowest val loss: later steps may overfit
-        last = ckpt.load_checkpoint(out, prefer=ckpt.LAST).run.metrics[-1]
+        last = ckpt.load_checkpoint(out, prefer=rundir.LAST).run.metrics[-1]
         return {
             "args": extra,
             "minutes": minutes,
@@ -63,7 +64,7 @@ def run(corpus: Path, minutes: float, extra: list[str]) -> dict:
             "chars_per_s": last["chars_seen"] / last["elapsed_s"],
             "parameters": best.model.num_parameters(),
             "model": best.config.to_dict(),
-            "train": best.run.train_config,
+            "train": best.run.train_config.to_dict(),
         }
 
 
@@ -150,7 +151,7 @@ def _options(result: dict) -> str:
     extra = _drop_size_flags(result["args"])
     lr, kind = result.get("train", {}).get("lr"), result["model"]["kind"]
     given = any(a == "--lr" or a.startswith("--lr=") for a in result["args"])
-    if not given and lr is not None and lr != DEFAULT_LR[CellKind(kind)]:
+    if not given and lr is not None and lr != cells.get(kind).default_lr:
         extra = f"{extra} --lr {format_lr(lr)}".strip()
     return f" ({extra})" if extra else ""
 

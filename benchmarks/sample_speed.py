@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from charrnn.data import Vocab
-from charrnn.model import CellKind, CharRNN, ModelConfig
+from charrnn.model import CharRNN, ModelConfig
 from charrnn.sample import SampleConfig, generate
 
 VOCAB = Vocab(tuple(sorted(set("\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"))))  # 65
@@ -38,9 +38,8 @@ def baseline_chars_per_s(model: CharRNN, batch: int, length: int, seed: int = 0)
         t0 = time.perf_counter()
         for _ in range(length):
             x = model.embed(ids)
-            rnn_state = state if model.config.kind is CellKind.lstm else state[0]
-            out, new = model.rnn(x, rnn_state)
-            state = tuple(new) if model.config.kind is CellKind.lstm else (new,)
+            out, new = model.rnn(x, model.cell.to_fused(state))
+            state = model.cell.from_fused(new)
             probs = F.softmax(model.head(out[:, -1]), -1)
             ids = torch.multinomial(probs, 1, generator=g)
             ids.tolist()  # the characters are needed on the host, as in sampling
@@ -74,14 +73,14 @@ def bytes_per_step(model: CharRNN) -> int:
     """Weight bytes the fast path reads per character: every recurrent and
     head matrix, but only one row of layer 0's folded input table."""
     c = model.config
-    gates = {CellKind.rnn: 1, CellKind.gru: 3, CellKind.lstm: 4}[c.kind]
+    gates = model.layer_weights(0).w_ih.shape[0] // c.hidden  # gate blocks: 1 (RNN), 3 (GRU), 4 (LSTM)
     per_layer_above = gates * c.hidden * 2 * c.hidden
     layer0 = gates * c.hidden * c.hidden
     head = c.hidden * c.vocab_size
     return 4 * (layer0 + (c.layers - 1) * per_layer_above + head + gates * c.hidden)
 
 
-def measure(kind: CellKind, layers: int, hidden: int, batch: int, length: int, repeats: int) -> dict:
+def measure(kind: str, layers: int, hidden: int, batch: int, length: int, repeats: int) -> dict:
     torch.manual_seed(0)
     model = CharRNN(ModelConfig(kind, VOCAB.size, embedding=64, hidden=hidden, layers=layers)).eval()
     base, ours = [], []
@@ -112,13 +111,13 @@ def main() -> None:
     args = ap.parse_args()
 
     cases = [
-        (CellKind.lstm, 2, 512, 1),
-        (CellKind.lstm, 2, 128, 1),
-        (CellKind.lstm, 2, 512, 64),
-        (CellKind.gru, 2, 512, 1),
-        (CellKind.rnn, 2, 512, 1),
+        ("lstm", 2, 512, 1),
+        ("lstm", 2, 128, 1),
+        ("lstm", 2, 512, 64),
+        ("gru", 2, 512, 1),
+        ("rnn", 2, 512, 1),
     ]
-    targets = {(CellKind.lstm, 2, 512, 1): 5.0, (CellKind.lstm, 2, 128, 1): 4.0, (CellKind.lstm, 2, 512, 64): 1.3}
+    targets = {("lstm", 2, 512, 1): 5.0, ("lstm", 2, 128, 1): 4.0, ("lstm", 2, 512, 64): 1.3}
     length, repeats = (20, 1) if args.quick else (args.length, args.repeats)
     rows = []
     for kind, layers, hidden, batch in cases:

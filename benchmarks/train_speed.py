@@ -50,8 +50,11 @@ from torch import nn
 
 from charrnn.data import load_corpus, split_corpus
 from charrnn.errors import CharRNNError
-from charrnn.model import CellKind, ModelConfig
-from charrnn.train import TrainConfig, resolve_device, train
+from charrnn.device import resolve_device
+from charrnn.model import ModelConfig
+from charrnn.training.config import TrainConfig
+from charrnn.training.loop import train
+from charrnn.training.memory import keep_freed_memory
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
 TARGET_RATIO = 0.9
@@ -76,7 +79,7 @@ class Setup:
 
 
 def default_setup(name: str = "default") -> Setup:
-    m = ModelConfig(CellKind.lstm, vocab_size=1)  # the CLI's defaults (cli.py: _M, _T)
+    m = ModelConfig("lstm", vocab_size=1)  # the CLI's defaults (cli/train.py: _M, _T)
     t = TrainConfig()
     return Setup(name, m.hidden, m.layers, m.embedding, t.seq_len, t.batch_size)
 
@@ -179,13 +182,13 @@ def measure_throughput(setup: Setup, corpus, device: torch.device, steps: int, w
         device=str(device),
         precision="fp32",  # the bare loop's arithmetic: this measures the loop, not autocast
     )
-    mc = ModelConfig(CellKind.lstm, corpus.vocab.size, setup.embedding, setup.hidden, setup.layers)
+    mc = ModelConfig("lstm", corpus.vocab.size, setup.embedding, setup.hidden, setup.layers)
     train_ids = split_corpus(corpus.ids, tc.val_frac, tc.test_frac).train  # the same split train() uses
     chars = setup.batch_size * setup.seq_len
     c_all, b_all, rounds = [], [], []
     info = {}
     for r in range(repeats):
-        bare = BareLoop(setup, corpus.vocab.size, train_ids, device, tc.for_model(mc.kind).lr, tc.grad_clip)
+        bare = BareLoop(setup, corpus.vocab.size, train_ids, device, tc.for_kind(mc.kind).lr, tc.grad_clip)
         rep = PairingReporter(bare, device, warmup + steps)
         with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as out:
             try:
@@ -263,7 +266,7 @@ def measure_overhead(setup: Setup, corpus, device: torch.device, scale: float, q
         val_frac=val_frac,
         device=str(device),
     )
-    mc = ModelConfig(CellKind.lstm, corpus.vocab.size, setup.embedding, setup.hidden, setup.layers)
+    mc = ModelConfig("lstm", corpus.vocab.size, setup.embedding, setup.hidden, setup.layers)
     rec = _Recorder()
     with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as out:
         train(corpus, tc, Path(out), model_config=mc, reporter=rec)
@@ -349,6 +352,7 @@ def print_tables(result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()  # as `charrnn train` does, for both loops (it is process-wide)
     p = argparse.ArgumentParser(
         description="Measure charrnn's training throughput against a bare PyTorch loop (interleaved step by"
         " step), and its eval + checkpoint overhead at the default cadence.",

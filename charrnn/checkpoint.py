@@ -8,55 +8,120 @@ config, vocab, training state) and a SHA-256 over that JSON and every
 tensor's name, dtype, shape and bytes, checked on load.
 
 Loading parses the safetensors header and raw tensor bytes only: no pickle,
-no code from the file ever runs. Saving is atomic and durable: write a
-temporary file in the same directory, fsync it, rename it over the target,
-fsync the directory. A reader sees the old file or the new one, never half.
+no code from the file ever runs. Saving is atomic and durable (files.py):
+a reader sees the old file or the new one, never half.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
-import tempfile
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .data import Vocab
+from .data import CorpusInfo, Vocab
 from .errors import CharRNNError
+from .files import write_bytes_atomic
 from .model import CharRNN, ModelConfig, State
+from .rundir import BEST, checkpoint_path
+from .training.config import TrainConfig
 
 FORMAT = "charrnn"
 VERSION = 1
-BEST = "best.safetensors"
-LAST = "last.safetensors"
-METRICS = "metrics.jsonl"
-RUN_FILES = (BEST, LAST, METRICS)
+Tensors = dict[str, torch.Tensor]
+
+
+class _Codec(NamedTuple):
+    """How one field of Run is stored: `save` gives its JSON value (or
+    _ABSENT: tensors only) and its tensors; `load` takes both back."""
+
+    save: Callable[[Any], tuple[Any, Tensors]]
+    load: Callable[[Any, Tensors], Any]
+
+
+_ABSENT = object()
+
+
+def _plain(kind: type, optional: bool = False, default: Any = _ABSENT) -> dict:
+    """A JSON value of one type, checked on load."""
+
+    def load(value, _tensors):
+        if value is _ABSENT and default is not _ABSENT:
+            return default
+        if optional and value is None:
+            return None
+        return float(value) if kind is float else _typed(value, kind)
+
+    return {"codec": _Codec(lambda v: (v, {}), load)}
+
+
+def _via(to_json: Callable, from_json: Callable) -> dict:
+    """A dataclass stored as its JSON dict."""
+    return {"codec": _Codec(lambda v: (to_json(v), {}), lambda x, _t: from_json(_typed(x, dict)))}
+
+
+def _prefixed(prefix: str) -> dict:
+    """A dict of tensors, stored as tensors named prefix.KEY only."""
+    return {"codec": _Codec(lambda v: (_ABSENT, {f"{prefix}.{k}": t for k, t in v.items()}),
+                            lambda _x, t: _with_prefix(t, prefix))}  # fmt: skip
+
+
+def _numbered(prefix: str) -> dict:
+    """A tuple of tensors, stored as prefix.0, prefix.1, ... and their count."""
+    return {"codec": _Codec(lambda v: (len(v), {f"{prefix}.{i}": s for i, s in enumerate(v)}),
+                            lambda n, t: tuple(t[f"{prefix}.{i}"] for i in range(_typed(n, int))))}  # fmt: skip
+
+
+def _with_prefix(tensors: Tensors, prefix: str) -> Tensors:
+    return {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(f"{prefix}.")}
+
+
+def _optimizer() -> dict:
+    """A torch optimizer state_dict: its tensors apart, the rest as JSON."""
+    return {"codec": _Codec(lambda v: _flatten_optimizer(v), lambda x, t: _unflatten_optimizer(_typed(x, dict), t))}
 
 
 @dataclass
-class RunState:
-    """Everything beyond the weights that resuming a run exactly needs."""
+class Run:
+    """Everything beyond the weights that resuming a training run exactly
+    needs. Each field is stored by its codec, under its own name: this
+    class is the one list of what a checkpoint's run holds."""
 
-    train_config: dict  # TrainConfig.to_dict()
-    corpus: dict  # CorpusInfo fields
-    step: int  # optimizer steps done since the run began
-    epoch: int
-    step_in_epoch: int  # batches of this epoch already consumed
-    chars_seen: int
-    progress: float  # learning-rate schedule position in [0, 1]
-    elapsed_s: float  # training wall time, summed over resumes
-    best_val_loss: float | None
-    metrics: list[dict]  # one record per evaluation so far
-    optimizer: dict  # torch optimizer state_dict
-    carried: State  # hidden state for the next batch, on CPU
-    rng: dict[str, torch.Tensor] = field(default_factory=dict)
-    scaler: dict = field(default_factory=dict)  # fp16 gradient scaler state, if used
+    train_config: TrainConfig = field(metadata=_via(TrainConfig.to_dict, TrainConfig.from_dict))
+    corpus: CorpusInfo = field(metadata=_via(asdict, lambda d: CorpusInfo(**d)))
+    step: int = field(metadata=_plain(int))  # optimizer steps done since the run began
+    epoch: int = field(metadata=_plain(int))
+    step_in_epoch: int = field(metadata=_plain(int))  # batches of this epoch already consumed
+    chars_seen: int = field(metadata=_plain(int))
+    progress: float = field(metadata=_plain(float))  # learning-rate schedule position in [0, 1]
+    elapsed_s: float = field(metadata=_plain(float))  # training wall time, summed over resumes
+    best_val_loss: float | None = field(metadata=_plain(float, optional=True))
+    metrics: list[dict] = field(metadata=_plain(list))  # one entry per evaluation so far
+    optimizer: dict = field(metadata=_optimizer())  # torch optimizer state_dict
+    carried: State = field(metadata=_numbered("carried"))  # recurrent state for the next batch, on CPU
+    rng: dict[str, torch.Tensor] = field(default_factory=dict, metadata=_prefixed("rng"))
+    scaler: dict = field(default_factory=dict, metadata=_plain(dict, default={}))  # fp16 gradient scaler
+
+    def encode(self) -> tuple[dict, Tensors]:
+        meta, tensors = {}, {}
+        for f in fields(self):
+            value, ts = f.metadata["codec"].save(getattr(self, f.name))
+            if value is not _ABSENT:
+                meta[f.name] = value
+            tensors.update(ts)
+        return meta, tensors
+
+    @classmethod
+    def decode(cls, meta: dict, tensors: Tensors) -> Run:
+        _typed(meta, dict)
+        return cls(**{f.name: f.metadata["codec"].load(meta.get(f.name, _ABSENT), tensors) for f in fields(cls)})
 
 
 @dataclass
@@ -64,39 +129,20 @@ class Checkpoint:
     config: ModelConfig
     vocab: Vocab
     model: CharRNN  # on CPU, eval mode
-    run: RunState | None  # None for a weights-only export
+    run: Run | None  # None for a weights-only export
     path: Path | None = None
-
-
-# --------------------------------------------------------------------------
-# Paths
-
-
-def resolve_checkpoint(path: str | Path, prefer: str = BEST) -> Path:
-    """A checkpoint file, or a run directory meaning its `prefer` checkpoint."""
-    p = Path(path)
-    if p.is_dir():
-        target = p / prefer
-        if not target.is_file():
-            raise CharRNNError(f"run directory {p} has no {prefer}")
-        return target
-    if not p.exists():
-        raise CharRNNError(f"checkpoint not found: {p}")
-    if not p.is_file():
-        raise CharRNNError(f"checkpoint is not a file: {p}")
-    return p
 
 
 # --------------------------------------------------------------------------
 # Save
 
 
-def save_checkpoint(path: str | Path, model: CharRNN, vocab: Vocab, run: RunState | None = None) -> None:
+def save_checkpoint(path: str | Path, model: CharRNN, vocab: Vocab, run: Run | None = None) -> None:
     """Write atomically; refuses weights or optimizer state that are not finite."""
     write_bytes_atomic(Path(path), checkpoint_bytes(model, vocab, run))
 
 
-def checkpoint_bytes(model: CharRNN, vocab: Vocab, run: RunState | None = None) -> bytes:
+def checkpoint_bytes(model: CharRNN, vocab: Vocab, run: Run | None = None) -> bytes:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     meta: dict = {
         "format": FORMAT,
@@ -106,25 +152,8 @@ def checkpoint_bytes(model: CharRNN, vocab: Vocab, run: RunState | None = None) 
         "torch": torch.__version__,
     }
     if run is not None:
-        opt_tensors, opt_meta = _flatten_optimizer(run.optimizer)
-        tensors.update(opt_tensors)
-        tensors.update({f"carried.{i}": s for i, s in enumerate(run.carried)})
-        tensors.update({f"rng.{k}": v for k, v in run.rng.items()})
-        meta["run"] = {
-            "train_config": run.train_config,
-            "corpus": run.corpus,
-            "step": run.step,
-            "epoch": run.epoch,
-            "step_in_epoch": run.step_in_epoch,
-            "chars_seen": run.chars_seen,
-            "progress": run.progress,
-            "elapsed_s": run.elapsed_s,
-            "best_val_loss": run.best_val_loss,
-            "metrics": run.metrics,
-            "optimizer": opt_meta,
-            "carried": len(run.carried),
-            "scaler": run.scaler,
-        }
+        meta["run"], run_tensors = run.encode()
+        tensors.update(run_tensors)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     for name, t in tensors.items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
@@ -134,8 +163,8 @@ def checkpoint_bytes(model: CharRNN, vocab: Vocab, run: RunState | None = None) 
     return st_save(tensors, metadata={"format": FORMAT, "meta": meta_json, "sha256": digest})
 
 
-def _flatten_optimizer(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:
-    """Optimizer state_dict -> (tensors, JSON). Tensors go to safetensors;
+def _flatten_optimizer(sd: dict) -> tuple[dict, Tensors]:
+    """Optimizer state_dict -> (JSON, tensors). Tensors go to safetensors;
     every other value (lr, betas, step counts as numbers) to JSON."""
     tensors: dict[str, torch.Tensor] = {}
     state_meta: dict[str, dict] = {}
@@ -146,10 +175,10 @@ def _flatten_optimizer(sd: dict) -> tuple[dict[str, torch.Tensor], dict]:
                 tensors[f"optim.{pid}.{key}"] = val
             else:
                 state_meta[str(pid)][key] = val
-    return tensors, {"state": state_meta, "param_groups": sd["param_groups"]}
+    return {"state": state_meta, "param_groups": sd["param_groups"]}, tensors
 
 
-def _unflatten_optimizer(meta: dict, tensors: dict[str, torch.Tensor]) -> dict:
+def _unflatten_optimizer(meta: dict, tensors: Tensors) -> dict:
     state: dict[int, dict] = {int(pid): dict(vals) for pid, vals in meta["state"].items()}
     for name, t in tensors.items():
         if name.startswith("optim."):
@@ -167,53 +196,13 @@ def _digest(meta_json: str, tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Temp file in the same directory, fsync, rename, fsync the directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def remove_stale_temp_files(directory: Path) -> None:
-    """Delete temporary files a killed save left behind in a run directory."""
-    for name in RUN_FILES:
-        for tmp in directory.glob(f".{name}.*.tmp"):
-            tmp.unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_dir(directory: Path) -> None:
-    if os.name != "posix":
-        return  # Windows cannot open a directory; its rename is durable enough
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 # --------------------------------------------------------------------------
 # Load
 
 
 def load_checkpoint(path: str | Path, prefer: str = BEST) -> Checkpoint:
     """Read, verify and rebuild a checkpoint (model on CPU, eval mode)."""
-    p = resolve_checkpoint(path, prefer)
+    p = checkpoint_path(path, prefer)
     try:
         data = p.read_bytes()
     except OSError as e:
@@ -232,17 +221,19 @@ def load_checkpoint(path: str | Path, prefer: str = BEST) -> Checkpoint:
     # whose checksum matches, so every field is still checked as it is read.
     try:
         meta = json.loads(meta_json)
-        version = meta["version"]
-        if not isinstance(version, int) or version < 1:
-            raise ValueError(f"bad format version {version!r}")
-        if version > VERSION:
-            raise CharRNNError(
-                f"checkpoint {p} has format version {version}, newer than this charrnn reads ({VERSION}):"
-                " upgrade charrnn"
-            )
+        version = _typed(meta["version"], int)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CharRNNError(f"checkpoint {p} is inconsistent: {type(e).__name__}: {e}") from None
+    if version < 1:
+        raise CharRNNError(f"checkpoint {p} is inconsistent: bad format version {version!r}")
+    if version > VERSION:
+        raise CharRNNError(
+            f"checkpoint {p} has format version {version}, newer than this charrnn reads ({VERSION}): upgrade charrnn"
+        )
+    try:
         return _rebuild(p, meta, tensors)
-    except CharRNNError:
-        raise
+    except CharRNNError as e:  # a config that fails its own checks
+        raise CharRNNError(f"checkpoint {p} is inconsistent: {e}") from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
         raise CharRNNError(f"checkpoint {p} is inconsistent: {type(e).__name__}: {e}") from None
 
@@ -278,25 +269,7 @@ def _rebuild(p: Path, meta: dict, tensors: dict[str, torch.Tensor]) -> Checkpoin
     model = CharRNN(config)
     model.load_state_dict(weights, strict=True)
     model.eval()
-    run = None
-    if "run" in meta:
-        r = meta["run"]
-        run = RunState(
-            train_config=_typed(r["train_config"], dict),
-            corpus=_typed(r["corpus"], dict),
-            step=_typed(r["step"], int),
-            epoch=_typed(r["epoch"], int),
-            step_in_epoch=_typed(r["step_in_epoch"], int),
-            chars_seen=_typed(r["chars_seen"], int),
-            progress=float(r["progress"]),
-            elapsed_s=float(r["elapsed_s"]),
-            best_val_loss=None if r["best_val_loss"] is None else float(r["best_val_loss"]),
-            metrics=_typed(r["metrics"], list),
-            optimizer=_unflatten_optimizer(r["optimizer"], tensors),
-            carried=tuple(tensors[f"carried.{i}"] for i in range(r["carried"])),
-            rng={k[len("rng.") :]: v for k, v in tensors.items() if k.startswith("rng.")},
-            scaler=_typed(r.get("scaler", {}), dict),
-        )
+    run = Run.decode(meta["run"], tensors) if "run" in meta else None
     return Checkpoint(config, vocab, model, run, p)
 
 

@@ -20,6 +20,7 @@ import torch
 
 from .errors import CharRNNError
 
+SHIPPED_CORPUS = Path(__file__).resolve().parent.parent / "corpora" / "shakespeare.txt"
 CHUNK_BYTES = 1 << 20
 SNIFF_BYTES = 8192  # how much of a file we read to decide whether it is text
 
@@ -209,6 +210,16 @@ def _read_chunks(files: list[Path], encoding: str, digest) -> Iterator[str]:
             yield "\n"
 
 
+def shipped_corpus() -> Path:
+    """The corpus `charrnn train` uses when given none (corpora/README.md)."""
+    if not SHIPPED_CORPUS.is_file():
+        raise CharRNNError(
+            f"the shipped corpus {SHIPPED_CORPUS} is not in this installation"
+            " (it comes with a source checkout: pip install -e .); give a corpus path"
+        )
+    return SHIPPED_CORPUS
+
+
 def load_corpus(path: str | Path, encoding: str = "utf-8") -> Corpus:
     """Read and encode a corpus (a text file, or a directory of them)."""
     path = Path(path)
@@ -260,12 +271,16 @@ class Splits:
     test: np.ndarray
 
 
-def split_corpus(ids: np.ndarray, val_frac: float, test_frac: float) -> Splits:
+def check_split(val_frac: float, test_frac: float) -> None:
     if not (0 < val_frac < 1 and 0 <= test_frac < 1 and val_frac + test_frac < 1):
         raise CharRNNError(
-            f"split fractions must satisfy 0 < val ({val_frac}) and 0 <= test ({test_frac}),"
-            " with val + test < 1"
+            f"split fractions must satisfy 0 < --val-frac ({val_frac}), 0 <= --test-frac"
+            f" ({test_frac}) and --val-frac + --test-frac < 1"
         )
+
+
+def split_corpus(ids: np.ndarray, val_frac: float, test_frac: float) -> Splits:
+    check_split(val_frac, test_frac)
     n = len(ids)
     n_test = int(n * test_frac)
     n_val = int(n * val_frac)

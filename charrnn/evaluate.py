@@ -1,17 +1,24 @@
-"""Scoring a model on text: loss in nats per character, bits per character."""
+"""Scoring a model on text: loss in nats per character, bits per character.
+
+    checkpoint + (a text file, or the run's own test split) -> ids in the
+    model's vocab -> score -> Score
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import eval_chunks
-from .distributed import Dist, sum_all
+from .checkpoint import Checkpoint
+from .data import describe_chars, eval_chunks, load_corpus, split_corpus
+from .errors import CharRNNError
 from .model import CharRNN
+from .training.distributed import Dist, sum_all
 
 
 @dataclass(frozen=True)
@@ -50,3 +57,38 @@ def score(model: CharRNN, ids: np.ndarray, batch_size: int = 1, seq_len: int = 2
     count = int(count)
     model.train(was_training)
     return Score(total / count if count else float("nan"), count)
+
+
+@dataclass(frozen=True)
+class EvalText:
+    ids: np.ndarray  # in the model's vocab
+    source: str  # what the text is, for the user: a path, or "the test split of PATH"
+
+
+def eval_text(checkpoint: Checkpoint, text_file: Path | None = None, encoding: str = "utf-8") -> EvalText:
+    """The text to score: `text_file` (every character must be in the
+    model's vocab), or else the run's own test split, rebuilt from its
+    corpus if that is still at hand and unchanged."""
+    if text_file is not None:
+        data = load_corpus(text_file, encoding)
+        vocab = checkpoint.vocab
+        unknown = sorted(set(data.vocab.chars) - set(vocab.chars))
+        if unknown:
+            raise CharRNNError(f"{text_file} holds characters the model has never seen: {describe_chars(unknown)}")
+        # Re-map the file's own ids to the model's vocab.
+        index = {c: i for i, c in enumerate(vocab.chars)}
+        lut = np.asarray([index[c] for c in data.vocab.chars], dtype=vocab.dtype)
+        return EvalText(lut[data.ids], str(text_file))
+    run = checkpoint.run
+    if run is None:
+        raise CharRNNError("this checkpoint records no corpus: give a text file to score")
+    corpus_path = Path(run.corpus.path)
+    if not corpus_path.exists():
+        raise CharRNNError(f"the run's corpus {corpus_path} is not at hand: give a text file to score")
+    data = load_corpus(corpus_path, run.corpus.encoding)
+    if data.info.sha256 != run.corpus.sha256:
+        raise CharRNNError(f"{corpus_path} has changed since training: give a text file to score")
+    splits = split_corpus(data.ids, run.train_config.val_frac, run.train_config.test_frac)
+    if len(splits.test) < 2:
+        raise CharRNNError("the run has no test split (--test-frac 0): give a text file to score")
+    return EvalText(splits.test, f"the test split of {corpus_path}")

@@ -1,42 +1,32 @@
-"""CharRNN: embedding -> RNN / GRU / LSTM layers -> dropout -> linear head.
+"""CharRNN: embedding -> recurrent layers of one cell kind -> dropout -> linear head.
 
-Training runs PyTorch's fused multi-layer kernels (`nn.RNN`, `nn.GRU`,
-`nn.LSTM`). `step` computes one character at a time from the same weights,
-by hand, so that every layer's state and gates can be seen; tests hold the
-two paths equal.
+Training runs the kind's fused multi-layer module (`nn.RNN`, `nn.GRU`,
+`nn.LSTM` for the built-in kinds). `step` computes one character at a time
+from the same weights, through the kind's own step function, so that every
+layer's state and gates can be seen; tests hold the two paths equal.
 
-State is always a tuple of (layers, B, H) tensors: `(h,)` for RNN and GRU,
-`(h, c)` for LSTM. Code outside this module treats it as opaque and uses
-`init_state` / `detach_state`.
+State is always a tuple of (layers, B, H) tensors, one per state part of
+the kind: `(h,)` for RNN and GRU, `(h, c)` for LSTM. Code outside this
+module and `cells/` treats it as opaque and uses `init_state` /
+`detach_state`.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from enum import Enum
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import cells
+from .cells import Cell, LayerWeights, State
 from .errors import CharRNNError
-
-State = tuple[torch.Tensor, ...]
-
-
-class CellKind(str, Enum):
-    rnn = "rnn"  # Elman, tanh
-    gru = "gru"
-    lstm = "lstm"
-
-
-# The gates each cell exposes, in PyTorch's packing order of weight_ih rows.
-GATES = {CellKind.rnn: (), CellKind.gru: ("r", "z", "n"), CellKind.lstm: ("i", "f", "g", "o")}
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    kind: CellKind
+    kind: str  # a registered cell kind (charrnn.cells)
     vocab_size: int
     embedding: int = 64
     hidden: int = 384  # tuned for quality per minute on a 2-core CPU (benchmarks/quality.py)
@@ -44,15 +34,25 @@ class ModelConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", CellKind(self.kind))
+        object.__setattr__(self, "kind", cells.get(self.kind).name)  # a str, whatever names it
         for name in ("vocab_size", "embedding", "hidden", "layers"):
             if getattr(self, name) < 1:
                 raise CharRNNError(f"model {name} must be at least 1, not {getattr(self, name)}")
         if not 0 <= self.dropout < 1:
             raise CharRNNError(f"dropout must be in [0, 1), not {self.dropout}")
 
+    @property
+    def cell(self) -> Cell:
+        return cells.get(self.kind)
+
+    @property
+    def trace_names(self) -> list[str]:
+        """Names of the tensors `CharRNN.step` traces, in a stable order:
+        per layer k, `l{k}.` and each state part, then each gate."""
+        return [f"l{k}.{part}" for k in range(self.layers) for part in self.cell.traced]
+
     def to_dict(self) -> dict:
-        return {**asdict(self), "kind": self.kind.value}
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
@@ -62,44 +62,26 @@ class ModelConfig:
 class CharRNN(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.config = config
-        c = config
+        c = self.config = config
+        self.cell = config.cell
         self.embed = nn.Embedding(c.vocab_size, c.embedding)
-        rnn_cls = {CellKind.rnn: nn.RNN, CellKind.gru: nn.GRU, CellKind.lstm: nn.LSTM}[c.kind]
-        extra = {"nonlinearity": "tanh"} if c.kind is CellKind.rnn else {}
-        self.rnn = rnn_cls(
-            c.embedding,
-            c.hidden,
-            num_layers=c.layers,
-            dropout=c.dropout if c.layers > 1 else 0.0,
-            batch_first=True,
-            **extra,
-        )
+        self.rnn = self.cell.build(c.embedding, c.hidden, c.layers, c.dropout)
         self.drop = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.hidden, c.vocab_size)
-        if c.kind is CellKind.lstm:
-            self._forget_bias_one()
-
-    def _forget_bias_one(self) -> None:
-        # PyTorch adds two biases; their sum is the forget gate's bias.
-        # Starting it at 1 keeps early cell states from being wiped each step.
-        h = self.config.hidden
-        with torch.no_grad():
-            for k in range(self.config.layers):
-                getattr(self.rnn, f"bias_ih_l{k}")[h : 2 * h].fill_(1.0)
-                getattr(self.rnn, f"bias_hh_l{k}")[h : 2 * h].fill_(0.0)
+        self.cell.init_parameters(self.rnn, c.layers, c.hidden)
 
     # -- state ---------------------------------------------------------------
 
     def init_state(self, batch: int, device: torch.device | str | None = None) -> State:
         c = self.config
         device = device if device is not None else self.head.weight.device
-        n = 2 if c.kind is CellKind.lstm else 1
-        return tuple(torch.zeros(c.layers, batch, c.hidden, device=device) for _ in range(n))
+        return tuple(torch.zeros(c.layers, batch, c.hidden, device=device) for _ in self.cell.state_names)
 
     @staticmethod
     def detach_state(state: State) -> State:
-        return tuple(s.detach() for s in state)
+        """The state cut from its graph, for the next truncated-BPTT window;
+        float32 whatever precision autocast computed it in."""
+        return tuple(s.detach().float() for s in state)
 
     # -- fused path ----------------------------------------------------------
 
@@ -108,64 +90,35 @@ class CharRNN(nn.Module):
         if state is None:
             state = self.init_state(ids.shape[0], ids.device)
         x = self.embed(ids)  # (B, T, E)
-        rnn_state = state if self.config.kind is CellKind.lstm else state[0]
-        out, new = self.rnn(x, rnn_state)  # out (B, T, H)
-        new_state = tuple(new) if self.config.kind is CellKind.lstm else (new,)
-        return self.head(self.drop(out)), new_state
+        out, new = self.rnn(x, self.cell.to_fused(state))  # out (B, T, H)
+        return self.head(self.drop(out)), self.cell.from_fused(new)
 
     # -- step path -----------------------------------------------------------
 
-    def layer_weights(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        r = self.rnn
-        return (
-            getattr(r, f"weight_ih_l{k}"),
-            getattr(r, f"weight_hh_l{k}"),
-            getattr(r, f"bias_ih_l{k}"),
-            getattr(r, f"bias_hh_l{k}"),
-        )
+    def layer_weights(self, k: int) -> LayerWeights:
+        return cells.layer_weights(self.rnn, k)
 
     def step(self, ids: torch.Tensor, state: State, trace: dict | None = None) -> tuple[torch.Tensor, State]:
         """One character per stream: ids (B,) -> logits (B, V), new state.
 
-        Computed cell by cell from the fused layers' weights (eval semantics:
-        no dropout). If `trace` is a dict it receives every layer's tensors,
-        each (B, H), under stable names: `l{k}.h`, and `l{k}.c` for LSTM, plus
-        the gates `l{k}.i/f/g/o` (LSTM) or `l{k}.r/z/n` (GRU).
+        Computed layer by layer with the cell's step, from the fused layers'
+        weights (eval semantics: no dropout). If `trace` is a dict it
+        receives every layer's tensors, each (B, H), under the names of
+        `ModelConfig.trace_names`: `l{k}.h`, `l{k}.c` for an LSTM, and the
+        gates, `l{k}.i/f/g/o` (LSTM) or `l{k}.r/z/n` (GRU).
         """
-        kind = self.config.kind
         x = self.embed(ids)  # (B, E)
-        hs, cs = [], []
+        layers = []
         for k in range(self.config.layers):
-            w_ih, w_hh, b_ih, b_hh = self.layer_weights(k)
-            h = state[0][k]
-            gi = F.linear(x, w_ih, b_ih)  # (B, G*H)
-            gh = F.linear(h, w_hh, b_hh)
-            if kind is CellKind.lstm:
-                i, f, g, o = (gi + gh).chunk(4, dim=1)
-                i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
-                c = f * state[1][k] + i * g
-                h = o * c.tanh()
-                cs.append(c)
-                gates = {"c": c, "i": i, "f": f, "g": g, "o": o}
-            elif kind is CellKind.gru:
-                ir, iz, in_ = gi.chunk(3, dim=1)
-                hr, hz, hn = gh.chunk(3, dim=1)
-                r = (ir + hr).sigmoid()
-                z = (iz + hz).sigmoid()
-                n = (in_ + r * hn).tanh()
-                h = (1 - z) * n + z * h
-                gates = {"r": r, "z": z, "n": n}
-            else:
-                h = (gi + gh).tanh()
-                gates = {}
-            hs.append(h)
+            w = self.layer_weights(k)
+            prev = tuple(s[k] for s in state)
+            new, gates = self.cell.step(F.linear(x, w.w_ih, w.b_ih), F.linear(prev[0], w.w_hh, w.b_hh), prev)
+            layers.append(new)
             if trace is not None:
-                trace[f"l{k}.h"] = h
-                for name, t in gates.items():
-                    trace[f"l{k}.{name}"] = t
-            x = h
-        new_state = (torch.stack(hs), torch.stack(cs)) if kind is CellKind.lstm else (torch.stack(hs),)
-        return self.head(x), new_state
+                trace.update({f"l{k}.{name}": t for name, t in zip(self.cell.state_names, new)})
+                trace.update({f"l{k}.{name}": t for name, t in gates.items()})
+            x = new[0]
+        return self.head(x), tuple(torch.stack(part) for part in zip(*layers))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -175,9 +128,3 @@ def split_name(name: str) -> tuple[int, str]:
     """A traced tensor's name -> (layer, part): 'l1.c' -> (1, 'c')."""
     layer, part = name.split(".")
     return int(layer[1:]), part
-
-
-def trace_names(config: ModelConfig) -> list[str]:
-    """Names of the tensors `CharRNN.step` traces, in a stable order."""
-    per_layer = ["h"] + (["c"] if config.kind is CellKind.lstm else []) + list(GATES[config.kind])
-    return [f"l{k}.{n}" for k in range(config.layers) for n in per_layer]

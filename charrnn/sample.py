@@ -83,7 +83,7 @@ def generate(model: CharRNN, vocab: Vocab, prime: str, config: SampleConfig) -> 
     stepper = FastStepper(model, b, device, logit_scale=scale)
     stepper.load_state(state)
     draw = Draws(config, b, vocab.size, device)
-    stops = StopWatch(config.stop, b)
+    stops = StopString(config.stop, b)
     for _ in range(config.length):
         nxt = draw(logits)
         chars = stops.filter([vocab.chars[i] for i in nxt.tolist()])
@@ -155,7 +155,7 @@ def _sample_seed(base: int, index: int) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-class StopWatch:
+class StopString:
     """Ends each sample once it has produced the stop string."""
 
     def __init__(self, stop: str | None, batch: int):

@@ -45,3 +45,6 @@ def trained_run(tmp_path: Path, corpus_file: Path) -> Path:
     result = run_cli("train", corpus_file, "--out", out, *TINY, "--max-steps", "20", "--eval-every", "10")
     assert result.exit_code == 0, result.output
     return out
+
+
+BUILTIN_KINDS = ["rnn", "gru", "lstm"]

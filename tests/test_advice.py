@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from charrnn.advice import RISING_EVALS, rising_val_advice
+from charrnn.training.advice import RISING_EVALS, rising_val_advice
 
 from conftest import run_cli
 

@@ -7,20 +7,21 @@ import pytest
 import torch
 
 from charrnn import checkpoint as ckpt
+from charrnn import rundir
 from charrnn.data import Vocab
 from charrnn.errors import CharRNNError
-from charrnn.model import CellKind, CharRNN, ModelConfig
+from charrnn.model import CharRNN, ModelConfig
 
-from conftest import run_cli
+from conftest import BUILTIN_KINDS, run_cli
 
 
-def small_model(kind=CellKind.gru) -> tuple[CharRNN, Vocab]:
+def small_model(kind="gru") -> tuple[CharRNN, Vocab]:
     vocab = Vocab.from_chars("abc\n한🙂")
     torch.manual_seed(1)
     return CharRNN(ModelConfig(kind, vocab.size, embedding=3, hidden=5, layers=2)), vocab
 
 
-@pytest.mark.parametrize("kind", list(CellKind))
+@pytest.mark.parametrize("kind", BUILTIN_KINDS)
 def test_save_load_gives_same_logits(tmp_path, kind):
     model, vocab = small_model(kind)
     path = tmp_path / "m.safetensors"
@@ -34,10 +35,10 @@ def test_save_load_gives_same_logits(tmp_path, kind):
 
 def test_run_directory_means_best(tmp_path):
     model, vocab = small_model()
-    ckpt.save_checkpoint(tmp_path / ckpt.BEST, model, vocab)
-    assert ckpt.resolve_checkpoint(tmp_path) == tmp_path / ckpt.BEST
+    ckpt.save_checkpoint(tmp_path / rundir.BEST, model, vocab)
+    assert rundir.checkpoint_path(tmp_path) == tmp_path / rundir.BEST
     with pytest.raises(CharRNNError, match="has no last"):
-        ckpt.resolve_checkpoint(tmp_path, prefer=ckpt.LAST)
+        rundir.checkpoint_path(tmp_path, prefer=rundir.LAST)
 
 
 def saved(tmp_path) -> Path:

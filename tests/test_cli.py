@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from charrnn import checkpoint as ckpt
-from charrnn.cli import _default_lrs
+from charrnn import rundir
+from charrnn.cli.options import default_lrs
 
 from conftest import TINY, make_text, run_cli
 
@@ -37,7 +38,7 @@ def test_python_dash_m_works():
 
 
 def test_train_eval_sample_flow(trained_run, corpus_file):
-    assert (trained_run / ckpt.BEST).exists() and (trained_run / ckpt.LAST).exists()
+    assert (trained_run / rundir.BEST).exists() and (trained_run / rundir.LAST).exists()
     result = run_cli("eval", trained_run, "--json")
     assert result.exit_code == 0, result.output
     scores = json.loads(result.stdout)
@@ -63,20 +64,20 @@ def test_learning_rate_default_follows_the_model_kind(tmp_path, corpus_file):
     def stored_lr(out, *extra):
         result = run_cli("train", corpus_file, "--out", out, *TINY, "--max-steps", "2", *extra)
         assert result.exit_code == 0, result.output
-        return ckpt.load_checkpoint(out).run.train_config["lr"]
+        return ckpt.load_checkpoint(out).run.train_config.lr
 
     assert stored_lr(tmp_path / "g", "--model", "gru") == 2e-3
     assert stored_lr(tmp_path / "l", "--model", "lstm") == 8e-3
     assert stored_lr(tmp_path / "x", "--model", "gru", "--lr", "1e-2") == 1e-2
-    assert _default_lrs() == "8e-3 for lstm, 2e-3 for gru and rnn"  # what --help says
+    assert default_lrs() == "8e-3 for lstm, 2e-3 for gru and rnn"  # what --help says
 
 
 def test_resume_continues_to_max_steps(trained_run):
     result = run_cli("train", "--resume", trained_run, "--max-steps", "30")
     assert result.exit_code == 0, result.output
-    state = ckpt.load_checkpoint(trained_run, prefer=ckpt.LAST)
+    state = ckpt.load_checkpoint(trained_run, prefer=rundir.LAST)
     assert state.run.step == 30
-    steps = [json.loads(x)["step"] for x in (trained_run / ckpt.METRICS).read_text().splitlines()]
+    steps = [json.loads(x)["step"] for x in (trained_run / rundir.METRICS).read_text().splitlines()]
     assert steps == [10, 20, 30]
 
 
@@ -111,7 +112,7 @@ def test_bad_corpora_give_one_line_errors(tmp_path):
     for path, fragment in bad_corpus_cases(tmp_path):
         result = run_cli("train", path, "--out", tmp_path / "out", *TINY)
         assert_one_line_error(result, fragment)
-        assert not (tmp_path / "out" / ckpt.LAST).exists()
+        assert not (tmp_path / "out" / rundir.LAST).exists()
 
 
 @pytest.mark.parametrize(
@@ -145,17 +146,17 @@ def test_out_that_is_a_file(tmp_path, corpus_file):
 
 
 def test_existing_run_is_not_overwritten_without_force(trained_run, corpus_file):
-    before = (trained_run / ckpt.LAST).read_bytes()
+    before = (trained_run / rundir.LAST).read_bytes()
     assert_one_line_error(run_cli("train", corpus_file, "--out", trained_run, *TINY), "already holds a run")
-    assert (trained_run / ckpt.LAST).read_bytes() == before
+    assert (trained_run / rundir.LAST).read_bytes() == before
     result = run_cli("train", corpus_file, "--out", trained_run, *TINY, "--max-steps", "2", "--force")
     assert result.exit_code == 0
-    assert (trained_run / ckpt.LAST).read_bytes() != before
+    assert (trained_run / rundir.LAST).read_bytes() != before
 
 
 def test_corrupt_checkpoint_one_line(trained_run):
-    data = (trained_run / ckpt.BEST).read_bytes()
-    (trained_run / ckpt.BEST).write_bytes(data[: len(data) // 2])
+    data = (trained_run / rundir.BEST).read_bytes()
+    (trained_run / rundir.BEST).write_bytes(data[: len(data) // 2])
     for cmd in ("sample", "eval"):
         assert_one_line_error(run_cli(cmd, trained_run), "corrupt or truncated")
 
@@ -185,34 +186,34 @@ def test_no_corpus_means_the_shipped_one(tmp_path):
     result = run_cli("train", "--out", out, *TINY, "--max-steps", "1", "--val-frac", "0.001", "--test-frac", "0")
     assert result.exit_code == 0, result.output
     state = ckpt.load_checkpoint(out)
-    assert state.run.corpus["path"].endswith("corpora/shakespeare.txt")
-    assert state.run.corpus["n_chars"] > 5_000_000
+    assert state.run.corpus.path.endswith("corpora/shakespeare.txt")
+    assert state.run.corpus.n_chars > 5_000_000
 
 
 def test_missing_shipped_corpus_is_explained(tmp_path, monkeypatch):
-    import charrnn.cli as cli
+    import charrnn.data as data
 
-    monkeypatch.setattr(cli, "DEFAULT_CORPUS", tmp_path / "gone.txt")
+    monkeypatch.setattr(data, "SHIPPED_CORPUS", tmp_path / "gone.txt")
     assert_one_line_error(run_cli("train", "--out", tmp_path / "r"), "not in this installation")
 
 
 def test_resume_cleans_stale_temp_files_and_falls_back_to_best(trained_run):
     stale = trained_run / ".last.safetensors.k1ll3d.tmp"
     stale.write_bytes(b"half a checkpoint")
-    (trained_run / ckpt.LAST).unlink()  # as if killed during the very first save
+    (trained_run / rundir.LAST).unlink()  # as if killed during the very first save
     result = run_cli("train", "--resume", trained_run, "--max-steps", "22")
     assert result.exit_code == 0, result.output
     assert not stale.exists()
-    assert ckpt.load_checkpoint(trained_run, prefer=ckpt.LAST).run.step == 22
+    assert ckpt.load_checkpoint(trained_run, prefer=rundir.LAST).run.step == 22
 
 
 def test_force_replaces_a_run_only_if_the_new_one_can_start(trained_run, tmp_path):
-    before = (trained_run / ckpt.LAST).read_bytes()
+    before = (trained_run / rundir.LAST).read_bytes()
     short = tmp_path / "short.txt"
     short.write_text("abcdefghij" * 6)
     assert_one_line_error(run_cli("train", short, "--out", trained_run, *TINY, "--force"), "too few")
-    assert (trained_run / ckpt.LAST).read_bytes() == before
-    assert (trained_run / ckpt.BEST).exists()
+    assert (trained_run / rundir.LAST).read_bytes() == before
+    assert (trained_run / rundir.BEST).exists()
 
 
 def test_markup_in_paths_is_printed_literally(tmp_path):
@@ -236,19 +237,19 @@ def test_eval_and_resume_work_from_another_directory(trained_run, tmp_path, monk
 
 
 def test_resume_of_a_finished_run_is_refused(trained_run):
-    before = (trained_run / ckpt.LAST).read_bytes()
+    before = (trained_run / rundir.LAST).read_bytes()
     assert_one_line_error(run_cli("train", "--resume", trained_run, "--max-steps", "20"), "already at step 20")
     assert_one_line_error(run_cli("train", "--resume", trained_run, "--max-steps", "5"), "raise --max-steps")
-    assert (trained_run / ckpt.LAST).read_bytes() == before
+    assert (trained_run / rundir.LAST).read_bytes() == before
 
 
 def test_resume_from_an_older_checkpoint_would_rewind_and_is_refused(trained_run, tmp_path):
     # best is the step-20 checkpoint; make last newer by resuming to 30 with no improvement check
     assert run_cli("train", "--resume", trained_run, "--max-steps", "30", "--eval-every", "100").exit_code == 0
-    last = ckpt.load_checkpoint(trained_run, prefer=ckpt.LAST).run.step
+    last = ckpt.load_checkpoint(trained_run, prefer=rundir.LAST).run.step
     best = ckpt.load_checkpoint(trained_run).run.step
     if best < last:
-        result = run_cli("train", "--resume", trained_run / ckpt.BEST, "--max-steps", "40")
+        result = run_cli("train", "--resume", trained_run / rundir.BEST, "--max-steps", "40")
         assert_one_line_error(result, "is newer")
 
 
@@ -267,12 +268,12 @@ def test_nan_stops_training_in_one_line(tmp_path, corpus_file, monkeypatch):
     real = CharRNN.forward
     monkeypatch.setattr(CharRNN, "forward", lambda self, ids, state=None: (real(self, ids, state)[0] * float("nan"), real(self, ids, state)[1]))
     assert_one_line_error(run_cli("train", corpus_file, "--out", tmp_path / "r", *TINY), "diverged at step 1")
-    assert not (tmp_path / "r" / ckpt.LAST).exists()
+    assert not (tmp_path / "r" / rundir.LAST).exists()
 
 
 @pytest.mark.parametrize("damage", ["flip", "newer"])
 def test_damaged_checkpoints_through_the_cli(trained_run, damage, monkeypatch):
-    path = trained_run / ckpt.BEST
+    path = trained_run / rundir.BEST
     if damage == "flip":
         data = bytearray(path.read_bytes())
         data[-9] ^= 0x10

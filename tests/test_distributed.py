@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from charrnn import checkpoint as ckpt
+from charrnn import rundir
 
 from conftest import make_text
 
@@ -48,7 +49,7 @@ def corpus(tmp_path: Path) -> Path:
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:
-    return ckpt.load_checkpoint(run, prefer=ckpt.LAST).model.state_dict()
+    return ckpt.load_checkpoint(run, prefer=rundir.LAST).model.state_dict()
 
 
 @pytest.mark.slow
@@ -64,8 +65,8 @@ def test_two_processes_train_the_single_process_model(tmp_path, corpus):
     a, b = weights(tmp_path / "ddp"), weights(tmp_path / "one")
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=0)
-    da = ckpt.load_checkpoint(tmp_path / "ddp", prefer=ckpt.LAST).run
-    db = ckpt.load_checkpoint(tmp_path / "one", prefer=ckpt.LAST).run
+    da = ckpt.load_checkpoint(tmp_path / "ddp", prefer=rundir.LAST).run
+    db = ckpt.load_checkpoint(tmp_path / "one", prefer=rundir.LAST).run
     for ra, rb in zip(da.metrics, db.metrics, strict=True):
         assert ra["val_loss"] == pytest.approx(rb["val_loss"], abs=1e-5)
         assert ra["train_loss"] == pytest.approx(rb["train_loss"], abs=1e-5)
@@ -74,7 +75,7 @@ def test_two_processes_train_the_single_process_model(tmp_path, corpus):
     # and the distributed checkpoint resumes in one process (a different count)
     resumed = single(["--resume", tmp_path / "ddp", "--max-steps", "18"])
     assert resumed.returncode == 0, resumed.stderr
-    assert ckpt.load_checkpoint(tmp_path / "ddp", prefer=ckpt.LAST).run.step == 18
+    assert ckpt.load_checkpoint(tmp_path / "ddp", prefer=rundir.LAST).run.step == 18
 
 
 @pytest.mark.slow
@@ -83,7 +84,7 @@ def test_single_process_checkpoint_resumes_on_two(tmp_path, corpus):
     assert single([*args, "--max-steps", "12"]).returncode == 0
     code, out = finish(torchrun(2, ["--resume", tmp_path / "r", "--max-steps", "18"]))
     assert code == 0, out
-    assert ckpt.load_checkpoint(tmp_path / "r", prefer=ckpt.LAST).run.step == 18
+    assert ckpt.load_checkpoint(tmp_path / "r", prefer=rundir.LAST).run.step == 18
 
 
 @pytest.mark.slow
@@ -101,7 +102,7 @@ def test_losing_a_process_stops_the_job_and_the_run_resumes(tmp_path, corpus):
     proc = torchrun(2, [corpus, *MODEL, "--batch-size", "8", "--max-steps", "100000", "--eval-every", "2",
                         "--out", run], start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 120
-    while not (run / ckpt.LAST).exists():
+    while not (run / rundir.LAST).exists():
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
         time.sleep(0.05)
     workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
@@ -109,10 +110,10 @@ def test_losing_a_process_stops_the_job_and_the_run_resumes(tmp_path, corpus):
     os.kill(int(workers[-1]), signal.SIGKILL)
     code, out = finish(proc)
     assert code != 0 and "exitcode" in out  # torchrun names the failed process and its exit code
-    state = ckpt.load_checkpoint(run, prefer=ckpt.LAST)
+    state = ckpt.load_checkpoint(run, prefer=rundir.LAST)
     resumed = single(["--resume", run, "--max-steps", str(state.run.step + 4)])
     assert resumed.returncode == 0, resumed.stderr
-    assert ckpt.load_checkpoint(run, prefer=ckpt.LAST).run.step == state.run.step + 4
+    assert ckpt.load_checkpoint(run, prefer=rundir.LAST).run.step == state.run.step + 4
 
 
 @pytest.mark.slow
@@ -125,12 +126,12 @@ def test_time_limit_and_dropout_under_two_processes(tmp_path, corpus):
     code, out = finish(torchrun(2, args))
     assert code == 0, out
     assert "stopped by" in out and "time limit" in out
-    assert ckpt.load_checkpoint(tmp_path / "r", prefer=ckpt.LAST).run.step > 20
+    assert ckpt.load_checkpoint(tmp_path / "r", prefer=rundir.LAST).run.step > 20
 
 
 def _run_main(script: str) -> subprocess.CompletedProcess:
     prelude = (
-        "import atexit, sys\nfrom charrnn import cli, distributed\natexit.register(lambda: print('shutdown ran'))\n"
+        "import atexit, sys\nfrom charrnn.cli import entry\nfrom charrnn.training import distributed\natexit.register(lambda: print('shutdown ran'))\n"
     )
     return subprocess.run(
         [sys.executable, "-c", prelude + script], env=ENV, capture_output=True, text=True, timeout=120
@@ -146,7 +147,7 @@ def test_a_process_that_joined_a_group_exits_without_interpreter_shutdown(tmp_pa
         f"distributed._joined = {joined}\n"
         f"sys.argv = ['charrnn', 'train', {str(tmp_path / 'missing.txt')!r}]\n"
         "print('before', end='')\n"
-        "cli.main()\n"
+        "entry.main()\n"
     )
     assert done.returncode == 1
     assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
@@ -158,13 +159,13 @@ def test_a_process_that_joined_a_group_exits_without_interpreter_shutdown(tmp_pa
     "body, code, stderr",
     [
         ("sys.argv = ['charrnn', '--help']", 0, ""),
-        ("def app(): raise RuntimeError('boom')\ncli.app = app", 1, "RuntimeError: boom"),
-        ("def app(): raise KeyboardInterrupt\ncli.app = app", 130, ""),
-        ("def app(): sys.exit('a message')\ncli.app = app", 1, "a message"),
+        ("def app(): raise RuntimeError('boom')\nentry.app = app", 1, "RuntimeError: boom"),
+        ("def app(): raise KeyboardInterrupt\nentry.app = app", 130, ""),
+        ("def app(): sys.exit('a message')\nentry.app = app", 1, "a message"),
     ],
 )
 def test_every_ending_of_a_joined_process_keeps_its_exit_code(body, code, stderr):
-    done = _run_main(f"distributed._joined = True\n{body}\ncli.main()\n")
+    done = _run_main(f"distributed._joined = True\n{body}\nentry.main()\n")
     assert done.returncode == code, done.stderr
     assert stderr in done.stderr
     assert "shutdown ran" not in done.stdout
@@ -175,7 +176,7 @@ def test_joining_a_group_is_remembered():
     # (here a one-process group, so no second process is needed)
     script = (
         "import torch, torch.distributed as dist\n"
-        "from charrnn import distributed\n"
+        "from charrnn.training import distributed\n"
         "assert not distributed.joined()\n"
         "dist.init_process_group('gloo', store=dist.HashStore(), rank=0, world_size=1)\n"
         "distributed.setup(torch.device('cpu'))\n"

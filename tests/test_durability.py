@@ -20,10 +20,12 @@ from pathlib import Path
 import pytest
 
 from charrnn import checkpoint as ckpt
+from charrnn import files, rundir
 from charrnn.data import Vocab
 from charrnn.errors import CharRNNError
-from charrnn.model import CellKind, CharRNN, ModelConfig
-from charrnn.train import TrainConfig, train
+from charrnn.model import CharRNN, ModelConfig
+from charrnn.training.config import TrainConfig
+from charrnn.training.loop import train
 
 from conftest import make_text
 
@@ -122,7 +124,7 @@ def _check_metrics(run_dir: Path, last: ckpt.Checkpoint) -> bool:
     if the last line was torn (no newline and not JSON). The file may lack
     the newest record (killed between saving `last` and appending) but never
     holds a record `last` does not: it is appended only after the save."""
-    text = (run_dir / ckpt.METRICS).read_text(encoding="utf-8")
+    text = (run_dir / rundir.METRICS).read_text(encoding="utf-8")
     lines = text.split("\n")
     tail = lines.pop()  # "" when the file ends with a newline
     records = [json.loads(line) for line in lines]  # raises on any bad complete line
@@ -146,24 +148,24 @@ def _check_run_dir(run_dir: Path) -> tuple[ckpt.Checkpoint, list[str], bool]:
 
 
 def _check_run_dir_full(run_dir: Path):
-    last = ckpt.load_checkpoint(run_dir, prefer=ckpt.LAST)  # verifies the checksum
-    assert last.run is not None and last.path == run_dir / ckpt.LAST
+    last = ckpt.load_checkpoint(run_dir, prefer=rundir.LAST)  # verifies the checksum
+    assert last.run is not None and last.path == run_dir / rundir.LAST
     best = None
-    if (run_dir / ckpt.BEST).exists():
-        best = ckpt.load_checkpoint(run_dir, prefer=ckpt.BEST)
+    if (run_dir / rundir.BEST).exists():
+        best = ckpt.load_checkpoint(run_dir, prefer=rundir.BEST)
         assert best.run is not None
     if last.run.best_val_loss is not None:
         # best is written before last, so it holds a model at least as good
         # as the best val loss last records (better, if a crash fell between)
         assert best is not None and best.run.best_val_loss <= last.run.best_val_loss
-    leftovers = sorted(p.name for p in run_dir.iterdir() if p.name not in ckpt.RUN_FILES)
+    leftovers = sorted(p.name for p in run_dir.iterdir() if p.name not in rundir.RUN_FILES)
     for name in leftovers:
         # Only an interrupted atomic write's hidden temp file may be left, and
         # it must never be what a run directory resolves to.
         assert TEMP_NAME.match(name), f"unexpected file in the run directory: {name}"
-    for prefer in (ckpt.LAST, ckpt.BEST):
+    for prefer in (rundir.LAST, rundir.BEST):
         if (run_dir / prefer).exists():
-            assert ckpt.resolve_checkpoint(run_dir, prefer) == run_dir / prefer
+            assert rundir.checkpoint_path(run_dir, prefer) == run_dir / prefer
     torn = _check_metrics(run_dir, last)
     return last, best, leftovers, torn
 
@@ -183,7 +185,7 @@ def corpus(tmp_path: Path) -> Path:
 def test_sigkill_at_random_moments_then_resume(tmp_path: Path, corpus: Path):
     rng = random.Random(20240611)
     run_dir = tmp_path / "run"
-    last_path = run_dir / ckpt.LAST
+    last_path = run_dir / rundir.LAST
     log = tmp_path / "train.log"
     t_start = time.monotonic()
 
@@ -234,7 +236,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path, corpus: Path):
     assert f"resuming {last_path} at step {step:,}" in " ".join(result.stderr.split())
     final, _, torn = _check_run_dir(run_dir)
     assert final.run.step == step + 3 and not torn
-    text = (run_dir / ckpt.METRICS).read_text(encoding="utf-8")
+    text = (run_dir / rundir.METRICS).read_text(encoding="utf-8")
     assert text.endswith("\n")  # resume rewrote it whole from the checkpoint
     assert [json.loads(line)["step"] for line in text.splitlines()] == [r["step"] for r in final.run.metrics]
 
@@ -251,12 +253,12 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path, corpus: Path):
 
 def test_ctrl_c_saves_last_and_exits_130(tmp_path: Path, corpus: Path):
     run_dir = tmp_path / "run"
-    last_path = run_dir / ckpt.LAST
+    last_path = run_dir / rundir.LAST
     log = tmp_path / "train.log"
     args = [str(corpus), "--out", str(run_dir), *SMALL_MODEL, "--device", "cpu"]
     proc = _start(args + ["--max-steps", BIG_STEPS, "--eval-every", "2"], tmp_path, log)
     _wait_for_new_save(proc, last_path, None, log)
-    seen = ckpt.load_checkpoint(run_dir, prefer=ckpt.LAST).run.step
+    seen = ckpt.load_checkpoint(run_dir, prefer=rundir.LAST).run.step
     time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     try:
@@ -277,7 +279,7 @@ def test_ctrl_c_saves_last_and_exits_130(tmp_path: Path, corpus: Path):
     result = _run(["--resume", str(run_dir), "--max-steps", str(last.run.step + 3)], tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
-    resumed = ckpt.load_checkpoint(run_dir, prefer=ckpt.LAST)
+    resumed = ckpt.load_checkpoint(run_dir, prefer=rundir.LAST)
     assert resumed.run.step == last.run.step + 3
 
 
@@ -292,9 +294,9 @@ def _temps(directory: Path) -> list[str]:
 def test_write_bytes_atomic_replaces_whole(tmp_path: Path):
     target = tmp_path / "sub" / "f.bin"
     a, b = b"A" * 100_000, b"B" * 7
-    ckpt.write_bytes_atomic(target, a)
+    files.write_bytes_atomic(target, a)
     assert target.read_bytes() == a
-    ckpt.write_bytes_atomic(target, b)  # shorter: no tail of A may survive
+    files.write_bytes_atomic(target, b)  # shorter: no tail of A may survive
     assert target.read_bytes() == b
     assert sorted(p.name for p in target.parent.iterdir()) == ["f.bin"]
 
@@ -305,9 +307,9 @@ class _Unwritable:
 
 def test_write_bytes_atomic_failed_write_keeps_original(tmp_path: Path):
     target = tmp_path / "f.bin"
-    ckpt.write_bytes_atomic(target, b"original")
+    files.write_bytes_atomic(target, b"original")
     with pytest.raises(TypeError):
-        ckpt.write_bytes_atomic(target, _Unwritable())  # type: ignore[arg-type]
+        files.write_bytes_atomic(target, _Unwritable())  # type: ignore[arg-type]
     assert target.read_bytes() == b"original"
     assert _temps(tmp_path) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
 
@@ -315,16 +317,16 @@ def test_write_bytes_atomic_failed_write_keeps_original(tmp_path: Path):
 @pytest.mark.parametrize("exc", [OSError(28, "No space left on device"), KeyboardInterrupt()])
 def test_write_bytes_atomic_fsync_failure_keeps_original(tmp_path: Path, monkeypatch, exc):
     target = tmp_path / "f.bin"
-    ckpt.write_bytes_atomic(target, b"original")
+    files.write_bytes_atomic(target, b"original")
     calls = []
 
     def failing_fsync(fd):
         calls.append(fd)
         raise exc  # the new bytes are in the temp file, not yet renamed
 
-    monkeypatch.setattr(ckpt.os, "fsync", failing_fsync)
+    monkeypatch.setattr(files.os, "fsync", failing_fsync)
     with pytest.raises(type(exc)):
-        ckpt.write_bytes_atomic(target, b"new content that must not appear")
+        files.write_bytes_atomic(target, b"new content that must not appear")
     monkeypatch.undo()
     assert calls, "write_bytes_atomic never fsynced"
     assert target.read_bytes() == b"original"
@@ -335,7 +337,7 @@ def test_truncated_checkpoint_is_refused(tmp_path: Path):
     """What a non-atomic save killed midway would leave: it must not load
     (so the SIGKILL test above would catch non-atomic saves)."""
     vocab = Vocab.from_chars("abc\n")
-    model = CharRNN(ModelConfig(CellKind.lstm, vocab.size, embedding=4, hidden=16, layers=1))
+    model = CharRNN(ModelConfig("lstm", vocab.size, embedding=4, hidden=16, layers=1))
     data = ckpt.checkpoint_bytes(model, vocab)
     for cut in (4, 100, len(data) // 2, len(data) - 1):
         p = tmp_path / f"cut{cut}.safetensors"
@@ -362,33 +364,33 @@ def test_crash_around_best_keeps_best_consistent(tmp_path: Path, monkeypatch, co
 
     data = load_corpus(corpus, "utf-8")
     config = TrainConfig(seq_len=16, batch_size=4, eval_every=1, max_steps=12, warmup_steps=2, seed=5, device="cpu")
-    mconf = ModelConfig(CellKind.lstm, data.vocab.size, embedding=4, hidden=16, layers=1)
-    real_write = ckpt.write_bytes_atomic
+    mconf = ModelConfig("lstm", data.vocab.size, embedding=4, hidden=16, layers=1)
+    real_write = files.write_bytes_atomic
     best_writes = []
 
     def write(path, payload):
-        if path.name == ckpt.BEST:
+        if path.name == rundir.BEST:
             best_writes.append(path)
         if len(best_writes) == 3:  # the third improvement: die around its save
-            if when == "before best" or path.name == ckpt.LAST:
+            if when == "before best" or path.name == rundir.LAST:
                 raise _Crash
         real_write(path, payload)
 
-    monkeypatch.setattr(ckpt, "write_bytes_atomic", write)
+    monkeypatch.setattr(files, "write_bytes_atomic", write)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     with pytest.raises(_Crash):
         train(data, config, run_dir, model_config=mconf)
     monkeypatch.undo()
 
-    last = ckpt.load_checkpoint(run_dir, prefer=ckpt.LAST).run
-    best = ckpt.load_checkpoint(run_dir, prefer=ckpt.BEST).run
+    last = ckpt.load_checkpoint(run_dir, prefer=rundir.LAST).run
+    best = ckpt.load_checkpoint(run_dir, prefer=rundir.BEST).run
     assert last.best_val_loss == min(r["val_loss"] for r in last.metrics)
     assert best.best_val_loss <= last.best_val_loss
 
-    state = ckpt.load_checkpoint(run_dir, prefer=ckpt.LAST)
+    state = ckpt.load_checkpoint(run_dir, prefer=rundir.LAST)
     train(data, config, run_dir, resume=state)
-    last = ckpt.load_checkpoint(run_dir, prefer=ckpt.LAST).run
-    best = ckpt.load_checkpoint(run_dir, prefer=ckpt.BEST).run
+    last = ckpt.load_checkpoint(run_dir, prefer=rundir.LAST).run
+    best = ckpt.load_checkpoint(run_dir, prefer=rundir.BEST).run
     assert last.step == 12
     assert best.best_val_loss == last.best_val_loss == min(r["val_loss"] for r in last.metrics)

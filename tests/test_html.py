@@ -15,7 +15,7 @@ import torch
 
 from charrnn import checkpoint as ckpt
 from charrnn.data import Vocab
-from charrnn.model import CellKind, CharRNN, ModelConfig
+from charrnn.model import CharRNN, ModelConfig
 
 from conftest import run_cli
 
@@ -35,7 +35,7 @@ def chromium(*args: str, timeout: int = 60) -> str:
 def page(tmp_path: Path) -> Path:
     vocab = Vocab.from_chars(EVIL)
     torch.manual_seed(0)
-    model = CharRNN(ModelConfig(CellKind.lstm, vocab.size, embedding=4, hidden=8, layers=2))
+    model = CharRNN(ModelConfig("lstm", vocab.size, embedding=4, hidden=8, layers=2))
     ckpt.save_checkpoint(tmp_path / "m.safetensors", model, vocab)
     html = tmp_path / "page.html"
     result = run_cli("inspect", tmp_path / "m.safetensors", "--text", EVIL * 6, "--html", html)

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.activations import record, select_units
-from charrnn.analysis import BUILTIN_FEATURES, correlations, find_units, parse_feature, saturation, top_contexts
+from charrnn.inspection.record import record, select_units
+from charrnn.inspection.analysis import correlations, find_units, saturation, top_contexts
+from charrnn.inspection.features import BUILTIN_FEATURES, parse_feature
 from charrnn.data import Vocab
 from charrnn.errors import CharRNNError
-from charrnn.model import CellKind, CharRNN, ModelConfig
+from charrnn.model import CharRNN, ModelConfig
 
-from conftest import run_cli
+from conftest import BUILTIN_KINDS, run_cli
 
 VOCAB = Vocab.from_chars('abcdefghis \n"()')
 TEXT = 'ab "cd ef" (gh (a) b)\nhe said "abc"\n' * 8
@@ -25,7 +26,7 @@ def model_of(kind, seed=0):
     return CharRNN(ModelConfig(kind, VOCAB.size, embedding=3, hidden=6, layers=2)).eval()
 
 
-@pytest.mark.parametrize("kind", list(CellKind))
+@pytest.mark.parametrize("kind", BUILTIN_KINDS)
 def test_recording_equals_the_step_path_and_chunks_do_not_matter(kind):
     model = model_of(kind)
     whole = record(model, VOCAB, TEXT)
@@ -50,7 +51,7 @@ def test_recording_equals_the_step_path_and_chunks_do_not_matter(kind):
 
 
 def test_fused_h_matches_the_models_own_forward():
-    model = model_of(CellKind.lstm)
+    model = model_of("lstm")
     rec = record(model, VOCAB, TEXT)
     with torch.no_grad():
         logits, _ = model(torch.as_tensor(VOCAB.encode(TEXT).astype("int64"))[None])
@@ -59,7 +60,7 @@ def test_fused_h_matches_the_models_own_forward():
 
 
 def test_npz_export_loads_with_plain_numpy(tmp_path):
-    rec = record(model_of(CellKind.gru), VOCAB, TEXT, units=select_units("1-3", 6), dtype=np.float16)
+    rec = record(model_of("gru"), VOCAB, TEXT, units=select_units("1-3", 6), dtype=np.float16)
     path = tmp_path / "acts.npz"
     rec.save_npz(path)
     data = np.load(path)
@@ -91,10 +92,10 @@ def test_correlations_and_finder_pick_a_planted_unit():
     acts[:, 5] += 3 * feature  # unit 5 tracks the feature
     r = correlations(acts, feature)
     assert np.argmax(np.abs(r)) == 5 and r[5] > 0.7
-    rec = record(model_of(CellKind.rnn), VOCAB, TEXT)
+    rec = record(model_of("rnn"), VOCAB, TEXT)
     text_feature = BUILTIN_FEATURES["inside double quotes"](TEXT)
     rec.tensors["l0.h"][:, 2] = text_feature * 2 - 1 + rng.normal(scale=0.1, size=len(TEXT))
-    control = record(model_of(CellKind.rnn, seed=1), VOCAB, TEXT)
+    control = record(model_of("rnn", seed=1), VOCAB, TEXT)
     found = find_units(rec, control, {"quotes": text_feature})["quotes"]
     assert (found[0].tensor, found[0].unit) == ("l0.h", 2) and found[0].r > 0.9
     assert abs(found[0].r_control) < found[0].r
@@ -103,10 +104,10 @@ def test_correlations_and_finder_pick_a_planted_unit():
 
 
 def test_saturation_and_contexts():
-    rec = record(model_of(CellKind.lstm), VOCAB, TEXT)
+    rec = record(model_of("lstm"), VOCAB, TEXT)
     sat = saturation(rec)
     assert set(sat) == {"l0.i", "l0.f", "l0.o", "l1.i", "l1.f", "l1.o"}
-    assert all(0 <= s["left_mean"] <= 1 and len(s["left"]) == 6 for s in sat.values())
+    assert all(0 <= s.left_mean <= 1 and len(s.left) == 6 for s in sat.values())
     ctx = top_contexts(rec, "l1.c", 0, k=3)
     assert len(ctx["highest"]) == 3 and ctx["highest"][0]["value"] >= ctx["lowest"][0]["value"]
 
@@ -132,7 +133,7 @@ def test_inspect_unit_display_is_safe(tmp_path):
 
     vocab = Vocab.from_chars("[bold]\x1b2J\n")
     torch.manual_seed(0)
-    model = CharRNN(ModelConfig(CellKind.lstm, vocab.size, embedding=2, hidden=3, layers=1))
+    model = CharRNN(ModelConfig("lstm", vocab.size, embedding=2, hidden=3, layers=1))
     ckpt.save_checkpoint(tmp_path / "m.safetensors", model, vocab)
     result = run_cli("inspect", tmp_path / "m.safetensors", "--text", "[bold]\x1b[2J\nb", "--unit", "l0.c:1")
     assert result.exit_code == 0, result.output
@@ -140,10 +141,10 @@ def test_inspect_unit_display_is_safe(tmp_path):
 
 
 def test_l1_probe_finds_a_planted_unit_with_few_units():
-    from charrnn.analysis import l1_probe
+    from charrnn.inspection.analysis import l1_probe
 
     rng = np.random.default_rng(1)
-    rec = record(model_of(CellKind.gru), VOCAB, TEXT)
+    rec = record(model_of("gru"), VOCAB, TEXT)
     feature = BUILTIN_FEATURES["inside double quotes"](TEXT)
     rec.tensors["l1.h"][:, 4] = feature + rng.normal(scale=0.2, size=len(TEXT))
     probe = l1_probe(rec, feature)
@@ -152,9 +153,9 @@ def test_l1_probe_finds_a_planted_unit_with_few_units():
 
 
 def test_gradient_flow_matches_autograd_by_hand():
-    from charrnn.analysis import gradient_flow
+    from charrnn.inspection.analysis import gradient_flow
 
-    model = model_of(CellKind.rnn)
+    model = model_of("rnn")
     flow = gradient_flow(model, VOCAB, TEXT, horizon=3, positions=1, seed=3)
     # redo the one window by hand: state before the window, then 4 steps
     ids = torch.as_tensor(VOCAB.encode(TEXT).astype("int64"))
@@ -176,7 +177,7 @@ def test_gradient_flow_matches_autograd_by_hand():
 
 
 def test_synthetic_corpus_has_its_structure():
-    from charrnn import synthetic
+    from charrnn.inspection import synthetic
 
     text = synthetic.generate(20_000, seed=3)
     assert len(text) == 20_001 and text == synthetic.generate(20_000, seed=3)
@@ -206,7 +207,7 @@ def test_lstmvis_export(trained_run, tmp_path):
 
 
 def test_spilled_recording_equals_in_memory(tmp_path):
-    model = model_of(CellKind.lstm)
+    model = model_of("lstm")
     a = record(model, VOCAB, TEXT)
     b = record(model, VOCAB, TEXT, spill=tmp_path / "spill")
     assert isinstance(b.tensors["l0.c"], np.memmap) and (tmp_path / "spill" / "l0.c.npy").exists()
@@ -226,7 +227,7 @@ def test_report_has_contexts_for_each_features_best_unit(trained_run, tmp_path):
 
 
 def test_recorded_state_equals_the_fused_models_final_state():
-    model = model_of(CellKind.lstm)
+    model = model_of("lstm")
     rec = record(model, VOCAB, TEXT, chunk=33)
     with torch.no_grad():
         _, (h, c) = model(torch.as_tensor(VOCAB.encode(TEXT).astype("int64"))[None])

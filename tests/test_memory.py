@@ -12,7 +12,7 @@ import pytest
 # before and after keep_freed_memory(); in a child, as the setting is process-wide.
 CHILD = """
 import resource, torch
-from charrnn.memory import keep_freed_memory
+from charrnn.training.memory import keep_freed_memory
 
 def faults():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

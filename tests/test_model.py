@@ -3,12 +3,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from charrnn.model import CellKind, CharRNN, ModelConfig, trace_names
+from charrnn.model import CharRNN, ModelConfig
 
-KINDS = list(CellKind)
+from conftest import BUILTIN_KINDS
+
+KINDS = BUILTIN_KINDS
 
 
-def tiny(kind: CellKind, layers: int = 2, dropout: float = 0.0) -> CharRNN:
+def tiny(kind: str, layers: int = 2, dropout: float = 0.0) -> CharRNN:
     torch.manual_seed(0)
     # distinct small sizes (V=5, E=3, H=4) so a transposed weight cannot pass by accident
     return CharRNN(ModelConfig(kind, vocab_size=5, embedding=3, hidden=4, layers=layers, dropout=dropout)).eval()
@@ -34,14 +36,14 @@ def test_trace_exposes_every_layer_state_and_gate(kind):
     trace: dict = {}
     with torch.no_grad():
         _, state = model.step(torch.tensor([1, 2]), model.init_state(2), trace)
-    assert list(trace) == trace_names(model.config)
+    assert list(trace) == model.config.trace_names
     for name, t in trace.items():
         assert t.shape == (2, 4), name
         gate = name.split(".")[1]
         if gate in ("i", "f", "o", "r", "z"):
             assert bool(((t >= 0) & (t <= 1)).all()), name
     torch.testing.assert_close(trace["l1.h"], state[0][1])
-    if kind is CellKind.lstm:
+    if kind == "lstm":
         torch.testing.assert_close(trace["l1.c"], state[1][1])
 
 
@@ -57,7 +59,7 @@ def test_chunked_with_carried_state_equals_one_pass(kind):
 
 
 def test_lstm_forget_gate_bias_starts_at_one():
-    model = tiny(CellKind.lstm)
+    model = tiny("lstm")
     for k in range(2):
         total = model.rnn.__getattr__(f"bias_ih_l{k}") + model.rnn.__getattr__(f"bias_hh_l{k}")
         assert torch.equal(total[4:8], torch.ones(4))
@@ -78,7 +80,7 @@ def test_gradcheck(kind):
 
 
 def test_state_shapes_and_detach():
-    for kind, n in [(CellKind.rnn, 1), (CellKind.gru, 1), (CellKind.lstm, 2)]:
+    for kind, n in [("rnn", 1), ("gru", 1), ("lstm", 2)]:
         model = tiny(kind)
         state = model.init_state(3)
         assert len(state) == n and all(s.shape == (2, 3, 4) for s in state)

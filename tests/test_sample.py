@@ -11,16 +11,16 @@ import torch
 from charrnn import checkpoint as ckpt
 from charrnn.data import Vocab
 from charrnn.errors import CharRNNError
-from charrnn.model import CellKind, CharRNN, ModelConfig
+from charrnn.model import CharRNN, ModelConfig
 from charrnn.sample import SampleConfig, filter_logits, generate
 from charrnn.stepper import FastStepper
 
-from conftest import run_cli
+from conftest import BUILTIN_KINDS, run_cli
 
 VOCAB = Vocab.from_chars("abcdefgh\n ")
 
 
-def model_of(kind=CellKind.lstm, seed=0) -> CharRNN:
+def model_of(kind="lstm", seed=0) -> CharRNN:
     torch.manual_seed(seed)
     m = CharRNN(ModelConfig(kind, VOCAB.size, embedding=3, hidden=6, layers=2)).eval()
     with torch.no_grad():  # sharpen the output so samples are not uniform noise
@@ -34,7 +34,7 @@ def sample_text(model, prime="ab", **kw) -> list[str]:
     return ["".join(step[j] for step in cols) for j in range(config.num_samples)]
 
 
-@pytest.mark.parametrize("kind", list(CellKind))
+@pytest.mark.parametrize("kind", BUILTIN_KINDS)
 @pytest.mark.parametrize("batch", [1, 3])
 def test_fast_stepper_equals_fused_forward(kind, batch):
     model = model_of(kind)
@@ -46,7 +46,7 @@ def test_fast_stepper_equals_fused_forward(kind, batch):
             torch.testing.assert_close(stepper.step(ids[:, t]), fused[:, t], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("kind", list(CellKind))
+@pytest.mark.parametrize("kind", BUILTIN_KINDS)
 def test_argmax_equals_greedy_decoding_with_fused_forward(kind):
     model = model_of(kind)
     out = sample_text(model, temperature=0)[0]
@@ -154,7 +154,7 @@ def test_markup_and_control_characters_never_reach_a_terminal(tmp_path):
     literally (markup) or escaped (controls) on a real terminal."""
     vocab = Vocab.from_chars("[bold]2J\x1b\u202e")
     torch.manual_seed(0)
-    model = CharRNN(ModelConfig(CellKind.rnn, vocab.size, embedding=2, hidden=3, layers=1))
+    model = CharRNN(ModelConfig("rnn", vocab.size, embedding=2, hidden=3, layers=1))
     ckpt.save_checkpoint(tmp_path / "m.safetensors", model, vocab)
     prime = "[bold]\x1b[2J\u202e"
     code = (
@@ -183,12 +183,12 @@ def test_markup_and_control_characters_never_reach_a_terminal(tmp_path):
 
 
 def test_streaming_flushes_as_it_goes(trained_run):
-    from charrnn.cli import _write_samples
+    from charrnn.cli.sample import write_samples
 
     state = ckpt.load_checkpoint(trained_run)
     events = []
-    _write_samples(
-        state.model, state.vocab, "A", SampleConfig(length=10, seed=1), True,
+    write_samples(
+        generate(state.model, state.vocab, "A", SampleConfig(length=10, seed=1)), 1, "A",
         lambda s: events.append(("w", s)), lambda: events.append(("f", "")),
     )  # fmt: skip
     writes_before_first_flush = next(i for i, e in enumerate(events) if e[0] == "f")
@@ -207,7 +207,7 @@ def test_long_samples_cross_noise_blocks_and_stay_reproducible():
 def test_long_prime_is_read_in_chunks_exactly():
     from charrnn.sample import read_prime
 
-    model = model_of(CellKind.gru)
+    model = model_of("gru")
     ids = torch.randint(0, VOCAB.size, (300,))
     with torch.no_grad():
         whole, state = model(ids[None])
@@ -239,7 +239,7 @@ def test_temperatures_too_small_and_too_many_samples_are_refused():
 def test_non_utf8_stdout_gets_escapes_not_a_traceback(tmp_path):
     vocab = Vocab.from_chars("안녕 ")
     torch.manual_seed(0)
-    model = CharRNN(ModelConfig(CellKind.rnn, vocab.size, embedding=2, hidden=3, layers=1))
+    model = CharRNN(ModelConfig("rnn", vocab.size, embedding=2, hidden=3, layers=1))
     ckpt.save_checkpoint(tmp_path / "m.safetensors", model, vocab)
     env = dict(os.environ, PYTHONIOENCODING="ascii")
     done = subprocess.run([sys.executable, "-m", "charrnn", "sample", str(tmp_path / "m.safetensors"), "--prime",

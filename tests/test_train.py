@@ -8,13 +8,24 @@ from dataclasses import replace
 import pytest
 import torch
 
+from charrnn import cells
 from charrnn import checkpoint as ckpt
+from charrnn import device as device_module
+from charrnn import rundir
+from charrnn.cli.options import format_lr
 from charrnn.data import load_corpus
+from charrnn.device import resolve_precision
 from charrnn.errors import CharRNNError, TrainingDiverged
-from charrnn.model import CellKind, CharRNN, ModelConfig
-from charrnn import train as train_module
-from charrnn.train import DEFAULT_LR, TrainConfig, format_lr, parse_duration, prepare_out_dir, resolve_precision
-from charrnn.train import train
+from charrnn.model import CharRNN, ModelConfig
+from charrnn.rundir import prepare_out_dir
+from charrnn.training import loop
+from charrnn.training.config import TrainConfig, parse_duration
+from charrnn.training.loop import train
+from charrnn.training.schedule import lr_at, progress
+
+from conftest import BUILTIN_KINDS
+
+DEFAULT_LR = {kind: cells.get(kind).default_lr for kind in cells.names()}
 
 
 class Recorder:
@@ -34,8 +45,11 @@ class Recorder:
         if step == self.interrupt_at:
             os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does
 
-    def evaluated(self, record):
-        self.records.append(record)
+    def evaluated(self, entry):
+        self.records.append(entry)
+
+    def note(self, message):
+        pass
 
     def close(self):
         pass
@@ -44,11 +58,11 @@ class Recorder:
 CONFIG = TrainConfig(seq_len=8, batch_size=4, eval_every=5, max_steps=12, warmup_steps=3, seed=3, device="cpu")
 
 
-def model_config(corpus, kind=CellKind.lstm, dropout=0.0):
+def model_config(corpus, kind="lstm", dropout=0.0):
     return ModelConfig(kind, corpus.vocab.size, embedding=4, hidden=6, layers=2, dropout=dropout)
 
 
-@pytest.mark.parametrize("kind", list(CellKind))
+@pytest.mark.parametrize("kind", BUILTIN_KINDS)
 def test_resume_is_bit_identical(tmp_path, corpus_file, kind):
     corpus = load_corpus(corpus_file)
     mconf = model_config(corpus, kind, dropout=0.3)  # dropout: the RNG state must be restored too
@@ -59,14 +73,14 @@ def test_resume_is_bit_identical(tmp_path, corpus_file, kind):
     first = Recorder(interrupt_at=6)
     result = train(corpus, CONFIG, tmp_path / "b", mconf, reporter=first)
     assert result.interrupted and result.step == 6
-    state = ckpt.load_checkpoint(tmp_path / "b", prefer=ckpt.LAST)
+    state = ckpt.load_checkpoint(tmp_path / "b", prefer=rundir.LAST)
     second = Recorder()
     result = train(corpus, CONFIG, tmp_path / "b", resume=state, reporter=second)
     assert result.stop_reason == "max_steps" and result.step == 12
 
     assert first.losses + second.losses == straight.losses  # exact, not approximate
-    a = ckpt.load_checkpoint(tmp_path / "a", prefer=ckpt.LAST).model.state_dict()
-    b = ckpt.load_checkpoint(tmp_path / "b", prefer=ckpt.LAST).model.state_dict()
+    a = ckpt.load_checkpoint(tmp_path / "a", prefer=rundir.LAST).model.state_dict()
+    b = ckpt.load_checkpoint(tmp_path / "b", prefer=rundir.LAST).model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -74,10 +88,10 @@ def test_training_learns_and_logs_metrics(tmp_path, corpus_file):
     corpus = load_corpus(corpus_file)
     rec = Recorder()
     cfg = TrainConfig(seq_len=16, batch_size=8, eval_every=20, max_steps=60, warmup_steps=5, lr=3e-2, device="cpu")
-    mconf = ModelConfig(CellKind.lstm, corpus.vocab.size, embedding=8, hidden=32, layers=1)
+    mconf = ModelConfig("lstm", corpus.vocab.size, embedding=8, hidden=32, layers=1)
     result = train(corpus, cfg, tmp_path / "r", mconf, reporter=rec)
     assert rec.records[-1]["val_loss"] < rec.records[0]["val_loss"] - 0.5
-    lines = [json.loads(x) for x in (tmp_path / "r" / ckpt.METRICS).read_text().splitlines()]
+    lines = [json.loads(x) for x in (tmp_path / "r" / rundir.METRICS).read_text().splitlines()]
     assert [r["step"] for r in lines] == [20, 40, 60]
     for key in ("step", "chars_seen", "train_loss", "val_loss", "elapsed_s", "chars_per_s", "lr", "grad_norm"):
         assert key in lines[-1]
@@ -87,21 +101,21 @@ def test_training_learns_and_logs_metrics(tmp_path, corpus_file):
     assert best.run.best_val_loss == result.best_val_loss
 
 
-@pytest.mark.parametrize("kind", list(CellKind))
+@pytest.mark.parametrize("kind", BUILTIN_KINDS)
 def test_learning_rate_default_depends_on_the_cell_kind(tmp_path, corpus_file, kind):
     corpus = load_corpus(corpus_file)
     short = replace(CONFIG, max_steps=CONFIG.warmup_steps + 1, eval_every=CONFIG.warmup_steps + 1, min_lr_frac=1.0)
     rec = Recorder()
     train(corpus, short, tmp_path / "d", model_config(corpus, kind), reporter=rec)
     # The run stores the learning rate it settled on, so a resume keeps it even if the defaults change.
-    assert ckpt.load_checkpoint(tmp_path / "d").run.train_config["lr"] == DEFAULT_LR[kind]
+    assert ckpt.load_checkpoint(tmp_path / "d").run.train_config.lr == DEFAULT_LR[kind]
     assert rec.records[-1]["lr"] == DEFAULT_LR[kind]  # what the optimizer used (no decay: min_lr_frac 1)
     train(corpus, replace(short, lr=5e-3), tmp_path / "g", model_config(corpus, kind))
-    assert ckpt.load_checkpoint(tmp_path / "g").run.train_config["lr"] == 5e-3
+    assert ckpt.load_checkpoint(tmp_path / "g").run.train_config.lr == 5e-3
 
 
 def test_gru_and_rnn_default_to_a_lower_learning_rate_than_lstm():
-    assert DEFAULT_LR[CellKind.gru] == DEFAULT_LR[CellKind.rnn] < DEFAULT_LR[CellKind.lstm]
+    assert DEFAULT_LR["gru"] == DEFAULT_LR["rnn"] < DEFAULT_LR["lstm"]
     assert [format_lr(x) for x in (8e-3, 1.2e-2, 5e-4)] == ["8e-3", "1.2e-2", "5e-4"]
 
 
@@ -118,7 +132,7 @@ def test_epochs_limit_and_state_reset(tmp_path, corpus_file, monkeypatch):
 
     monkeypatch.setattr(CharRNN, "forward", spy)
     result = train(corpus, cfg, tmp_path / "r", model_config(corpus))
-    state = ckpt.load_checkpoint(tmp_path / "r", prefer=ckpt.LAST)
+    state = ckpt.load_checkpoint(tmp_path / "r", prefer=rundir.LAST)
     per_epoch = state.run.step_in_epoch
     assert result.stop_reason == "epochs"
     assert state.run.epoch == 1 and result.step == 2 * per_epoch == len(entering)
@@ -127,10 +141,8 @@ def test_epochs_limit_and_state_reset(tmp_path, corpus_file, monkeypatch):
 
 
 def test_default_length_and_stop_reasons(tmp_path, corpus_file, monkeypatch):
-    import charrnn.train as train_mod
-
     corpus = load_corpus(corpus_file)
-    monkeypatch.setattr(train_mod, "DEFAULT_MAX_STEPS", 3)
+    monkeypatch.setattr(loop, "DEFAULT_MAX_STEPS", 3)
     cfg = TrainConfig(seq_len=8, batch_size=4, eval_every=100, device="cpu")
     result = train(corpus, cfg, tmp_path / "a", model_config(corpus))
     assert (result.step, result.stop_reason) == (3, "max_steps")
@@ -141,23 +153,21 @@ def test_default_length_and_stop_reasons(tmp_path, corpus_file, monkeypatch):
 def test_resume_past_the_end_is_refused(tmp_path, corpus_file):
     corpus = load_corpus(corpus_file)
     train(corpus, CONFIG, tmp_path / "r", model_config(corpus))
-    state = ckpt.load_checkpoint(tmp_path / "r", prefer=ckpt.LAST)
+    state = ckpt.load_checkpoint(tmp_path / "r", prefer=rundir.LAST)
     with pytest.raises(CharRNNError, match="already at step 12"):
         train(corpus, CONFIG, tmp_path / "r", resume=state)
 
 
-def test_schedule_progress():
-    from charrnn.train import _lr_at, _progress
-
-    assert _progress(50, 100, 0.0, 0.0, None) == 0.5
-    assert _progress(10, None, 0.0, 30.0, 60.0) == 0.5  # time-limited: progress is time
-    assert _progress(10, None, 0.5, 30.0, 60.0) == 0.75  # resumed at 0.5: the new limit ends it
-    assert _progress(10, None, 0.5, 60.0, 60.0) == 1.0
-    assert _progress(90, 100, 0.0, 1.0, 600.0) == 0.9  # whichever is further
+def test_scheduleprogress():
+    assert progress(50, 100, 0.0, 0.0, None) == 0.5
+    assert progress(10, None, 0.0, 30.0, 60.0) == 0.5  # time-limited: progress is time
+    assert progress(10, None, 0.5, 30.0, 60.0) == 0.75  # resumed at 0.5: the new limit ends it
+    assert progress(10, None, 0.5, 60.0, 60.0) == 1.0
+    assert progress(90, 100, 0.0, 1.0, 600.0) == 0.9  # whichever is further
     cfg = TrainConfig(lr=1.0, min_lr_frac=0.1, warmup_steps=10)
-    assert _lr_at(cfg, 0, 0.0) == pytest.approx(0.1) and _lr_at(cfg, 9, 0.0) == pytest.approx(1.0)
-    assert _lr_at(cfg, 10, 0.0) == pytest.approx(1.0) and _lr_at(cfg, 50, 1.0) == pytest.approx(0.1)
-    assert _lr_at(cfg, 50, 0.5) == pytest.approx(0.55)
+    assert lr_at(cfg, 0, 0.0) == pytest.approx(0.1) and lr_at(cfg, 9, 0.0) == pytest.approx(1.0)
+    assert lr_at(cfg, 10, 0.0) == pytest.approx(1.0) and lr_at(cfg, 50, 1.0) == pytest.approx(0.1)
+    assert lr_at(cfg, 50, 0.5) == pytest.approx(0.55)
 
 
 def test_cli_resume_from_an_evaluation_save_is_exact(tmp_path, corpus_file):
@@ -171,15 +181,15 @@ def test_cli_resume_from_an_evaluation_save_is_exact(tmp_path, corpus_file):
         def evaluated(self, record):
             if record["step"] == 8:
                 (tmp_path / "b").mkdir()
-                shutil.copy(tmp_path / "a" / ckpt.LAST, tmp_path / "b" / ckpt.LAST)
+                shutil.copy(tmp_path / "a" / rundir.LAST, tmp_path / "b" / rundir.LAST)
 
     corpus = load_corpus(corpus_file)
     cfg = TrainConfig(seq_len=16, batch_size=4, max_steps=16, eval_every=8)
-    mconf = ModelConfig(CellKind.lstm, corpus.vocab.size, embedding=4, hidden=8, layers=2, dropout=0.2)
+    mconf = ModelConfig("lstm", corpus.vocab.size, embedding=4, hidden=8, layers=2, dropout=0.2)
     train(corpus, cfg, tmp_path / "a", mconf, reporter=CopyAt8())
     assert run_cli("train", "--resume", tmp_path / "b", "--max-steps", "16").exit_code == 0
-    a = ckpt.load_checkpoint(tmp_path / "a", prefer=ckpt.LAST)
-    b = ckpt.load_checkpoint(tmp_path / "b", prefer=ckpt.LAST)
+    a = ckpt.load_checkpoint(tmp_path / "a", prefer=rundir.LAST)
+    b = ckpt.load_checkpoint(tmp_path / "b", prefer=rundir.LAST)
     assert [r["val_loss"] for r in a.run.metrics] == [r["val_loss"] for r in b.run.metrics]
     assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in a.model.state_dict().items())
 
@@ -198,7 +208,7 @@ def test_nan_loss_stops_and_writes_nothing(tmp_path, corpus_file, monkeypatch):
     with pytest.raises(TrainingDiverged, match="diverged at step 8"):
         train(corpus, CONFIG, tmp_path / "r", model_config(corpus))
     # the step-5 checkpoint (before the NaN) is intact and finite
-    state = ckpt.load_checkpoint(tmp_path / "r", prefer=ckpt.LAST)
+    state = ckpt.load_checkpoint(tmp_path / "r", prefer=rundir.LAST)
     assert state.run.step == 5
 
 
@@ -217,7 +227,7 @@ def test_time_limit(tmp_path, corpus_file):
     cfg = TrainConfig(seq_len=8, batch_size=4, time_limit_s=0.5, eval_every=10_000, device="cpu")
     result = train(corpus, cfg, tmp_path / "r", model_config(corpus))
     assert result.stop_reason == "time_limit"
-    assert (tmp_path / "r" / ckpt.BEST).exists()  # the final step is evaluated and saved
+    assert (tmp_path / "r" / rundir.BEST).exists()  # the final step is evaluated and saved
 
 
 @pytest.mark.parametrize("text, seconds", [("90", 90), ("90s", 90), ("10m", 600), ("1h30m", 5400), ("2.5h", 9000)])
@@ -234,12 +244,12 @@ def test_parse_duration_rejects(text):
 def test_out_dir_protection(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    (run / ckpt.LAST).write_bytes(b"old run")
+    (run / rundir.LAST).write_bytes(b"old run")
     with pytest.raises(CharRNNError, match="already holds a run"):
         prepare_out_dir(run, tmp_path / "default", force=False)
-    assert (run / ckpt.LAST).read_bytes() == b"old run"
+    assert (run / rundir.LAST).read_bytes() == b"old run"
     assert prepare_out_dir(run, tmp_path / "default", force=True) == run
-    assert (run / ckpt.LAST).read_bytes() == b"old run"  # replaced only once a new run passes its checks
+    assert (run / rundir.LAST).read_bytes() == b"old run"  # replaced only once a new run passes its checks
     # the default name never clobbers: it moves on to -2
     assert prepare_out_dir(None, run, force=False) == tmp_path / "run-2"
     assert prepare_out_dir(None, tmp_path / "fresh", force=False) == tmp_path / "fresh"
@@ -255,7 +265,7 @@ def test_precision_bf16_trains_on_cpu_and_fp16_is_refused(tmp_path, corpus_file)
     cfg = TrainConfig(seq_len=8, batch_size=4, max_steps=6, eval_every=3, precision="bf16", device="cpu")
     result = train(corpus, cfg, tmp_path / "a", model_config(corpus))
     assert result.step == 6 and result.best_val_loss is not None
-    state = ckpt.load_checkpoint(tmp_path / "a", prefer=ckpt.LAST)
+    state = ckpt.load_checkpoint(tmp_path / "a", prefer=rundir.LAST)
     assert all(t.dtype == torch.float32 for t in state.model.state_dict().values())  # weights stay fp32
     with pytest.raises(CharRNNError, match="fp16 needs a CUDA GPU"):
         train(corpus, replace(cfg, precision="fp16"), tmp_path / "b", model_config(corpus))
@@ -265,7 +275,7 @@ def test_precision_bf16_trains_on_cpu_and_fp16_is_refused(tmp_path, corpus_file)
 
 @pytest.mark.parametrize("native", [True, False])
 def test_precision_auto_is_bf16_only_on_a_cpu_with_native_bf16(tmp_path, corpus_file, monkeypatch, native):
-    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: native)
     assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if native else "fp32")
     assert resolve_precision("auto", torch.device("cuda")) == "fp32"  # not measured on GPUs yet
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
@@ -287,7 +297,7 @@ def test_samples_during_training_are_logged_and_leave_resume_exact(tmp_path, cor
     first = Recorder(interrupt_at=7)
     train(corpus, cfg, tmp_path / "b", mconf, reporter=first)
     second = Recorder()
-    train(corpus, cfg, tmp_path / "b", resume=ckpt.load_checkpoint(tmp_path / "b", prefer=ckpt.LAST), reporter=second)
+    train(corpus, cfg, tmp_path / "b", resume=ckpt.load_checkpoint(tmp_path / "b", prefer=rundir.LAST), reporter=second)
     assert first.losses + second.losses == straight.losses
     assert second.records[0]["sample"] == straight.records[1]["sample"]
     with pytest.raises(CharRNNError, match="multiple of --eval-every"):

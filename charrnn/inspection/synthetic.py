@@ -3,15 +3,12 @@ what is there: quoted spans whose words come from a different vocabulary
 from the text outside them, C-style comments, nested brackets with
 indentation by depth, and lines of varying length.
 
-    python -m charrnn.synthetic corpus.txt --chars 2000000 --seed 0
+    charrnn synthetic corpus.txt --chars 2000000 --seed 0
 """
 
 from __future__ import annotations
 
-import argparse
 import random
-import sys
-from pathlib import Path
 
 OUTSIDE = "the of and to in is was for on with as at by from that this it be are or".split()
 INSIDE = "zyx quv kwj vyk jqz xuq wvz qyk zuj kxv".split()  # letters rare outside quotes
@@ -59,19 +56,3 @@ def generate(chars: int, seed: int = 0) -> str:
             out.append(line)
             size += len(line) + 1
     return "\n".join(out)[:chars] + "\n"
-
-
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("out", type=Path, help="file to write")
-    ap.add_argument("--chars", type=int, default=2_000_000, help="corpus length in characters")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--force", action="store_true", help="replace an existing file")
-    args = ap.parse_args(argv)
-    if args.out.exists() and not args.force:
-        sys.exit(f"error: {args.out} exists: --force replaces it")
-    args.out.write_text(generate(args.chars, args.seed), encoding="utf-8")
-
-
-if __name__ == "__main__":
-    main()

@@ -9,118 +9,31 @@
   architecture at random initialisation: a feature that the current
   character gives away correlates even in an untrained network.
 - Top contexts: where a unit is highest and lowest, with the text around.
+- Sparse probes and gradient flow (below).
+
+`analyse` runs all of them on a recording and returns a typed Report:
+
+    recording -> control recording (same architecture, random init)
+              -> features of its text -> finder, probes, contexts,
+                 saturation, gradient flow -> Report
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-from .activations import Recording
-from .errors import CharRNNError
-from .model import split_name
+from ..cells import Range
+from ..errors import CharRNNError
+from ..model import CharRNN
+from .features import BUILTIN_FEATURES, Feature, is_binary
+from .record import Recording, record
 
 SATURATED_LOW, SATURATED_HIGH = 0.1, 0.9
-SATURATING_GATES = {"i", "f", "o", "r", "z"}  # sigmoid gates
-
-
-# --------------------------------------------------------------------------
-# Features: one number per character of the text
-
-
-def _inside(text: str, open_c: str, close_c: str) -> np.ndarray:
-    """1 on the characters between a quote opening and its closing, quotes excluded."""
-    out = np.zeros(len(text), dtype=np.float32)
-    inside = False
-    for t, ch in enumerate(text):
-        if ch == open_c if not inside else ch == close_c:
-            inside = not inside
-            continue
-        out[t] = inside
-    return out
-
-
-def _single_quotes(text: str) -> np.ndarray:
-    # An apostrophe between letters (don't) is not a quote.
-    cleaned = re.sub(r"(?<=\w)'(?=\w)", "\0", text)
-    return _inside(cleaned, "'", "'")
-
-
-def _depth(text: str) -> np.ndarray:
-    out = np.zeros(len(text), dtype=np.float32)
-    d = 0
-    for t, ch in enumerate(text):
-        if ch in "([{":
-            d += 1
-        out[t] = d
-        if ch in ")]}":
-            d = max(0, d - 1)
-    return out
-
-
-def _line_position(text: str) -> np.ndarray:
-    out = np.zeros(len(text), dtype=np.float32)
-    col = 0
-    for t, ch in enumerate(text):
-        out[t] = col
-        col = 0 if ch == "\n" else col + 1
-    return out
-
-
-def _indentation(text: str) -> np.ndarray:
-    out = np.zeros(len(text), dtype=np.float32)
-    start = 0
-    for line in text.splitlines(keepends=True):
-        indent = len(line) - len(line.lstrip(" \t"))
-        out[start : start + len(line)] = indent
-        start += len(line)
-    return out
-
-
-def regex_feature(pattern: str) -> Callable[[str], np.ndarray]:
-    try:
-        rx = re.compile(pattern, re.MULTILINE | re.DOTALL)
-    except re.error as e:
-        raise CharRNNError(f"--feature regex {pattern!r} is invalid: {e}") from None
-
-    def feature(text: str) -> np.ndarray:
-        out = np.zeros(len(text), dtype=np.float32)
-        for m in rx.finditer(text):
-            out[m.start() : m.end()] = 1
-        return out
-
-    return feature
-
-
-def _chars(pred: Callable[[str], bool]) -> Callable[[str], np.ndarray]:
-    return lambda text: np.fromiter((pred(c) for c in text), dtype=np.float32, count=len(text))
-
-
-BUILTIN_FEATURES: dict[str, Callable[[str], np.ndarray]] = {
-    "inside double quotes": lambda text: _inside(text, '"', '"'),
-    "inside single quotes": _single_quotes,
-    "bracket depth": _depth,
-    "position in line": _line_position,
-    "indentation": _indentation,
-    "inside a comment": regex_feature(r"#[^\n]*|//[^\n]*|/\*.*?\*/"),
-    "start of word": regex_feature(r"(?<!\w)\w"),
-    "after a newline": regex_feature(r"(?<=\n)."),
-    "uppercase": _chars(str.isupper),
-    "digit": _chars(str.isdigit),
-}
-BINARY = {"inside double quotes", "inside single quotes", "inside a comment", "start of word",
-          "after a newline", "uppercase", "digit"}  # fmt: skip
-
-
-def parse_feature(spec: str) -> tuple[str, Callable[[str], np.ndarray]]:
-    """'NAME=REGEX' -> (NAME, feature active inside the regex's matches)."""
-    name, sep, pattern = spec.partition("=")
-    if not sep or not name or not pattern:
-        raise CharRNNError(f"--feature must be NAME=REGEX, not {spec!r}")
-    return name, regex_feature(pattern)
+CONTROL_SEED = 0  # the control network's initialisation, the same every time
+FLOW_HORIZON = 50  # gradient flow: lags k = 1..50
 
 
 # --------------------------------------------------------------------------
@@ -179,21 +92,31 @@ def find_units(
     return found
 
 
-def saturation(rec: Recording) -> dict[str, dict]:
-    """Per sigmoid gate tensor: the fraction of time each unit is left- and
-    right-saturated, and their means over units."""
+@dataclass(frozen=True)
+class Saturation:
+    """One sigmoid gate tensor: per unit, the fraction of time it is left-
+    and right-saturated, and the means over units."""
+
+    left_mean: float
+    right_mean: float
+    left: list[float]
+    right: list[float]
+
+    def to_dict(self) -> dict:
+        return {"left_mean": self.left_mean, "right_mean": self.right_mean, "left": self.left, "right": self.right}
+
+
+def saturation(rec: Recording) -> dict[str, Saturation]:
+    """Per sigmoid gate tensor (as its cell kind declares them): how often
+    each unit is saturated."""
     out = {}
+    ranges = rec.config.cell.ranges
     for name, acts in rec.tensors.items():
-        if split_name(name)[1] not in SATURATING_GATES:
+        if ranges[rec.part(name)] is not Range.sigmoid:
             continue
         a = acts.astype(np.float32)
         left, right = (a < SATURATED_LOW).mean(0), (a > SATURATED_HIGH).mean(0)
-        out[name] = {
-            "left_mean": float(left.mean()),
-            "right_mean": float(right.mean()),
-            "left": left.round(4).tolist(),
-            "right": right.round(4).tolist(),
-        }
+        out[name] = Saturation(float(left.mean()), float(right.mean()), left.round(4).tolist(), right.round(4).tolist())
     return out
 
 
@@ -237,8 +160,6 @@ def l1_probe(rec: Recording, feature: np.ndarray, pool: int = 64, l1: float = 0.
     explain it. Candidates are the `pool` units most correlated with it on
     the first half; the probe is fit there (proximal gradient descent on
     standardised activations) and scored on the second half."""
-    import torch
-
     half = len(rec.text) // 2
     y = (feature > 0.5).astype(np.float32)
     cols, names = [], []
@@ -278,8 +199,6 @@ def gradient_flow(model, vocab, text: str, horizon: int = 50, positions: int = 6
     over `positions` random positions of the text: how far back credit for
     a prediction actually reaches. Each window starts from the true state
     the model had there (one forward over the text before it)."""
-    import torch
-
     ids = torch.as_tensor(vocab.encode(text).astype(np.int64))
     if len(ids) < horizon + 2:
         raise CharRNNError(f"gradient flow needs more than {horizon + 1} characters of text")
@@ -309,8 +228,6 @@ def gradient_flow(model, vocab, text: str, horizon: int = 50, positions: int = 6
 
 def _states_before(model, ids, starts) -> tuple:
     """The model's state just before each start position (batch of them)."""
-    import torch
-
     state = model.init_state(1)
     out = {}
     wanted = set(int(s) for s in starts)
@@ -321,3 +238,64 @@ def _states_before(model, ids, starts) -> tuple:
             last = s
         out[s] = state
     return tuple(torch.cat([out[int(s)][i] for s in starts], dim=1) for i in range(len(state)))
+
+
+# --------------------------------------------------------------------------
+# Everything at once
+
+
+@dataclass(frozen=True)
+class Report:
+    """What `inspect` finds in a recording (the --report JSON is to_dict())."""
+
+    chars: int
+    loss: float | None  # mean nats per predicted character
+    features: dict[str, list[Found]]  # feature -> its best units
+    probes: dict[str, Probe]  # binary feature -> its sparse probe
+    contexts: dict[str, dict[str, list[dict]]]  # "tensor:unit" of each feature's best unit -> top_contexts
+    saturation: dict[str, Saturation]
+    gradient_flow: dict[str, list[float]]  # "l{k}.h" -> mean gradient norm at lags 1..horizon
+
+    def to_dict(self) -> dict:
+        return {
+            "chars": self.chars,
+            "loss": self.loss,
+            "features": {name: [f.to_dict() for f in rows] for name, rows in self.features.items()},
+            "probes": {name: p.to_dict() for name, p in self.probes.items()},
+            "contexts": self.contexts,
+            "saturation": {name: s.to_dict() for name, s in self.saturation.items()},
+            "gradient_flow": self.gradient_flow,
+        }
+
+
+def control_recording(rec: Recording) -> Recording:
+    """The same text through the same architecture at random initialisation
+    (always the same one: its own seeded generator, the caller's untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(CONTROL_SEED)
+        control_model = CharRNN(rec.config)
+    units = next(iter(rec.units.values()))
+    dtype = next(iter(rec.tensors.values())).dtype
+    return record(control_model, rec.vocab, rec.text, rec.layers, units, dtype)
+
+
+def analyse(rec: Recording, model: CharRNN, extra: dict[str, Feature] | None = None, top: int = 5) -> Report:
+    """Every analysis of a recording of `model`: the finder
+    (built-in and `extra` features, `top` units each, against a control),
+    probes for the binary features, contexts, saturation, gradient flow."""
+    features = {name: f(rec.text) for name, f in {**BUILTIN_FEATURES, **(extra or {})}.items()}
+    found = find_units(rec, control_recording(rec), features, top)
+    horizon = min(FLOW_HORIZON, len(rec.text) - 2)
+    return Report(
+        chars=len(rec.text),
+        loss=float(np.nanmean(rec.loss)) if len(rec.text) > 1 else None,
+        features=found,
+        probes={name: l1_probe(rec, values) for name, values in features.items() if is_binary(values)},
+        contexts={
+            f"{row.tensor}:{row.unit}": top_contexts(rec, row.tensor, list(rec.units[row.tensor]).index(row.unit))
+            for rows in found.values()
+            for row in rows[:1]
+        },
+        saturation=saturation(rec),
+        gradient_flow=gradient_flow(model, rec.vocab, rec.text, horizon) if horizon >= 1 else {},
+    )

@@ -1,48 +1,53 @@
 """Recording what every unit does on every character.
 
 A recording holds, for a text of T characters and every layer k, the
-tensors (T, H) named `l{k}.h` (hidden state), and for an LSTM `l{k}.c`
-(cell) and the gates `l{k}.i/f/g/o`, for a GRU the gates `l{k}.r/z/n` --
-the same names `CharRNN.step` traces -- plus, per position, the model's
-top-k next-character predictions and the surprisal (loss, nats) of the
-character that actually came next.
+tensors (T, H) that `CharRNN.step` traces, under the same names: `l{k}.h`
+(hidden state), and the cell kind's other state parts and gates (for an
+LSTM `l{k}.c` and `l{k}.i/f/g/o`, for a GRU `l{k}.r/z/n`), plus, per
+position, the model's top-k next-character predictions and the surprisal
+(loss, nats) of the character that actually came next.
 
 It is computed a layer at a time and a chunk of characters at a time, not
 character by character: each layer's h comes from the fused kernel that
-training uses (state carried across chunks), its gates from one batched
-matmul over the chunk given h(t-1), and the LSTM cell from its elementwise
-recurrence c(t) = f(t) c(t-1) + i(t) g(t). Tests hold every tensor equal to
-the step path's within 1e-5.
+training uses (state carried across chunks), then the cell kind's `record`
+gives the rest from h(t-1) (built-in kinds: gates from one batched matmul
+over the chunk, and the LSTM cell from its elementwise recurrence). Tests
+hold every tensor equal to the step path's within 1e-5.
 """
 
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass, field
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import Vocab
-from .errors import CharRNNError
-from .model import CellKind, CharRNN, split_name, trace_names
+from ..data import Vocab
+from ..errors import CharRNNError
+from ..files import atomic_path
+from ..model import CharRNN, ModelConfig, split_name
 
 CHUNK = 4096  # characters per pass: bounds the float32 working memory
+SPILL_BYTES = 1 << 29  # recordings larger than this (512 MiB) stream to disk
 
 
 @dataclass
 class Recording:
     text: str
     vocab: Vocab
+    config: ModelConfig  # of the model recorded
+    layers: list[int]  # the layers recorded
     tensors: dict[str, np.ndarray]  # name -> (T, units)
     units: dict[str, np.ndarray]  # name -> which unit indices the columns are
     top_ids: np.ndarray  # (T, k) most likely next characters, best first
     top_probs: np.ndarray  # (T, k)
     loss: np.ndarray  # (T,) nats; the last position has no next character: NaN
-    meta: dict = field(default_factory=dict)
 
     def manifest(self) -> dict:
         return {
@@ -50,8 +55,24 @@ class Recording:
             "version": 1,
             "chars": len(self.text),
             "tensors": {n: {"shape": list(a.shape), "dtype": str(a.dtype)} for n, a in self.tensors.items()},
-            **self.meta,
+            "model": self.config.to_dict(),
+            "layers": self.layers,
+            "top_k": self.top_ids.shape[1],
         }
+
+    def part(self, name: str) -> str:
+        """What a recorded tensor is, in its layer: 'l1.c' -> 'c'."""
+        return split_name(name)[1]
+
+    def unit(self, spec: str) -> tuple[str, int]:
+        """'l1.c:42' -> ('l1.c', the column unit 42 was recorded in)."""
+        name, _, index = spec.partition(":")
+        if name not in self.tensors or not index.isdigit():
+            raise CharRNNError(f"--unit must be TENSOR:UNIT with TENSOR one of {', '.join(self.tensors)}, not {spec!r}")
+        columns = list(self.units[name])
+        if int(index) not in columns:
+            raise CharRNNError(f"unit {index} of {name} was not recorded")
+        return name, columns.index(int(index))
 
     def save_npz(self, path: str | Path) -> None:
         """Every tensor, the text (as code points), the vocab, predictions
@@ -62,14 +83,8 @@ class Recording:
         arrays["vocab"] = np.array([ord(c) for c in self.vocab.chars], dtype=np.uint32)
         arrays["top_ids"], arrays["top_probs"], arrays["loss"] = self.top_ids, self.top_probs, self.loss
         arrays["manifest"] = np.array(json.dumps(self.manifest()))
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            with open(tmp, "wb") as f:  # written whole, then renamed: never half a file
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
 
 
 def select_layers(spec: str | None, n_layers: int) -> list[int]:
@@ -125,7 +140,7 @@ def record(
     if len(ids) == 0:
         raise CharRNNError("there is no text to record")
     n, k = len(ids), min(top_k, vocab.size)
-    names = [name for name in trace_names(cfg) if split_name(name)[0] in layers]
+    names = [name for name in cfg.trace_names if split_name(name)[0] in layers]
     sinks = {name: _Sink(spill, name, (n, len(units)), np.dtype(dtype)) for name in names}
     top_ids, top_probs = np.empty((n, k), dtype=np.int32), np.empty((n, k), dtype=np.float32)
     loss = np.full(n, np.nan, dtype=np.float32)
@@ -142,45 +157,41 @@ def record(
         top_probs[start : start + len(x)] = best.values.exp().numpy()
         nxt = ids[start + 1 : start + len(x) + 1]
         loss[start : start + len(nxt)] = (-logp[torch.arange(len(nxt)), nxt]).numpy()
-    meta = {"model": cfg.to_dict(), "layers": layers, "top_k": k}
     unit_map = {name: units for name in names}
     out = {name: sink.finish() for name, sink in sinks.items()}
-    return Recording(text, vocab, out, unit_map, top_ids, top_probs, loss, meta)
+    return Recording(text, vocab, cfg, layers, out, unit_map, top_ids, top_probs, loss)
 
 
 def _chunk(model: CharRNN, layers: list, ids: torch.Tensor, state: tuple) -> tuple[dict, torch.Tensor, tuple]:
-    """Every layer's tensors for a chunk of characters, state carried in."""
-    cfg, kind = model.config, model.config.kind
+    """Every layer's tensors for a chunk of characters, state carried in
+    ((layers, 1, H) each) and out."""
+    cell = model.cell
     x = model.embed(ids)  # (T, E)
     tensors: dict[str, torch.Tensor] = {}
-    new_h, new_c = [], []
-    for k in range(cfg.layers):
-        w_ih, w_hh, b_ih, b_hh = model.layer_weights(k)
-        h0 = state[0][k, 0]  # (H,)
-        c0 = state[1][k, 0] if kind is CellKind.lstm else None
-        h0_ = h0[None]  # (1, H): unbatched input (T, in)
-        h, _ = layers[k](x, (h0_, c0[None]) if kind is CellKind.lstm else h0_)  # (T, H): the fused kernel's numbers
-        h_prev = torch.cat([h0[None], h[:-1]])
-        gi = F.linear(x, w_ih, b_ih)  # (T, G*H)
-        gh = F.linear(h_prev, w_hh, b_hh)
-        tensors[f"l{k}.h"] = h
-        if kind is CellKind.lstm:
-            i, f, g, o = (gi + gh).chunk(4, dim=1)
-            i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
-            c = _cell_recurrence(f, i * g, c0)
-            tensors.update({f"l{k}.c": c, f"l{k}.i": i, f"l{k}.f": f, f"l{k}.g": g, f"l{k}.o": o})
-            new_c.append(c[-1])
-        elif kind is CellKind.gru:
-            ir, iz, in_ = gi.chunk(3, dim=1)
-            hr, hz, hn = gh.chunk(3, dim=1)
-            r = (ir + hr).sigmoid()
-            tensors.update({f"l{k}.r": r, f"l{k}.z": (iz + hz).sigmoid(), f"l{k}.n": (in_ + r * hn).tanh()})
-        new_h.append(h[-1])
+    new_state = []
+    for k in range(model.config.layers):
+        w = model.layer_weights(k)
+        prev = tuple(part[k, 0] for part in state)  # (H,) each
+        h, _ = layers[k](x, cell.to_fused(tuple(p[None] for p in prev)))  # (T, H): the fused kernel's numbers
+        h_prev = torch.cat([prev[0][None], h[:-1]])
+        rest = cell.record(F.linear(x, w.w_ih, w.b_ih), F.linear(h_prev, w.w_hh, w.b_hh), h, prev)
+        parts = {"h": h, **rest}
+        tensors.update({f"l{k}.{name}": parts[name] for name in cell.traced})
+        new_state.append(tuple(parts[name][-1] for name in cell.state_names))
         x = h
     logits = model.head(x)  # (T, V)
-    h_state = torch.stack(new_h)[:, None]  # (layers, 1, H)
-    new_state = (h_state, torch.stack(new_c)[:, None]) if kind is CellKind.lstm else (h_state,)
-    return tensors, logits, new_state
+    return tensors, logits, tuple(torch.stack(part)[:, None] for part in zip(*new_state))
+
+
+@contextmanager
+def recorded(model: CharRNN, vocab: Vocab, text: str, layers: list[int], units: np.ndarray,
+             dtype: np.dtype = np.float32) -> Iterator[Recording]:  # fmt: skip
+    """`record`, held in memory, or streamed to a temporary directory when it
+    would take more than SPILL_BYTES (deleted when the block ends)."""
+    per_char = len(units) * len(layers) * len(model.cell.traced) * np.dtype(dtype).itemsize
+    with tempfile.TemporaryDirectory(prefix="charrnn-inspect-") as spill:
+        spill_dir = Path(spill) if len(text) * per_char > SPILL_BYTES else None
+        yield record(model, vocab, text, layers, units, np.dtype(dtype), spill=spill_dir)
 
 
 class _Sink:
@@ -216,21 +227,11 @@ def single_layers(model: CharRNN) -> list[torch.nn.Module]:
     """Each layer of the model as its own one-layer fused module (same
     weights), so a layer's h can be taken for every position."""
     cfg = model.config
-    cls = {CellKind.rnn: torch.nn.RNN, CellKind.gru: torch.nn.GRU, CellKind.lstm: torch.nn.LSTM}[cfg.kind]
     layers = []
     for k in range(cfg.layers):
-        w_ih, w_hh, b_ih, b_hh = model.layer_weights(k)
-        layer = cls(w_ih.shape[1], cfg.hidden, num_layers=1).to(w_ih.device).eval()
-        layer.load_state_dict({"weight_ih_l0": w_ih, "weight_hh_l0": w_hh, "bias_ih_l0": b_ih, "bias_hh_l0": b_hh})
+        w = model.layer_weights(k)
+        layer = model.cell.build(w.w_ih.shape[1], cfg.hidden, 1, 0.0).to(w.w_ih.device).eval()
+        layer.load_state_dict({"weight_ih_l0": w.w_ih, "weight_hh_l0": w.w_hh, "bias_ih_l0": w.b_ih,
+                               "bias_hh_l0": w.b_hh})  # fmt: skip
         layers.append(layer)
     return layers
-
-
-def _cell_recurrence(f: torch.Tensor, ig: torch.Tensor, c0: torch.Tensor) -> torch.Tensor:
-    """c(t) = f(t) * c(t-1) + i(t) g(t), for every t (T, H)."""
-    c = torch.empty_like(f)
-    prev = c0
-    for t in range(len(f)):
-        prev = torch.addcmul(ig[t], f[t], prev, out=c[t])
-    return c
-

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .activations import Recording
-from .errors import CharRNNError
-from .model import split_name
+from ..cells import Range
+from ..errors import CharRNNError
+from ..files import atomic_path, write_bytes_atomic
+from ..model import split_name
+from .record import Recording
 
 
 def token(ch: str) -> str:
@@ -38,28 +40,29 @@ def export(rec: Recording, directory: Path, name: str = "charrnn") -> None:
         raise CharRNNError("--lstmvis needs h5py: pip install 'charrnn[lstmvis]'") from None
     directory.mkdir(parents=True, exist_ok=True)
     index = {c: i for i, c in enumerate(rec.vocab.chars)}
-    with h5py.File(directory / "train.h5", "w") as f:
+    with atomic_path(directory / "train.h5") as tmp, h5py.File(tmp, "w") as f:
         f["word_ids"] = np.array([index[c] for c in rec.text], dtype=np.int32)
-    with h5py.File(directory / "states.h5", "w") as f:
+    with atomic_path(directory / "states.h5") as tmp, h5py.File(tmp, "w") as f:
         for tensor, acts in rec.tensors.items():
             f[tensor] = acts.astype(np.float32)
     lines = [f"{token(c)} {i}\n" for i, c in enumerate(rec.vocab.chars)]
-    (directory / "words.dict").write_text("".join(lines), encoding="utf-8")
-    (directory / "lstm.yml").write_text(_config(rec, name), encoding="utf-8")
+    write_bytes_atomic(directory / "words.dict", "".join(lines).encode("utf-8"))
+    write_bytes_atomic(directory / "lstm.yml", _config(rec, name).encode("utf-8"))
 
 
 def _config(rec: Recording, name: str) -> str:
     types = []
+    ranges = rec.config.cell.ranges
     for tensor in rec.tensors:
         layer, part = split_name(tensor)
         layer += 1  # LSTMVis counts layers from 1
         if part == "h":  # LSTMVis calls the hidden state the layer's output
             entry = {"type": "output", "layer": layer, "path": tensor, "transform": "none"}
-        elif part == "c":  # unbounded: LSTMVis maps it through tanh, its default
+        elif ranges[part] is Range.unbounded:  # LSTMVis maps it through tanh, its default
             entry = {"type": "state", "layer": layer, "path": tensor}
-        else:  # gates: sigmoid in [0, 1], or tanh in [-1, 1]
+        else:  # bounded gates and states: sigmoid in [0, 1], or tanh in [-1, 1]
             entry = {"type": "state", "layer": layer, "path": tensor, "transform": "none"}
-            if part != "g" and part != "n":
+            if ranges[part] is Range.sigmoid:
                 entry["unsigned"] = True
         types.append(entry)
     # JSON is valid YAML (flow style): no YAML library needed, no quoting surprises.

@@ -18,7 +18,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from .errors import CharRNNError
+from ..errors import CharRNNError
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,55 @@
+"""The cell kinds, one module each, and the registry that every other
+module asks about a kind.
+
+    from charrnn import cells
+    cells.get("lstm").state_names      # ('h', 'c')
+    cells.register(MyCell())           # a new kind: --model and checkpoints know it
+
+A new kind is one `Cell` subclass (see base.py); registering it is all
+that model, training, sampling, evaluation and inspection need.
+"""
+
+from __future__ import annotations
+
+from ..errors import CharRNNError
+from .base import Cell, LayerState, LayerWeights, Range, State, check_kind, layer_weights
+from .gru import GRU
+from .lstm import LSTM
+from .packing import Slot
+from .rnn import RNN
+
+__all__ = ["Cell", "LayerState", "LayerWeights", "Range", "Slot", "State", "get", "layer_weights", "names",
+           "register", "unregister"]  # fmt: skip
+
+_registry: dict[str, Cell] = {}
+
+
+def register(cell: Cell) -> Cell:
+    """Make a kind known by its name; returns it."""
+    check_kind(cell)
+    if cell.name in _registry:
+        raise CharRNNError(f"cell kind {cell.name!r} is already registered")
+    _registry[cell.name] = cell
+    return cell
+
+
+def unregister(name: str) -> None:
+    """Forget a kind (a test's, or a plugin's being replaced)."""
+    _registry.pop(name, None)
+
+
+def get(name: str) -> Cell:
+    """The registered kind called `name`."""
+    try:
+        return _registry[getattr(name, "value", name)]
+    except (KeyError, TypeError):
+        raise CharRNNError(f"unknown cell kind {name!r}: known kinds are {', '.join(_registry)}") from None
+
+
+def names() -> list[str]:
+    """Registered kinds, in registration order (built-ins: rnn, gru, lstm)."""
+    return list(_registry)
+
+
+for _cell in (RNN(), GRU(), LSTM()):
+    register(_cell)

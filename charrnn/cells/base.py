@@ -1,0 +1,139 @@
+"""What every cell kind declares, and the defaults a new kind inherits.
+
+A cell kind is one object (a `Cell`) that says everything the rest of
+charrnn needs to know about it: the names of its state parts and gates,
+the fused multi-layer module it trains with, its one step function, how
+the fast sampler packs it, what range each traced tensor lives in, and its
+default learning rate. Nothing outside `charrnn/cells/` branches on kind.
+
+Every kind keeps PyTorch's `nn.RNNBase` weight layout, so a layer's input
+and recurrent contributions are `gi = W_ih x + b_ih` and `gh = W_hh h + b_hh`
+(each (..., blocks*H)), and its step is a function of gi, gh and the
+layer's previous state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import Enum
+from typing import ClassVar, NamedTuple
+
+import torch
+from torch import nn
+
+from ..errors import CharRNNError
+
+# A model's recurrent state: one (layers, B, H) tensor per state part, h first.
+State = tuple[torch.Tensor, ...]
+# One layer's slice of it: one (B, H) tensor per state part, h first.
+LayerState = tuple[torch.Tensor, ...]
+
+
+class Range(str, Enum):
+    """Where a traced tensor's values lie: inspect's saturation statistics
+    look at sigmoid gates, and LSTMVis squashes unbounded states."""
+
+    sigmoid = "sigmoid"  # (0, 1)
+    tanh = "tanh"  # (-1, 1)
+    unbounded = "unbounded"
+
+
+class LayerWeights(NamedTuple):
+    w_ih: torch.Tensor  # (blocks*H, in)
+    w_hh: torch.Tensor  # (blocks*H, H)
+    b_ih: torch.Tensor  # (blocks*H,)
+    b_hh: torch.Tensor  # (blocks*H,)
+
+
+def layer_weights(rnn: nn.Module, k: int) -> LayerWeights:
+    """Layer k's weights from a fused module with nn.RNNBase's names."""
+    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    return LayerWeights(*(getattr(rnn, f"{name}_l{k}") for name in names))
+
+
+class Cell:
+    """One kind of recurrent cell. A subclass sets the class attributes and
+    writes `step`; the rest has defaults that work for any kind (the
+    built-in kinds override `record` and `pack` for speed)."""
+
+    name: ClassVar[str]  # --model's value, and the checkpoint's "kind"
+    summary: ClassVar[str]  # a phrase for --model's help
+    state_names: ClassVar[tuple[str, ...]] = ("h",)  # h first: the layer's output
+    gate_names: ClassVar[tuple[str, ...]] = ()
+    ranges: ClassVar[Mapping[str, Range]]  # every state part and gate
+    default_lr: ClassVar[float]  # peak learning rate when --lr is not given
+    fused: ClassVar[type[nn.RNNBase]]  # the multi-layer module training runs
+    fused_options: ClassVar[Mapping[str, object]] = {}
+
+    def __init_subclass__(cls, **kw) -> None:
+        super().__init_subclass__(**kw)
+        if getattr(cls, "state_names", ("h",))[0] != "h":
+            raise TypeError(f"{cls.__name__}: the first state part must be h, the layer's output")
+
+    @property
+    def traced(self) -> tuple[str, ...]:
+        """Per layer, the tensors a step traces and inspect records, in order."""
+        return self.state_names + self.gate_names
+
+    # -- the fused path ----------------------------------------------------
+
+    def build(self, input_size: int, hidden: int, layers: int, dropout: float) -> nn.Module:
+        """The fused module: (B, T, in) and the state -> (B, T, H) and the new state."""
+        dropout = dropout if layers > 1 else 0.0  # PyTorch warns about dropout after a last layer
+        return self.fused(input_size, hidden, num_layers=layers, dropout=dropout, batch_first=True,
+                          **self.fused_options)  # fmt: skip
+
+    def init_parameters(self, rnn: nn.Module, layers: int, hidden: int) -> None:
+        """Adjust the fused module's fresh parameters (default: keep PyTorch's)."""
+
+    def to_fused(self, state: State):
+        """charrnn's state tuple -> what the fused module takes."""
+        return state[0] if len(state) == 1 else state
+
+    def from_fused(self, state) -> State:
+        """What the fused module returns -> charrnn's state tuple."""
+        return tuple(state) if isinstance(state, tuple) else (state,)
+
+    # -- the step: the gate maths, written once ----------------------------
+
+    def step(self, gi: torch.Tensor, gh: torch.Tensor, prev: LayerState) -> tuple[LayerState, dict[str, torch.Tensor]]:
+        """One step of one layer: gi, gh (B, blocks*H) and the previous state
+        -> (the new state, {gate name: (B, H)}). Works on any leading shape."""
+        raise NotImplementedError
+
+    def record(self, gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor, prev: LayerState) -> dict[str, torch.Tensor]:
+        """Every traced tensor but h for a chunk of T characters, given the
+        fused kernel's h (T, H) for the chunk and gi, gh (T, blocks*H) made
+        from it (gh from h(t-1)); prev is the state before the chunk, (H,)
+        each. This default steps once per character; built-in kinds compute
+        their gates for the whole chunk at once."""
+        parts: dict[str, list[torch.Tensor]] = {name: [] for name in self.traced[1:]}
+        state = tuple(p[None] for p in prev)
+        for t in range(len(gi)):
+            new, gates = self.step(gi[t : t + 1], gh[t : t + 1], state)
+            state = (h[t : t + 1], *new[1:])  # carry the fused kernel's h, as training computes it
+            for name, value in zip(self.state_names[1:], new[1:]):
+                parts[name].append(value)
+            for name, value in gates.items():
+                parts[name].append(value)
+        return {name: torch.cat(values) for name, values in parts.items()}
+
+    def pack(self, slot):
+        """This kind's layer for the fast sampler (see cells/packing.py).
+        The default runs `step` with the slot's weights: exact, if not the
+        fastest."""
+        from .packing import StepLayer
+
+        return StepLayer(self, slot)
+
+    def __repr__(self) -> str:
+        return f"<cell {self.name}>"
+
+
+def check_kind(cell: Cell) -> None:
+    """Refuse a cell whose declarations do not fit together."""
+    missing = [n for n in cell.traced if n not in cell.ranges]
+    if missing:
+        raise CharRNNError(f"cell {cell.name!r} gives no range for {', '.join(missing)}")
+    if len(set(cell.traced)) != len(cell.traced):
+        raise CharRNNError(f"cell {cell.name!r} uses a name twice among {cell.traced}")

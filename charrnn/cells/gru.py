@@ -1,0 +1,77 @@
+"""The GRU, in PyTorch's formulation (gate blocks r, z, n):
+
+    r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
+    z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
+    n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+    h' = (1 - z) * n + z * h
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import Cell, Range
+from .packing import Slot
+
+
+def gates(gi: torch.Tensor, gh: torch.Tensor) -> dict[str, torch.Tensor]:
+    ir, iz, in_ = gi.chunk(3, dim=-1)
+    hr, hz, hn = gh.chunk(3, dim=-1)
+    r = (ir + hr).sigmoid()
+    z = (iz + hz).sigmoid()
+    return {"r": r, "z": z, "n": (in_ + r * hn).tanh()}
+
+
+class GRU(Cell):
+    name = "gru"
+    summary = "gru"
+    gate_names = ("r", "z", "n")
+    ranges = {"h": Range.tanh, "r": Range.sigmoid, "z": Range.sigmoid, "n": Range.tanh}
+    default_lr = 2e-3  # 8e-3 made 2x512 GRUs peak at step 500 (README, "Quality per minute")
+    fused = nn.GRU
+
+    def step(self, gi, gh, prev):
+        g = gates(gi, gh)
+        return ((1 - g["z"]) * g["n"] + g["z"] * prev[0],), g
+
+    def record(self, gi, gh, h, prev):
+        return gates(gi, gh)  # every position at once: gh came from h(t-1)
+
+    def pack(self, slot: Slot) -> _Packed:
+        return _Packed(slot)
+
+
+class _Packed:
+    """n needs W_hn h apart from W_in x, so the input and recurrent halves
+    stay two matmuls (layer 0's input half is a table row)."""
+
+    def __init__(self, slot: Slot):
+        w, h = slot.weights, slot.hidden
+        self.h, self.below = slot.h, slot.below
+        if slot.embed is not None:
+            self.table = slot.embed @ w.w_ih.t() + w.b_ih
+        else:
+            self.table, self.w_ih, self.b_ih = None, w.w_ih.t().contiguous(), w.b_ih
+        self.w_hh, self.b_hh = w.w_hh.t().contiguous(), w.b_hh
+        self.gi, self.gh, act = slot.buffer(3 * h), slot.buffer(3 * h), slot.buffer(3 * h)
+        self.tmp = slot.buffer(h)
+        self.gi_rz, self.gi_n = self.gi[:, : 2 * h], self.gi[:, 2 * h :]
+        self.gh_rz, self.gh_n = self.gh[:, : 2 * h], self.gh[:, 2 * h :]
+        self.rz, self.r, self.z = act[:, : 2 * h], act[:, :h], act[:, h : 2 * h]
+
+    def load(self, prev) -> None:
+        self.h.copy_(prev[0])
+
+    def step(self, ids: torch.Tensor) -> None:
+        h = self.h
+        if self.table is not None:
+            torch.index_select(self.table, 0, ids, out=self.gi)
+        else:
+            torch.addmm(self.b_ih, self.below, self.w_ih, out=self.gi)
+        torch.addmm(self.b_hh, h, self.w_hh, out=self.gh)
+        torch.add(self.gi_rz, self.gh_rz, out=self.rz).sigmoid_()  # r, z
+        n = self.gi_n.addcmul_(self.r, self.gh_n).tanh_()  # n = tanh(in + r * hn)
+        # h' = (1 - z) * n + z * h = n + z * (h - n)
+        torch.sub(h, n, out=self.tmp)
+        torch.addcmul(n, self.z, self.tmp, out=h)

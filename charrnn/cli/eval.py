@@ -1,0 +1,50 @@
+"""`charrnn eval`: checkpoint + text (or the run's test split) -> score -> a table or JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from .. import checkpoint as ckpt
+from ..device import resolve_device
+from ..errors import CharRNNError
+from ..evaluate import eval_text, score
+from .options import CheckpointArg, DeviceName, DeviceOpt, EncodingOpt, console
+
+
+def evaluate(
+    checkpoint: CheckpointArg,
+    text_file: Annotated[
+        Optional[Path],
+        typer.Argument(help="Text to score. Default: the checkpoint's own test split, if its corpus is at hand."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with full-precision floats.")] = False,
+    device: DeviceOpt = DeviceName.auto,
+    encoding: EncodingOpt = "utf-8",
+) -> None:
+    """Score a model on a text: loss (nats/char), bits per char, perplexity."""
+    loaded = ckpt.load_checkpoint(checkpoint)
+    text = eval_text(loaded, text_file, encoding)
+    result = score(loaded.model.to(resolve_device(device.value)), text.ids)
+    if result.chars == 0:
+        raise CharRNNError(f"{text.source} is too short to score: it needs at least 2 characters")
+    if as_json:
+        print(json.dumps(result.to_dict()))
+        return
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for name, value in [
+        ("model", str(loaded.path)),
+        ("text", text.source),
+        ("loss", f"{result.loss:.4f} nats/char"),
+        ("bits per char", f"{result.bpc:.4f}"),
+        ("perplexity", f"{result.perplexity:.4f}"),
+        ("characters", f"{result.chars:,}"),
+    ]:
+        table.add_row(name, value)
+    console.print(table)

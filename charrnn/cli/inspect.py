@@ -1,0 +1,199 @@
+"""`charrnn inspect`: checkpoint + text -> recording -> report -> terminal,
+npz, LSTMVis, JSON or an HTML page. The rendering on the terminal is here;
+everything else is the library's (charrnn/inspection/)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from .. import checkpoint as ckpt
+from .. import files, rundir
+from ..errors import CharRNNError
+from ..inspection import analysis
+from ..inspection.features import parse_feature
+from ..inspection.record import Recording, recorded, select_layers, select_units
+from ..inspection.source import TextSource, source_text
+from ..sample import SampleConfig
+from ..terminal import safe_for_terminal
+from .options import DeviceName, DeviceOpt, ForceOpt, NewestCheckpointArg, SeedOpt, TemperatureOpt, TopKOpt, TopPOpt
+from .options import console, err
+
+
+class Dtype(str, Enum):
+    float32 = "float32"
+    float16 = "float16"
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What `inspect` was asked to write or show."""
+
+    out: Path | None
+    lstmvis: Path | None
+    unit: str | None
+    report: Path | None
+    html: Path | None
+    html_chars: int
+
+    @property
+    def analysis(self) -> bool:  # the analysis runs for a report, a page, or when nothing else was asked
+        return self.report is not None or self.html is not None or (self.out, self.unit, self.lstmvis) == (None,) * 3
+
+    def check_replaceable(self, force: bool) -> None:
+        for flag, path in (("--out", self.out), ("--report", self.report), ("--html", self.html)):
+            if path is not None:
+                files.check_replaceable(path, force, flag)
+        if self.lstmvis is not None and self.lstmvis.is_dir() and any(self.lstmvis.iterdir()) and not force:
+            raise CharRNNError(f"{self.lstmvis} is not empty: --force writes into it")
+
+
+def inspect(
+    checkpoint: NewestCheckpointArg = None,
+    text: Annotated[Optional[str], typer.Option(help="Text to record.")] = None,
+    file: Annotated[Optional[Path], typer.Option(help="Record this UTF-8 file.")] = None,
+    generate_n: Annotated[
+        Optional[int], typer.Option("--generate", help="Record N characters the model samples itself.", min=1)
+    ] = None,
+    prime: Annotated[str, typer.Option(help="With --generate: text read before sampling (recorded too).")] = "",
+    temperature: TemperatureOpt = 1.0,
+    top_k: TopKOpt = None,
+    top_p: TopPOpt = None,
+    seed: SeedOpt = None,
+    layers: Annotated[Optional[str], typer.Option(help="Layers to record, e.g. 0,1 (default all).")] = None,
+    units: Annotated[Optional[str], typer.Option(help="Units to record, e.g. 0-63,100 (default all).")] = None,
+    max_chars: Annotated[int, typer.Option(help="Record at most this many characters.", min=1)] = 100_000,
+    dtype: Annotated[Dtype, typer.Option(help="Storage type of the recorded tensors.")] = Dtype.float32,
+    out: Annotated[Optional[Path], typer.Option(help="Write everything to this .npz (with a JSON manifest).")] = None,
+    lstmvis: Annotated[
+        Optional[Path], typer.Option(help="Write an LSTMVis project directory (needs h5py: charrnn\\[lstmvis]).")
+    ] = None,
+    unit: Annotated[
+        Optional[str], typer.Option(help="Colour the text by one unit, e.g. l1.c:42 (shown on the terminal).")
+    ] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Write the analysis as JSON to this file.")] = None,
+    html: Annotated[
+        Optional[Path], typer.Option(help="Write one self-contained HTML page: text coloured by a chosen unit, analysis.")
+    ] = None,
+    html_chars: Annotated[int, typer.Option(help="Characters shown on the HTML page.", min=1)] = 3000,
+    feature: Annotated[
+        Optional[list[str]], typer.Option(help="Extra feature NAME=REGEX, active inside matches (repeatable).")
+    ] = None,
+    top: Annotated[int, typer.Option(help="Units reported per feature.", min=1)] = 5,
+    force: ForceOpt = False,
+    device: DeviceOpt = DeviceName.auto,
+) -> None:
+    """Record every unit on every character, find the interpretable ones, and show them.
+    The sampling options apply to --generate."""
+    outputs = Outputs(out, lstmvis, unit, report, html, html_chars)
+    outputs.check_replaceable(force)
+    extra = dict(parse_feature(spec) for spec in feature or [])
+    loaded = ckpt.load_checkpoint(checkpoint if checkpoint is not None else rundir.newest_run())
+    sampling = SampleConfig(length=generate_n or 0, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    source = TextSource(text, file, generate_n, prime, sampling)
+    body = source_text(loaded, source, device.value)[:max_chars]
+    model = loaded.model.cpu()
+    chosen_layers = select_layers(layers, loaded.config.layers)
+    chosen_units = select_units(units, loaded.config.hidden)
+    with recorded(model, loaded.vocab, body, chosen_layers, chosen_units, np.dtype(dtype.value)) as rec:
+        _write_outputs(rec, model, outputs, extra, top)
+
+
+def _write_outputs(rec: Recording, model, o: Outputs, extra: dict, top: int) -> None:
+    if o.out is not None:
+        rec.save_npz(o.out)
+        err.print(f"wrote {o.out}: {len(rec.tensors)} tensors of {len(rec.text):,} characters")
+    if o.lstmvis is not None:
+        from ..inspection import lstmvis
+
+        lstmvis.export(rec, o.lstmvis)
+        err.print(f"wrote an LSTMVis project to {o.lstmvis}")
+    if o.unit is not None:
+        _show_unit(rec, o.unit)
+    if not o.analysis:
+        return
+    result = analysis.analyse(rec, model, extra, top)
+    if o.report is not None:
+        files.write_bytes_atomic(o.report, json.dumps(result.to_dict(), indent=1).encode())
+        err.print(f"wrote {o.report}")
+    if o.html is not None:
+        from ..inspection import page
+
+        files.write_bytes_atomic(o.html, page.render(rec, result.to_dict(), o.html_chars).encode())
+        err.print(f"wrote {o.html}")
+    if o.report is None and o.html is None:
+        _print_report(result)
+
+
+def _print_report(result: analysis.Report) -> None:
+    table = Table(title="units that track each feature (r on the held-out half; control: random init)")
+    for col in ("feature", "tensor", "unit", "r", "r control"):
+        table.add_column(col, justify="right" if col in ("unit", "r", "r control") else "left")
+    for name, rows in result.features.items():
+        for i, row in enumerate(rows[:3]):
+            table.add_row(name if i == 0 else "", row.tensor, str(row.unit), f"{row.r:+.2f}", f"{row.r_control:+.2f}")
+    console.print(table)
+    if result.probes:
+        probes = Table(title="sparse L1 probes (held-out accuracy; units with non-zero weight)")
+        for col in ("feature", "accuracy", "majority baseline", "units", "strongest"):
+            probes.add_column(col)
+        for name, p in result.probes.items():
+            strongest = ", ".join(f"{tensor}:{unit}" for tensor, unit, _ in p.units[:3])
+            probes.add_row(name, f"{p.accuracy:.3f}", f"{p.baseline:.3f}", str(len(p.units)), strongest)
+        console.print(probes)
+    if result.gradient_flow:
+        flow = Table(title="gradient flow: mean |d loss(t) / d h(t-k)|")
+        lags = [k for k in (1, 2, 5, 10, 20, 50) if k <= len(next(iter(result.gradient_flow.values())))]
+        flow.add_column("layer")
+        for k in lags:
+            flow.add_column(f"k={k}", justify="right")
+        for name, norms in result.gradient_flow.items():
+            flow.add_row(name, *(f"{norms[k - 1]:.2e}" for k in lags))
+        console.print(flow)
+    if result.saturation:
+        sat = Table(title="gate saturation (fraction of time, mean over units)")
+        for col in ("gate", "left (< 0.1)", "right (> 0.9)"):
+            sat.add_column(col, justify="right")
+        for name, s in result.saturation.items():
+            sat.add_row(name, f"{s.left_mean:.3f}", f"{s.right_mean:.3f}")
+        console.print(sat)
+
+
+def _show_unit(rec: Recording, spec: str) -> None:
+    """The text, each character's background coloured by one unit."""
+    name, column = rec.unit(spec)
+    values = rec.tensors[name][:, column].astype(np.float32)
+    scale = float(np.abs(values).max()) or 1.0
+    shown = Text()
+    for ch, v in zip(rec.text, values):
+        piece = ch if ch == "\n" else safe_for_terminal(ch)
+        shown.append(piece, style=f"on {_diverging(v / scale)}" if ch != "\n" else None)
+    legend = Text(f"{name}:{rec.units[name][column]}  ")
+    for v in (-1.0, -0.5, 0.0, 0.5, 1.0):
+        legend.append(f" {v * scale:+.2f} ", style=f"on {_diverging(v)}")
+    console.print(legend)
+    console.print(shown)
+    contexts = analysis.top_contexts(rec, name, column)
+    table = Table(title=f"where {spec} is highest and lowest")
+    for col in ("", "value", "context (the character in brackets)"):
+        table.add_column(col)
+    for kind in ("highest", "lowest"):
+        for i, c in enumerate(contexts[kind]):
+            context = safe_for_terminal(f"{c['before']}[{c['char']}]{c['after']}".replace("\n", "\u21b5"))
+            table.add_row(kind if i == 0 else "", f"{c['value']:+.3f}", context)
+    console.print(table)
+
+
+def _diverging(x: float) -> str:
+    """-1 blue, 0 white, +1 red."""
+    x = max(-1.0, min(1.0, x))
+    fade = int(255 * (1 - abs(x)))
+    return f"rgb({255},{fade},{fade})" if x >= 0 else f"rgb({fade},{fade},{255})"

@@ -1,0 +1,61 @@
+"""What several commands share, written once: the consoles, the choices
+(built from the library's registries), and the options as `Annotated`
+aliases."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from .. import cells
+from ..device import DEVICES, PRECISIONS
+
+# markup=False everywhere: paths, corpus and model text are data, never markup.
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+console = Console(highlight=False, markup=False)
+
+
+def _choices(name: str, values) -> type[Enum]:
+    """A str Enum of `values`, the form Typer shows and checks as choices."""
+    return Enum(name, {v: v for v in values}, type=str)
+
+
+CellKind = _choices("CellKind", cells.names())  # the kinds registered when the CLI is built
+DeviceName = _choices("DeviceName", DEVICES)
+Precision = _choices("Precision", PRECISIONS)
+
+
+def format_lr(lr: float) -> str:
+    """8e-3 rather than 0.008: as the help and the README write it."""
+    mantissa, exponent = f"{lr:.1e}".split("e")
+    return f"{mantissa.removesuffix('.0')}e{int(exponent)}"
+
+
+def default_lrs() -> str:
+    """'8e-3 for lstm, 2e-3 for gru and rnn': the kinds' defaults, grouped."""
+    kinds: dict[float, list[str]] = {}
+    for name in reversed(cells.names()):
+        kinds.setdefault(cells.get(name).default_lr, []).append(name)
+    return ", ".join(f"{format_lr(lr)} for {' and '.join(ks)}" for lr, ks in kinds.items())
+
+
+DEVICE_HELP = "Where to run: auto picks cuda, then mps, then cpu."
+DeviceOpt = Annotated[DeviceName, typer.Option(help=DEVICE_HELP)]
+EncodingOpt = Annotated[str, typer.Option(help="Text encoding of the text file.")]
+CheckpointArg = Annotated[
+    Path, typer.Argument(help="A checkpoint file, or a run directory (meaning its best checkpoint).")
+]
+NewestCheckpointArg = Annotated[
+    Optional[Path], typer.Argument(help="A checkpoint file or run directory. Default: the newest run under checkpoints/.")
+]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace output files that already exist.")]
+
+# Sampling: `sample`, and `inspect --generate`.
+TemperatureOpt = Annotated[float, typer.Option(help="Softmax temperature; 0 means argmax.")]
+TopKOpt = Annotated[Optional[int], typer.Option(help="Sample only among the k most likely characters.")]
+TopPOpt = Annotated[Optional[float], typer.Option(help="Sample only among the most likely characters summing to p.")]
+SeedOpt = Annotated[Optional[int], typer.Option(help="Random seed: same seed and options give the same text.")]

@@ -1,0 +1,100 @@
+"""`charrnn sample`: options -> SampleConfig -> generate -> stdout or a file.
+Sample 1 streams as it is generated; the others follow it."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .. import checkpoint as ckpt
+from .. import files, rundir
+from ..data import describe_chars
+from ..device import resolve_device
+from ..errors import CharRNNError
+from ..sample import SampleConfig, generate
+from ..terminal import safe_for_terminal
+from .options import DeviceName, DeviceOpt, ForceOpt, NewestCheckpointArg, SeedOpt, TemperatureOpt, TopKOpt, TopPOpt
+
+
+class Unknown(str, Enum):
+    error = "error"
+    skip = "skip"
+
+
+def sample(
+    checkpoint: NewestCheckpointArg = None,
+    prime: Annotated[str, typer.Option(help="Text the model reads before generating.")] = "",
+    prime_file: Annotated[Optional[Path], typer.Option(help="Read the prime text from this file.")] = None,
+    length: Annotated[int, typer.Option(help="Characters to generate per sample.")] = 500,
+    temperature: TemperatureOpt = 1.0,
+    top_k: TopKOpt = None,
+    top_p: TopPOpt = None,
+    seed: SeedOpt = None,
+    num_samples: Annotated[int, typer.Option(help="Samples generated together in one batch.")] = 1,
+    stop: Annotated[Optional[str], typer.Option(help="End a sample when this string appears.")] = None,
+    echo: Annotated[bool, typer.Option(help="Print the prime before the continuation.")] = True,
+    output: Annotated[Optional[Path], typer.Option(help="Write to this file instead of stdout.")] = None,
+    force: ForceOpt = False,
+    unknown: Annotated[Unknown, typer.Option(help="Prime characters the model never saw: error, or skip them.")] = Unknown.error,
+    device: DeviceOpt = DeviceName.auto,
+) -> None:
+    """Generate text from a model, one character at a time."""
+    config = SampleConfig(length, temperature, top_k, top_p, seed, num_samples, stop, unknown is Unknown.skip)
+    prime = _prime(prime, prime_file)
+    loaded = ckpt.load_checkpoint(checkpoint if checkpoint is not None else rundir.newest_run())
+    model = loaded.model.to(resolve_device(device.value))
+    if prime and not config.skip_unknown and loaded.vocab.unknown(prime):
+        raise CharRNNError(
+            f"the prime holds characters the model has never seen: {describe_chars(loaded.vocab.unknown(prime))}"
+            " (--unknown skip drops them)"
+        )
+    if output is not None:
+        files.check_replaceable(output, force, "--output")
+    else:  # a terminal or pipe that cannot show a character gets an escape, not a crash
+        sys.stdout.reconfigure(errors="backslashreplace")
+    stream = open(output, "w", encoding="utf-8") if output is not None else sys.stdout
+    to_terminal = stream.isatty()  # --output /dev/tty is a terminal too
+    write = (lambda s: stream.write(safe_for_terminal(s))) if to_terminal else stream.write
+    flush = stream.flush if output is None or to_terminal else (lambda: None)  # files: no flush per character
+    try:
+        write_samples(generate(model, loaded.vocab, prime, config), config.num_samples, prime if echo else "",
+                      write, flush)  # fmt: skip
+    finally:
+        if output is not None:
+            stream.close()
+
+
+def _prime(prime: str, prime_file: Path | None) -> str:
+    if prime_file is None:
+        return prime
+    if prime:
+        raise CharRNNError("give --prime or --prime-file, not both")
+    try:
+        return prime_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CharRNNError(f"cannot read --prime-file {prime_file}: {e}") from None
+
+
+def write_samples(steps: Iterable[list[str]], num_samples: int, echo: str, write: Callable[[str], object],
+                  flush: Callable[[], object]) -> None:  # fmt: skip
+    """Stream sample 0 as it is generated (each step gives one character per
+    sample); the others, made in the same batch, follow it, each after a
+    separator line. `echo` (the prime, or "") starts every sample."""
+    buffers: list[list[str]] = [[] for _ in range(num_samples)]
+    if echo:
+        write(echo)
+    for chars in steps:
+        write(chars[0])
+        flush()
+        for j in range(1, len(chars)):
+            buffers[j].append(chars[j])
+    for j in range(1, num_samples):
+        write(f"\n\n----- sample {j + 1} -----\n")
+        write(echo + "".join(buffers[j]))
+    write("\n")
+    flush()

@@ -1,0 +1,73 @@
+"""Where a command runs and in what arithmetic: the one place that knows
+the device and precision names, what `auto` means for each, and what
+each device can do."""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import CharRNNError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+# Training arithmetic: the autocast dtype of each precision (None: plain fp32).
+AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = ("auto", *AUTOCAST)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' is cuda, then mps, then cpu; a named device must be there."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CharRNNError("--device cuda: no CUDA GPU is available (use --device cpu or auto)")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise CharRNNError("--device mps: Apple MPS is not available (use --device cpu or auto)")
+    if name not in DEVICES:
+        raise CharRNNError(f"unknown device {name!r}: use {', '.join(DEVICES)}")
+    return torch.device(name)
+
+
+def check_precision(name: str) -> None:
+    if name not in PRECISIONS:
+        raise CharRNNError(f"--precision must be one of {', '.join(PRECISIONS)}, not {name!r}")
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """`auto` is bf16 autocast on a CPU with native bf16 dot products
+    (AVX512-BF16 or AMX), where it trains about 1.6x as many chars/s as fp32
+    (see benchmarks/quality.py); fp32 everywhere else, including GPUs, where
+    it has not been measured yet."""
+    check_precision(name)
+    if name == "fp16" and device.type != "cuda":
+        raise CharRNNError("--precision fp16 needs a CUDA GPU (PyTorch's CPU LSTM has no fp16 kernel): use bf16")
+    if name != "auto":
+        return name
+    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+
+
+def cpu_has_native_bf16() -> bool:
+    # torch.cpu's probes are private (used by inductor): absent ones mean no.
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, p, lambda: False)() for p in probes)
+
+
+def rng_states(device: torch.device) -> dict[str, torch.Tensor]:
+    """The generators a run draws from (CPU, and the device's own)."""
+    states = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    elif device.type == "mps":
+        states["mps"] = torch.mps.get_rng_state()
+    return states
+
+
+def set_rng_states(states: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(states["cpu"])
+    if device.type == "cuda" and "cuda" in states:
+        torch.cuda.set_rng_state(states["cuda"], device)
+    elif device.type == "mps" and "mps" in states:
+        torch.mps.set_rng_state(states["mps"])

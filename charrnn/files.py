@@ -1,0 +1,76 @@
+"""The one way charrnn writes a file it means to keep: all or nothing.
+
+Write a temporary file in the same directory, fsync it, rename it over the
+target, fsync the directory. A reader sees the old file or the new one,
+never half; a crash or a full disk leaves the old one and no temporary
+file (unless the process is killed mid-write: `remove_temp_files` cleans
+those up). The new file gets the usual mode (0666 less the umask).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import CharRNNError
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path to write `path`'s new contents to (by any library);
+    when the block ends without an exception it is fsynced and renamed
+    over `path`, otherwise deleted."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def remove_temp_files(directory: Path, names: tuple[str, ...]) -> None:
+    """Delete the temporary files a killed write of any of `names` left."""
+    for name in names:
+        for tmp in directory.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(directory: Path) -> None:
+    if os.name != "posix":
+        return  # Windows cannot open a directory; its rename is durable enough
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def check_replaceable(path: Path, force: bool, flag: str) -> None:
+    """Refuse, before any work, to write over a file the user did not ask
+    to replace (--force), or over a directory."""
+    if path.is_dir():
+        raise CharRNNError(f"{flag} {path} is a directory")
+    if path.exists() and not force:
+        raise CharRNNError(f"{flag} {path} exists: --force replaces it")

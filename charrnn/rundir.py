@@ -1,0 +1,117 @@
+"""A run directory: what it holds, where a new one goes, and its metrics log.
+
+    checkpoints/<corpus>-<kind>/
+        best.safetensors    the lowest validation loss so far
+        last.safetensors    the newest state (resume continues from it)
+        metrics.jsonl       one JSON line per evaluation
+
+Wherever a command takes a checkpoint, a run directory means its best.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from . import files
+from .errors import CharRNNError
+
+BEST = "best.safetensors"
+LAST = "last.safetensors"
+METRICS = "metrics.jsonl"
+RUN_FILES = (BEST, LAST, METRICS)
+CHECKPOINTS = Path("checkpoints")  # where runs go by default, relative to the working directory
+
+
+def has_run(directory: Path) -> bool:
+    return any((directory / f).exists() for f in (BEST, LAST))
+
+
+def checkpoint_path(path: str | Path, prefer: str = BEST) -> Path:
+    """A checkpoint file, or a run directory meaning its `prefer` checkpoint."""
+    p = Path(path)
+    if p.is_dir():
+        target = p / prefer
+        if not target.is_file():
+            raise CharRNNError(f"run directory {p} has no {prefer}")
+        return target
+    if not p.exists():
+        raise CharRNNError(f"checkpoint not found: {p}")
+    if not p.is_file():
+        raise CharRNNError(f"checkpoint is not a file: {p}")
+    return p
+
+
+def newest_run(parent: Path = CHECKPOINTS) -> Path:
+    """The run directory under `parent` whose best checkpoint is newest."""
+    runs = [p.parent for p in parent.glob(f"*/{BEST}")]
+    if not runs:
+        raise CharRNNError(f"no checkpoint given and no run under {parent}/: train one first")
+    return max(runs, key=lambda d: (d / BEST).stat().st_mtime)
+
+
+def default_out_dir(corpus: Path, kind: str) -> Path:
+    return CHECKPOINTS / f"{corpus.stem or 'corpus'}-{kind}"
+
+
+def prepare_out_dir(out: Path | None, default: Path, force: bool) -> Path:
+    """The directory a new run will write to. An explicit --out that already
+    holds a run is refused unless --force (the run is replaced only once the
+    new one has passed its checks, in training); the default name gets a -2,
+    -3, ... suffix instead of clobbering anything. Creates nothing."""
+    if out is None:
+        out, n = default, 1
+        while out.exists() and (not out.is_dir() or has_run(out)):
+            n += 1
+            out = default.with_name(f"{default.name}-{n}")
+    elif out.exists() and not out.is_dir():
+        raise CharRNNError(f"--out {out} is a file, not a directory")
+    elif has_run(out) and not force:
+        raise CharRNNError(
+            f"{out} already holds a run: --resume {out} continues it, --force replaces it, or choose another --out"
+        )
+    if out.exists() and not os.access(out, os.W_OK):
+        raise CharRNNError(f"cannot write to output directory {out}")
+    return out
+
+
+def remove_temp_files(directory: Path) -> None:
+    """Delete temporary files a killed save left behind in a run directory."""
+    files.remove_temp_files(directory, RUN_FILES)
+
+
+# --------------------------------------------------------------------------
+# The metrics log
+
+
+def write_metrics(directory: Path, entries: list[dict]) -> None:
+    """Replace the log with these entries (the checkpoint's history)."""
+    text = "".join(json.dumps(e) + "\n" for e in entries)
+    files.write_bytes_atomic(directory / METRICS, text.encode())
+
+
+def append_metrics(directory: Path, entry: dict) -> None:
+    # An append, not an atomic rewrite: a crash can tear only the last line,
+    # which read_metrics forgives, and the checkpoint holds the history anyway.
+    with open(directory / METRICS, "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def read_metrics(run: Path) -> list[dict]:
+    """A run's evaluations, from its directory or its metrics.jsonl."""
+    path = run / METRICS if run.is_dir() else run
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise CharRNNError(f"cannot read {path}: {e.strerror or e}") from None
+    entries = []
+    for n, line in enumerate(lines, 1):
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            if n < len(lines):  # only a last line torn by a crash is forgiven
+                raise CharRNNError(f"{path} line {n} is not JSON") from None
+    if not entries:
+        raise CharRNNError(f"{path} holds no evaluations yet")
+    return entries

@@ -1,0 +1,104 @@
+"""What a training run is asked to do: TrainConfig, checked once, here."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, fields, replace
+
+from .. import cells
+from ..data import check_split
+from ..device import check_precision
+from ..errors import CharRNNError
+
+DEFAULT_MAX_STEPS = 3000  # when no --max-steps, --epochs or --time-limit is given
+# Options that may change when a run is resumed: they say how long and where
+# to run, not what is trained. Everything else is fixed by the checkpoint.
+RESUMABLE = ("max_steps", "epochs", "time_limit_s", "eval_every", "sample_every", "device", "precision")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seq_len: int = 128
+    batch_size: int = 32
+    lr: float | None = None  # None: the cell kind's default_lr (see for_kind)
+    min_lr_frac: float = 0.1  # the schedule decays to lr * min_lr_frac
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    max_steps: int | None = None  # counted from the run's start
+    epochs: int | None = None  # counted from the run's start
+    time_limit_s: float | None = None  # counted from this invocation's start
+    eval_every: int = 500
+    sample_every: int | None = None  # print and log a short sample every N steps (a multiple of eval_every)
+    val_frac: float = 0.05
+    test_frac: float = 0.05
+    seed: int = 1337
+    device: str = "auto"
+    encoding: str = "utf-8"
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler)
+
+    def __post_init__(self) -> None:
+        for name in ("seq_len", "batch_size", "eval_every"):
+            if getattr(self, name) < 1:
+                raise CharRNNError(f"{flag(name)} must be at least 1, not {getattr(self, name)}")
+        for name in ("max_steps", "epochs", "time_limit_s"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                raise CharRNNError(f"{flag(name)} must be positive, not {v}")
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
+            raise CharRNNError(f"--lr must be a positive number, not {self.lr}")
+        if not 0 <= self.min_lr_frac <= 1:
+            raise CharRNNError(f"--min-lr-frac must be in [0, 1], not {self.min_lr_frac}")
+        check_split(self.val_frac, self.test_frac)
+        if self.sample_every is not None and (self.sample_every < 1 or self.sample_every % self.eval_every):
+            raise CharRNNError(
+                f"--sample-every {self.sample_every} must be a multiple of --eval-every ({self.eval_every}):"
+                " samples are logged with the evaluations"
+            )
+        check_precision(self.precision)
+        if not 0 <= self.seed < 2**63:
+            raise CharRNNError(f"--seed must be in [0, 2**63), not {self.seed}")
+        if self.warmup_steps < 0 or self.weight_decay < 0 or not self.grad_clip > 0:
+            raise CharRNNError("--warmup-steps and --weight-decay must be >= 0 and --grad-clip > 0")
+
+    def for_kind(self, kind: str) -> TrainConfig:
+        """This config with its learning rate settled: the one given, or the
+        cell kind's default."""
+        return self if self.lr is not None else replace(self, lr=cells.get(kind).default_lr)
+
+    def resumed(self, overrides: dict) -> TrainConfig:
+        """This (stored) config with resumable options replaced."""
+        check_resumable(overrides)
+        return replace(self, **overrides)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def check_resumable(names) -> None:
+    """Refuse options a resumed run cannot change, naming their flags."""
+    fixed = sorted(flag(name) for name in names if name not in RESUMABLE)
+    if fixed:
+        raise CharRNNError(f"{', '.join(fixed)} cannot change when resuming: the run fixes them")
+
+
+def flag(name: str) -> str:
+    """A TrainConfig field's command-line flag: time_limit_s -> --time-limit."""
+    return "--" + name.removesuffix("_s").replace("_", "-")
+
+
+def parse_duration(text: str) -> float:
+    """'90' or '90s', '10m', '1h30m', '2.5h' -> seconds."""
+    s = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", s):
+        return float(s)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", s)
+    if not parts or "".join(n + u for n, u in parts) != s:
+        raise CharRNNError(f"cannot read duration {text!r}: use e.g. 90s, 10m, 1h30m")
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)

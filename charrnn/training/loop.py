@@ -1,0 +1,415 @@
+"""The training loop: truncated BPTT with carried state, AdamW, warm-up and
+cosine decay, clipping, evaluation, checkpoints and exact resume.
+
+    corpus ids -> splits -> StreamBatches -> Trainer.fit():
+        step, step, ... (every eval_every steps: evaluate, save best/last)
+
+The loop changes no process-wide setting (the CLI calls
+`memory.keep_freed_memory()`, which makes it faster on glibc); it seeds
+torch's global generator from the config, as a run's exactness needs.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from .. import checkpoint as ckpt
+from .. import files, rundir
+from ..data import Corpus, StreamBatches, split_corpus
+from ..device import AUTOCAST, resolve_device, resolve_precision, rng_states, set_rng_states
+from ..errors import CharRNNError, TrainingDiverged
+from ..evaluate import score
+from ..model import CharRNN, ModelConfig
+from . import distributed
+from .advice import rising_val_advice
+from .config import DEFAULT_MAX_STEPS, TrainConfig
+from .schedule import lr_at, progress
+
+SAMPLE_CHARS, SAMPLE_TEMPERATURE = 200, 0.8  # the --sample-every samples
+
+
+class Reporter(Protocol):
+    """Where progress goes; the CLI draws it, the library only calls it."""
+
+    def start(self, total_steps: int | None, start_step: int, info: dict) -> None: ...
+    def step(self, step: int, loss: float, chars_per_s: float) -> None: ...
+    def evaluated(self, entry: dict) -> None: ...
+    def note(self, message: str) -> None: ...
+    def close(self) -> None: ...
+
+
+class SilentReporter:
+    def start(self, total_steps, start_step, info):
+        pass
+
+    def step(self, step, loss, chars_per_s):
+        pass
+
+    def evaluated(self, entry):
+        pass
+
+    def note(self, message):
+        pass
+
+    def close(self):
+        pass
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    step: int
+    stop_reason: str  # "max_steps" | "epochs" | "time_limit" | "interrupted"
+    best_val_loss: float | None
+    last_entry: dict | None  # the last evaluation's metrics
+    parameters: int
+    elapsed_s: float
+    is_main: bool = True  # False on the other processes of a distributed run
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stop_reason == "interrupted"
+
+
+def train(
+    corpus: Corpus,
+    config: TrainConfig,
+    out_dir: Path,
+    model_config: ModelConfig | None = None,
+    resume: ckpt.Checkpoint | None = None,
+    reporter: Reporter | None = None,
+) -> TrainResult:
+    """Train a new model (model_config) or continue a checkpoint's run (resume).
+
+    Everything that can refuse the request (device, splits, batch fit, run
+    length) is checked before anything in `out_dir` is touched; only then is
+    a previous run there (allowed by --force) replaced."""
+    return Trainer(corpus, config, out_dir, model_config, resume, reporter or SilentReporter()).fit()
+
+
+class _StopFlag:
+    """Ctrl-C sets a flag the loop reads between steps, so a step is never
+    cut in half and `last` is saved from a consistent state. A second Ctrl-C
+    interrupts at once."""
+
+    def __init__(self, repeat_interrupts: bool = True) -> None:
+        self.set = False
+        self._previous = None
+        # Under torchrun each process gets SIGINT twice (the terminal's and
+        # the launcher's forwarded one): there, a second one must not raise.
+        self.repeat_interrupts = repeat_interrupts
+
+    def __enter__(self) -> _StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.set and self.repeat_interrupts:
+            raise KeyboardInterrupt
+        self.set = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+@dataclass
+class _Window:
+    """Training statistics since the last evaluation."""
+
+    loss: float = 0.0
+    steps: int = 0
+    grad_norm: float = 0.0
+    grad_norm_max: float = 0.0
+    seconds: float = 0.0
+    chars: int = 0
+
+    def add(self, loss: float, grad_norm: float, seconds: float, chars: int) -> None:
+        self.loss += loss
+        self.steps += 1
+        self.grad_norm += grad_norm
+        self.grad_norm_max = max(self.grad_norm_max, grad_norm)
+        self.seconds += seconds
+        self.chars += chars
+
+    def summary(self) -> dict:
+        n = max(self.steps, 1)
+        return {
+            "train_loss": self.loss / n,
+            "grad_norm": self.grad_norm / n,
+            "grad_norm_max": self.grad_norm_max,
+            "chars_per_s": round(self.chars / self.seconds, 1) if self.seconds > 0 else None,
+        }
+
+
+def _make_optimizer(model: CharRNN, config: TrainConfig) -> torch.optim.AdamW:
+    # Decay the recurrent and output matrices only: not the embedding
+    # (rows of rare characters would shrink) and not biases.
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.dim() >= 2 and not name.startswith("embed") else no_decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.99))
+
+
+class Trainer:
+    """One invocation of `train`: built once (everything checked), then
+    `fit` steps it to a stop."""
+
+    def __init__(self, corpus: Corpus, config: TrainConfig, out_dir: Path, model_config: ModelConfig | None,
+                 resume: ckpt.Checkpoint | None, reporter: Reporter):  # fmt: skip
+        config = config.for_kind((model_config if resume is None else resume.config).kind)
+        self.corpus, self.config, self.out_dir = corpus, config, out_dir
+        self.device = resolve_device(config.device)
+        self.precision = resolve_precision(config.precision, self.device)
+        self.dist = distributed.setup(self.device)
+        self.reporter = reporter if self.dist.is_main else SilentReporter()
+        self.rows = self.dist.rows(config.batch_size)  # this process's streams of the batch
+        self.local_batch = config.batch_size // self.dist.world
+        self.splits = split_corpus(corpus.ids, config.val_frac, config.test_frac)
+        self.batches = StreamBatches(self.splits.train, config.batch_size, config.seq_len, self.rows)
+        self.total_steps = self._total_steps(resume)
+        self.model = self._build_model(model_config, resume)
+        # DDP averages gradients over processes; each process's loss is the
+        # mean over its equal share of streams, so the average is the
+        # single-process loss over the whole batch.
+        self.net = DistributedDataParallel(self.model) if self.dist.enabled else self.model
+        self.optimizer = _make_optimizer(self.model, config)
+        self.autocast_dtype = AUTOCAST[self.precision]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        if self.dist.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            rundir.remove_temp_files(out_dir)
+        self.run = self._fresh_run() if resume is None else self._restore(resume)
+        if self.dist.is_main:
+            rundir.write_metrics(out_dir, self.run.metrics)  # the checkpoint's history is authoritative
+        # The checkpoint holds every stream's state; this process takes its own.
+        self.state = tuple(s[:, self.rows].to(self.device) for s in self.run.carried)
+        self.window = _Window()
+        self.last_entry: dict | None = None
+
+    def _total_steps(self, resume: ckpt.Checkpoint | None) -> int | None:
+        c = self.config
+        totals = [t for t in (c.max_steps, c.epochs and c.epochs * len(self.batches)) if t]
+        total = min(totals) if totals else (None if c.time_limit_s else DEFAULT_MAX_STEPS)
+        if resume is not None and total is not None and resume.run.step >= total:
+            raise CharRNNError(
+                f"the run is already at step {resume.run.step:,}, which its length limit"
+                f" ({total:,} steps) allows no further: raise --max-steps or --epochs to go on"
+            )
+        return total
+
+    def _build_model(self, model_config: ModelConfig | None, resume: ckpt.Checkpoint | None) -> CharRNN:
+        torch.manual_seed(self.config.seed)
+        model = (CharRNN(model_config) if resume is None else resume.model).to(self.device).train()
+        if self.dist.rank > 0:  # each process draws its own dropout masks (weights come from rank 0)
+            torch.manual_seed(hash((self.config.seed, self.dist.rank, resume.run.step if resume else 0)) % 2**63)
+        return model
+
+    def _fresh_run(self) -> ckpt.Run:
+        if self.dist.is_main:
+            for name in (rundir.BEST, rundir.LAST):  # a run being replaced (--force)
+                (self.out_dir / name).unlink(missing_ok=True)
+        return ckpt.Run(
+            train_config=self.config, corpus=self.corpus.info, step=0, epoch=0, step_in_epoch=0, chars_seen=0,
+            progress=0.0, elapsed_s=0.0, best_val_loss=None, metrics=[], optimizer={},
+            carried=self.model.init_state(self.config.batch_size, "cpu"),
+        )  # fmt: skip
+
+    def _restore(self, resume: ckpt.Checkpoint) -> ckpt.Run:
+        run = resume.run
+        try:
+            self.optimizer.load_state_dict(run.optimizer)
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            raise CharRNNError(f"the checkpoint's optimizer state does not fit its model: {e}") from None
+        if self.dist.is_main:  # the checkpoint holds rank 0's generator
+            set_rng_states(run.rng, self.device)
+        if run.scaler and self.scaler.is_enabled():
+            self.scaler.load_state_dict(run.scaler)
+        run.train_config, run.corpus = self.config, self.corpus.info
+        return run
+
+    # -- the loop ------------------------------------------------------------
+
+    def fit(self) -> TrainResult:
+        run, config = self.run, self.config
+        self.started, self.elapsed0, progress0 = time.monotonic(), run.elapsed_s, run.progress
+        self.reporter.start(self.total_steps, run.step, self._info())
+        stop_reason = None
+        try:
+            with _StopFlag(repeat_interrupts=not self.dist.enabled) as stop:
+                self.elapsed = 0.0  # agreed by all processes, so they all use one learning rate
+                while stop_reason is None:
+                    run.progress = progress(run.step, self.total_steps, progress0, self.elapsed, config.time_limit_s)
+                    self._step(lr_at(config, run.step, run.progress))
+                    stop_reason = self._stop_reason(stop.set)
+                    if stop_reason == "interrupted":
+                        self._save(entry=None)
+                    elif run.step % config.eval_every == 0 or stop_reason:
+                        self._save(self._evaluate())
+        finally:
+            self.reporter.close()
+        return TrainResult(
+            self.out_dir, run.step, stop_reason, run.best_val_loss, self.last_entry,
+            self.model.num_parameters(), run.elapsed_s, self.dist.is_main,
+        )  # fmt: skip
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def _stop_reason(self, interrupted: bool) -> str | None:
+        """Why to stop now, if at all. Ctrl-C and the time limit are seen
+        by each process at its own moment: they are agreed on together."""
+        limit = self.config.time_limit_s
+        mine = self._elapsed() if self.dist.is_main else 0.0  # rank 0's clock is everyone's
+        flags = distributed.sum_all([float(interrupted), mine], self.dist, self.device)
+        interrupted, self.elapsed = flags[0] > 0, flags[1]
+        timed_out = limit is not None and self.elapsed >= limit
+        if interrupted:
+            return "interrupted"
+        if self.total_steps is not None and self.run.step >= self.total_steps:
+            c = self.config
+            return "epochs" if c.epochs and self.total_steps < (c.max_steps or math.inf) else "max_steps"
+        return "time_limit" if timed_out else None
+
+    def _step(self, lr: float) -> None:
+        """One optimizer step on the next batch (a new epoch starts from zero state)."""
+        run, model = self.run, self.model
+        if run.step_in_epoch >= len(self.batches):
+            run.epoch += 1
+            run.step_in_epoch = 0
+            self.state = model.init_state(self.local_batch, self.device)
+        t0 = time.monotonic()
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        x, y = (t.to(self.device, non_blocking=True) for t in self.batches.batch(run.step_in_epoch))
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            logits, state = self.net(x, self.state)  # (B, T, V)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+        self.state = model.detach_state(state)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.grad_clip)
+        loss_v, gnorm_v = loss.item(), gnorm.item()
+        if self.dist.enabled:  # every process must see a divergence, or one would stop alone
+            (total,) = distributed.sum_all([loss_v], self.dist, self.device)
+            loss_v = loss_v if math.isfinite(total) else total
+        # With fp16 an infinite gradient is the scaler's to handle (it skips
+        # the step and lowers its scale); otherwise it means divergence.
+        if not math.isfinite(loss_v) or not (math.isfinite(gnorm_v) or self.scaler.is_enabled()):
+            raise TrainingDiverged(
+                f"training diverged at step {run.step + 1}: loss {loss_v}, gradient norm {gnorm_v};"
+                f" nothing was saved for this step (try a lower --lr than {self.config.lr})"
+            )
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        chars = y.numel() * self.dist.world
+        run.step += 1
+        run.step_in_epoch += 1
+        run.chars_seen += chars
+        run.elapsed_s = self.elapsed0 + self._elapsed()
+        dt = time.monotonic() - t0
+        self.window.add(loss_v, gnorm_v if math.isfinite(gnorm_v) else 0.0, dt, chars)
+        self.reporter.step(run.step, loss_v, chars / dt if dt > 0 else 0.0)
+
+    def _evaluate(self) -> dict:
+        """Score the whole val split; the metrics entry of this evaluation."""
+        run, t0 = self.run, time.monotonic()
+        val = score(self.model, self.splits.val, self.config.batch_size, self.config.seq_len, self.dist)
+        if not math.isfinite(val.loss):
+            raise TrainingDiverged(f"the validation loss became {val.loss} at step {run.step}; nothing was saved")
+        run.elapsed_s = self.elapsed0 + self._elapsed()  # count the evaluation too
+        entry = self._entry(val.loss, time.monotonic() - t0)
+        if self.config.sample_every and run.step % self.config.sample_every == 0 and self.dist.is_main:
+            entry["sample"] = self._sample()
+        run.metrics.append(entry)
+        if advice := rising_val_advice(run.metrics, self.model.config.dropout):
+            entry["advice"] = advice
+        return entry
+
+    def _save(self, entry: dict | None) -> None:
+        """Write best (if this evaluation improved) and last; `entry` is
+        None when interrupted, with no evaluation."""
+        run, t0 = self.run, time.monotonic()
+        distributed.check_in_step(self.model, self.dist, self.device)
+        run.optimizer = self.optimizer.state_dict()
+        run.carried = tuple(distributed.gather_streams(s.detach(), self.dist).cpu() for s in self.state)
+        run.rng = rng_states(self.device)
+        run.scaler = self.scaler.state_dict() if self.scaler.is_enabled() else {}
+        improved = entry is not None and (run.best_val_loss is None or entry["val_loss"] < run.best_val_loss)
+        if improved:
+            run.best_val_loss = entry["val_loss"]
+        if not self.dist.is_main:  # one writer: rank 0
+            self.window = _Window()
+            return
+        data = ckpt.checkpoint_bytes(self.model, self.corpus.vocab, run)
+        # best before last: a crash between the two leaves last older than
+        # best, and resuming from last redoes the same steps exactly and
+        # rewrites best. The other order would leave last claiming a best
+        # val loss that no best file holds.
+        if improved:
+            files.write_bytes_atomic(self.out_dir / rundir.BEST, data)
+        files.write_bytes_atomic(self.out_dir / rundir.LAST, data)
+        if entry is not None:
+            entry["save_s"] = round(time.monotonic() - t0, 4)
+            rundir.append_metrics(self.out_dir, entry)
+            self.reporter.evaluated(entry)
+            self.last_entry = entry
+            self.window = _Window()
+
+    def _sample(self) -> str:
+        """A short sample to watch the text improve. Its generator is seeded
+        from (seed, step), so training's own random stream is untouched and
+        resume stays exact."""
+        from ..sample import SampleConfig, generate
+
+        seed = hash((self.config.seed, self.run.step)) % 2**63
+        config = SampleConfig(length=SAMPLE_CHARS, temperature=SAMPLE_TEMPERATURE, seed=seed)
+        text = "".join(chars[0] for chars in generate(self.model, self.corpus.vocab, "", config))
+        self.model.train()
+        return text
+
+    def _entry(self, val_loss: float, eval_s: float) -> dict:
+        run, window = self.run, self.window.summary()
+        # each process saw its own streams: the train loss is their mean
+        (loss_sum,) = distributed.sum_all([window["train_loss"]], self.dist, self.device)
+        window["train_loss"] = loss_sum / self.dist.world
+        return {
+            "step": run.step,
+            "epoch": run.epoch,
+            "chars_seen": run.chars_seen,
+            **window,
+            "val_loss": val_loss,
+            "val_bpc": val_loss / math.log(2),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "elapsed_s": round(run.elapsed_s, 3),
+            "eval_s": round(eval_s, 4),
+        }
+
+    def _info(self) -> dict:
+        return {
+            "parameters": self.model.num_parameters(),
+            "device": str(self.device),
+            "steps_per_epoch": len(self.batches),
+            "corpus": self.corpus.info.path,
+            "corpus_chars": self.corpus.info.n_chars,
+            "vocab_size": self.corpus.vocab.size,
+            "time_limit_s": self.config.time_limit_s,
+            "processes": self.dist.world,
+            "precision": self.precision,
+        }

@@ -1,0 +1,80 @@
+"""Starting and resuming runs: the policies around the training loop.
+
+    new_run:    corpus -> Vocab and ids -> a fresh run directory -> CharRNN -> Trainer
+    resume_run: run directory -> its last checkpoint -> its corpus again -> Trainer
+
+Both return the loop's TrainResult; neither prints (notes go to the reporter).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from .. import checkpoint as ckpt
+from .. import rundir
+from ..data import describe_chars, load_corpus
+from ..errors import CharRNNError
+from ..model import ModelConfig
+from . import distributed
+from .config import TrainConfig, check_resumable
+from .loop import Reporter, TrainResult, train
+
+
+def new_run(corpus: Path, config: TrainConfig, shape: ModelConfig, out: Path | None = None, force: bool = False,
+            reporter: Reporter | None = None) -> TrainResult:  # fmt: skip
+    """Train a new model of `shape` (its vocab size comes from the corpus)
+    in `out`, or in checkpoints/<corpus>-<kind>[-N] when out is None. An
+    `out` that holds a run is replaced only with `force`."""
+    data = load_corpus(corpus, config.encoding)
+    out_dir = rundir.prepare_out_dir(out, rundir.default_out_dir(corpus, shape.kind), force)
+    return train(data, config, out_dir, model_config=replace(shape, vocab_size=data.vocab.size), reporter=reporter)
+
+
+def resume_run(path: Path, overrides: dict | None = None, corpus: Path | None = None,
+               reporter: Reporter | None = None) -> TrainResult:  # fmt: skip
+    """Continue a run exactly, in its own directory. `path` is a checkpoint,
+    or a run directory meaning its last. Only the options that say how long
+    and where to run (config.RESUMABLE) may be overridden; the device is
+    `auto` unless given, since it says where to run now. `corpus` defaults
+    to the run's own, and must have the same character set."""
+    overrides = overrides or {}
+    check_resumable(overrides)
+    checkpoint = ckpt.load_checkpoint(path, prefer=_resume_target(path))
+    if checkpoint.run is None:
+        raise CharRNNError(f"{checkpoint.path} holds weights only, no training state to resume")
+    _refuse_rewinding(checkpoint)
+    config = checkpoint.run.train_config.resumed({"device": "auto"} | overrides)
+    corpus_path = corpus if corpus is not None else Path(checkpoint.run.corpus.path)
+    data = load_corpus(corpus_path, config.encoding)
+    added, removed = checkpoint.vocab.diff(data.vocab)
+    if added or removed:
+        raise CharRNNError(
+            f"corpus {corpus_path} has a different character set from the run's:"
+            f" added {describe_chars(added) or 'none'}; removed {describe_chars(removed) or 'none'}"
+        )
+    if reporter is not None and distributed.is_main_process():
+        reporter.note(f"resuming {checkpoint.path} at step {checkpoint.run.step:,}")
+        if data.info.sha256 != checkpoint.run.corpus.sha256:
+            reporter.note(f"note: {corpus_path} is not the text the run began on; training goes on with it")
+    return train(data, config, checkpoint.path.parent, resume=checkpoint, reporter=reporter)
+
+
+def _resume_target(path: Path) -> str:
+    """A run directory resumes from its last checkpoint, or from best if a
+    kill during the very first save left no last."""
+    only_best = path.is_dir() and not (path / rundir.LAST).exists() and (path / rundir.BEST).exists()
+    return rundir.BEST if only_best else rundir.LAST
+
+
+def _refuse_rewinding(checkpoint: ckpt.Checkpoint) -> None:
+    """Resuming an older checkpoint of a run would replace its newer last."""
+    last = checkpoint.path.parent / rundir.LAST
+    if checkpoint.path.name == rundir.LAST or not last.exists():
+        return
+    newer = ckpt.load_checkpoint(last).run
+    if newer is not None and newer.step > checkpoint.run.step:
+        raise CharRNNError(
+            f"{last} is newer (step {newer.step:,}) than {checkpoint.path} (step {checkpoint.run.step:,}):"
+            f" resuming would replace it; copy {checkpoint.path.name} into a new directory to branch from it"
+        )
