@@ -73,7 +73,7 @@ def bytes_per_step(model: CharRNN) -> int:
     """Weight bytes the fast path reads per character: every recurrent and
     head matrix, but only one row of layer 0's folded input table."""
     c = model.config
-    gates = model.layer_weights(0).w_ih.shape[0] // c.hidden  # gate blocks: 1 (RNN), 3 (GRU), 4 (LSTM)
+    gates = model.cell.blocks
     per_layer_above = gates * c.hidden * 2 * c.hidden
     layer0 = gates * c.hidden * c.hidden
     head = c.hidden * c.vocab_size

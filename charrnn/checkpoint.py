@@ -49,7 +49,7 @@ class _Codec(NamedTuple):
 _ABSENT = object()
 
 
-def _plain(kind: type, optional: bool = False, default: Any = _ABSENT) -> dict:
+def _plain(type_: type, optional: bool = False, default: Any = _ABSENT) -> dict:
     """A JSON value of one type, checked on load."""
 
     def load(value, _tensors):
@@ -57,7 +57,7 @@ def _plain(kind: type, optional: bool = False, default: Any = _ABSENT) -> dict:
             return default
         if optional and value is None:
             return None
-        return float(value) if kind is float else _typed(value, kind)
+        return float(value) if type_ is float else _typed(value, type_)
 
     return {"codec": _Codec(lambda v: (v, {}), load)}
 
@@ -159,8 +159,7 @@ def checkpoint_bytes(model: CharRNN, vocab: Vocab, run: Run | None = None) -> by
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise CharRNNError(f"refusing to write a checkpoint: {name} holds NaN or infinite values")
     meta_json = json.dumps(meta, ensure_ascii=True, allow_nan=False, sort_keys=True)
-    digest = _digest(meta_json, tensors)
-    return st_save(tensors, metadata={"format": FORMAT, "meta": meta_json, "sha256": digest})
+    return st_save(tensors, metadata={"format": FORMAT, "meta": meta_json, "sha256": digest(meta_json, tensors)})
 
 
 def _flatten_optimizer(sd: dict) -> tuple[dict, Tensors]:
@@ -187,7 +186,9 @@ def _unflatten_optimizer(meta: dict, tensors: Tensors) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def _digest(meta_json: str, tensors: dict[str, torch.Tensor]) -> str:
+def digest(meta_json: str, tensors: dict[str, torch.Tensor]) -> str:
+    """The checksum a checkpoint carries: over its JSON and every tensor's
+    name, dtype, shape and bytes (what another writer must compute)."""
     h = hashlib.sha256(meta_json.encode())
     for name in sorted(tensors):
         t = tensors[name]
@@ -208,14 +209,14 @@ def load_checkpoint(path: str | Path, prefer: str = BEST) -> Checkpoint:
     except OSError as e:
         raise CharRNNError(f"cannot read checkpoint {p}: {e.strerror or e}") from None
     header = _read_header(p, data)
-    meta_json, digest = header.get("meta"), header.get("sha256")
-    if header.get("format") != FORMAT or not isinstance(meta_json, str) or not isinstance(digest, str):
+    meta_json, checksum = header.get("meta"), header.get("sha256")
+    if header.get("format") != FORMAT or not isinstance(meta_json, str) or not isinstance(checksum, str):
         raise CharRNNError(f"{p} is a safetensors file but not a charrnn checkpoint")
     try:
         tensors = st_load(data)
     except Exception:  # safetensors raises its own error type for any malformed file
         raise CharRNNError(f"checkpoint {p} is corrupt or truncated (its tensors cannot be read)") from None
-    if _digest(meta_json, tensors) != digest:
+    if digest(meta_json, tensors) != checksum:
         raise CharRNNError(f"checkpoint {p} is corrupt: its checksum does not match its contents")
     # The checksum catches accidents, not intent: anyone can write a file
     # whose checksum matches, so every field is still checked as it is read.
@@ -273,7 +274,7 @@ def _rebuild(p: Path, meta: dict, tensors: dict[str, torch.Tensor]) -> Checkpoin
     return Checkpoint(config, vocab, model, run, p)
 
 
-def _typed(value, kind: type):
-    if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
-        raise TypeError(f"expected {kind.__name__}, found {type(value).__name__}")
+def _typed(value, type_: type):
+    if not isinstance(value, type_) or isinstance(value, bool) != (type_ is bool):
+        raise TypeError(f"expected {type_.__name__}, found {type(value).__name__}")
     return value

@@ -138,7 +138,7 @@ def _crafted(tmp_path, meta_json: str) -> Path:
 
     model, _ = small_model()
     tensors = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
-    digest = ckpt._digest(meta_json, tensors)
+    digest = ckpt.digest(meta_json, tensors)
     path = tmp_path / "crafted.safetensors"
     path.write_bytes(st_save(tensors, metadata={"format": "charrnn", "meta": meta_json, "sha256": digest}))
     return path

@@ -243,14 +243,15 @@ def test_resume_of_a_finished_run_is_refused(trained_run):
     assert (trained_run / rundir.LAST).read_bytes() == before
 
 
-def test_resume_from_an_older_checkpoint_would_rewind_and_is_refused(trained_run, tmp_path):
-    # best is the step-20 checkpoint; make last newer by resuming to 30 with no improvement check
-    assert run_cli("train", "--resume", trained_run, "--max-steps", "30", "--eval-every", "100").exit_code == 0
-    last = ckpt.load_checkpoint(trained_run, prefer=rundir.LAST).run.step
-    best = ckpt.load_checkpoint(trained_run).run.step
-    if best < last:
-        result = run_cli("train", "--resume", trained_run / rundir.BEST, "--max-steps", "40")
-        assert_one_line_error(result, "is newer")
+def test_resume_from_an_older_checkpoint_would_rewind_and_is_refused(trained_run):
+    # Keep the step-20 state under another name, then move the run on: last is newer by construction.
+    older = trained_run / "step20.safetensors"
+    older.write_bytes((trained_run / rundir.LAST).read_bytes())
+    assert run_cli("train", "--resume", trained_run, "--max-steps", "30").exit_code == 0
+    assert ckpt.load_checkpoint(older).run.step == 20 < ckpt.load_checkpoint(trained_run, prefer=rundir.LAST).run.step
+    before = (trained_run / rundir.LAST).read_bytes()
+    assert_one_line_error(run_cli("train", "--resume", older, "--max-steps", "40"), "is newer", "step 30")
+    assert (trained_run / rundir.LAST).read_bytes() == before
 
 
 def test_utf16_corpus_through_the_cli(tmp_path):

@@ -131,7 +131,8 @@ def test_time_limit_and_dropout_under_two_processes(tmp_path, corpus):
 
 def _run_main(script: str) -> subprocess.CompletedProcess:
     prelude = (
-        "import atexit, sys\nfrom charrnn.cli import entry\nfrom charrnn.training import distributed\natexit.register(lambda: print('shutdown ran'))\n"
+        "import atexit, sys\nfrom charrnn.cli import entry\nfrom charrnn.training import distributed\n"
+        "atexit.register(lambda: print('shutdown ran'))\n"
     )
     return subprocess.run(
         [sys.executable, "-c", prelude + script], env=ENV, capture_output=True, text=True, timeout=120
@@ -144,7 +145,7 @@ def test_a_process_that_joined_a_group_exits_without_interpreter_shutdown(tmp_pa
     # so under torchrun the CLI ends with os._exit: same exit code and
     # output, but no shutdown (atexit handlers are its visible part).
     done = _run_main(
-        f"distributed._joined = {joined}\n"
+        f"distributed.joined = lambda: {joined}\n"
         f"sys.argv = ['charrnn', 'train', {str(tmp_path / 'missing.txt')!r}]\n"
         "print('before', end='')\n"
         "entry.main()\n"
@@ -165,7 +166,7 @@ def test_a_process_that_joined_a_group_exits_without_interpreter_shutdown(tmp_pa
     ],
 )
 def test_every_ending_of_a_joined_process_keeps_its_exit_code(body, code, stderr):
-    done = _run_main(f"distributed._joined = True\n{body}\nentry.main()\n")
+    done = _run_main(f"distributed.joined = lambda: True\n{body}\nentry.main()\n")
     assert done.returncode == code, done.stderr
     assert stderr in done.stderr
     assert "shutdown ran" not in done.stdout

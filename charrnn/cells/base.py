@@ -15,41 +15,15 @@ layer's previous state.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from enum import Enum
-from typing import ClassVar, NamedTuple
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from ..errors import CharRNNError
-
-# A model's recurrent state: one (layers, B, H) tensor per state part, h first.
-State = tuple[torch.Tensor, ...]
-# One layer's slice of it: one (B, H) tensor per state part, h first.
-LayerState = tuple[torch.Tensor, ...]
-
-
-class Range(str, Enum):
-    """Where a traced tensor's values lie: inspect's saturation statistics
-    look at sigmoid gates, and LSTMVis squashes unbounded states."""
-
-    sigmoid = "sigmoid"  # (0, 1)
-    tanh = "tanh"  # (-1, 1)
-    unbounded = "unbounded"
-
-
-class LayerWeights(NamedTuple):
-    w_ih: torch.Tensor  # (blocks*H, in)
-    w_hh: torch.Tensor  # (blocks*H, H)
-    b_ih: torch.Tensor  # (blocks*H,)
-    b_hh: torch.Tensor  # (blocks*H,)
-
-
-def layer_weights(rnn: nn.Module, k: int) -> LayerWeights:
-    """Layer k's weights from a fused module with nn.RNNBase's names."""
-    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-    return LayerWeights(*(getattr(rnn, f"{name}_l{k}") for name in names))
-
+from .packing import Slot, StepLayer
+from .stepped import SteppedRNN
+from .types import LayerState, Range, State
 
 class Cell:
     """One kind of recurrent cell. A subclass sets the class attributes and
@@ -62,7 +36,10 @@ class Cell:
     gate_names: ClassVar[tuple[str, ...]] = ()
     ranges: ClassVar[Mapping[str, Range]]  # every state part and gate
     default_lr: ClassVar[float]  # peak learning rate when --lr is not given
-    fused: ClassVar[type[nn.RNNBase]]  # the multi-layer module training runs
+    blocks: ClassVar[int] = 1  # rows of W_ih and W_hh per hidden unit (gate blocks)
+    # The fused multi-layer module training runs; None: cells/stepped.py's
+    # SteppedRNN, which steps `step` in a loop (exact, slow).
+    fused: ClassVar[type[nn.RNNBase] | None] = None
     fused_options: ClassVar[Mapping[str, object]] = {}
 
     def __init_subclass__(cls, **kw) -> None:
@@ -78,8 +55,12 @@ class Cell:
     # -- the fused path ----------------------------------------------------
 
     def build(self, input_size: int, hidden: int, layers: int, dropout: float) -> nn.Module:
-        """The fused module: (B, T, in) and the state -> (B, T, H) and the new state."""
+        """The multi-layer module training runs, with nn.RNNBase's parameter
+        names and calling convention: batch-first (B, T, in) and the state
+        (in `to_fused` form) -> (B, T, H) and the new state."""
         dropout = dropout if layers > 1 else 0.0  # PyTorch warns about dropout after a last layer
+        if self.fused is None:
+            return SteppedRNN(self, input_size, hidden, layers, dropout)
         return self.fused(input_size, hidden, num_layers=layers, dropout=dropout, batch_first=True,
                           **self.fused_options)  # fmt: skip
 
@@ -118,12 +99,10 @@ class Cell:
                 parts[name].append(value)
         return {name: torch.cat(values) for name, values in parts.items()}
 
-    def pack(self, slot):
-        """This kind's layer for the fast sampler (see cells/packing.py).
-        The default runs `step` with the slot's weights: exact, if not the
-        fastest."""
-        from .packing import StepLayer
-
+    def pack(self, slot: Slot):
+        """This kind's layer for the fast sampler (see cells/packing.py):
+        an object with load(prev: LayerState) and step(ids). The default
+        runs `step` with the slot's weights: exact, if not the fastest."""
         return StepLayer(self, slot)
 
     def __repr__(self) -> str:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Cell, Range
+from .base import Cell
+from .types import Range
 from .packing import Slot
 
 
@@ -29,6 +30,7 @@ class GRU(Cell):
     gate_names = ("r", "z", "n")
     ranges = {"h": Range.tanh, "r": Range.sigmoid, "z": Range.sigmoid, "n": Range.tanh}
     default_lr = 2e-3  # 8e-3 made 2x512 GRUs peak at step 500 (README, "Quality per minute")
+    blocks = 3
     fused = nn.GRU
 
     def step(self, gi, gh, prev):

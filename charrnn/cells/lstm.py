@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Cell, LayerWeights, Range, layer_weights
+from .base import Cell
+from .types import LayerWeights, Range, layer_weights
 from .packing import Slot, SummedInputs
 
 
@@ -27,6 +28,7 @@ class LSTM(Cell):
     ranges = {"h": Range.tanh, "c": Range.unbounded, "i": Range.sigmoid, "f": Range.sigmoid,
               "g": Range.tanh, "o": Range.sigmoid}  # fmt: skip
     default_lr = 8e-3  # 5e-3 to 1.2e-2 were within 0.01 at 3.5 min (README, "Quality per minute")
+    blocks = 4
     fused = nn.LSTM
 
     def init_parameters(self, rnn: nn.Module, layers: int, hidden: int) -> None:

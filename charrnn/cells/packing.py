@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .base import LayerState, LayerWeights
+from .types import LayerState, LayerWeights
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Cell, Range
+from .base import Cell
+from .types import Range
 from .packing import Slot, SummedInputs
 
 

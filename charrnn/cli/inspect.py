@@ -18,7 +18,7 @@ from rich.text import Text
 from .. import checkpoint as ckpt
 from .. import files, rundir
 from ..errors import CharRNNError
-from ..inspection import analysis
+from ..inspection import analysis, lstmvis, page
 from ..inspection.features import parse_feature
 from ..inspection.record import Recording, recorded, select_layers, select_units
 from ..inspection.source import TextSource, source_text
@@ -112,8 +112,6 @@ def _write_outputs(rec: Recording, model, o: Outputs, extra: dict, top: int) -> 
         rec.save_npz(o.out)
         err.print(f"wrote {o.out}: {len(rec.tensors)} tensors of {len(rec.text):,} characters")
     if o.lstmvis is not None:
-        from ..inspection import lstmvis
-
         lstmvis.export(rec, o.lstmvis)
         err.print(f"wrote an LSTMVis project to {o.lstmvis}")
     if o.unit is not None:
@@ -125,8 +123,6 @@ def _write_outputs(rec: Recording, model, o: Outputs, extra: dict, top: int) -> 
         files.write_bytes_atomic(o.report, json.dumps(result.to_dict(), indent=1).encode())
         err.print(f"wrote {o.report}")
     if o.html is not None:
-        from ..inspection import page
-
         files.write_bytes_atomic(o.html, page.render(rec, result.to_dict(), o.html_chars).encode())
         err.print(f"wrote {o.html}")
     if o.report is None and o.html is None:
@@ -185,10 +181,10 @@ def _show_unit(rec: Recording, spec: str) -> None:
     table = Table(title=f"where {spec} is highest and lowest")
     for col in ("", "value", "context (the character in brackets)"):
         table.add_column(col)
-    for kind in ("highest", "lowest"):
-        for i, c in enumerate(contexts[kind]):
+    for side in ("highest", "lowest"):
+        for i, c in enumerate(contexts[side]):
             context = safe_for_terminal(f"{c['before']}[{c['char']}]{c['after']}".replace("\n", "\u21b5"))
-            table.add_row(kind if i == 0 else "", f"{c['value']:+.3f}", context)
+            table.add_row(side if i == 0 else "", f"{c['value']:+.3f}", context)
     console.print(table)
 
 

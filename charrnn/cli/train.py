@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 from tqdm import tqdm
 
-from .. import rundir
+from .. import cells, rundir
 from ..data import shipped_corpus
 from ..model import ModelConfig
 from ..terminal import safe_for_terminal
@@ -26,7 +26,7 @@ from .options import CellKind, DEVICE_HELP, DeviceName, Precision, default_lrs, 
 
 # Option defaults come from the config dataclasses, so they cannot drift.
 _T = TrainConfig()
-_M = ModelConfig("lstm", vocab_size=1)
+_M = ModelConfig(cells.DEFAULT, vocab_size=1)
 
 
 class TqdmReporter:

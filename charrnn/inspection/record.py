@@ -172,7 +172,8 @@ def _chunk(model: CharRNN, layers: list, ids: torch.Tensor, state: tuple) -> tup
     for k in range(model.config.layers):
         w = model.layer_weights(k)
         prev = tuple(part[k, 0] for part in state)  # (H,) each
-        h, _ = layers[k](x, cell.to_fused(tuple(p[None] for p in prev)))  # (T, H): the fused kernel's numbers
+        h, _ = layers[k](x[None], cell.to_fused(tuple(p[None, None] for p in prev)))  # a batch of 1
+        h = h[0]  # (T, H): the fused kernel's numbers, as training computes them
         h_prev = torch.cat([prev[0][None], h[:-1]])
         rest = cell.record(F.linear(x, w.w_ih, w.b_ih), F.linear(h_prev, w.w_hh, w.b_hh), h, prev)
         parts = {"h": h, **rest}

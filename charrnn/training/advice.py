@@ -17,12 +17,12 @@ RISING_EVALS = 3  # evaluations in a row with a higher val loss than the one bef
 MIN_RISE = 1e-3  # relative: smaller changes are a plateau's noise, not a rise
 
 
-def rising_val_advice(records: list[dict], dropout: float = 0.0, evals: int = RISING_EVALS) -> str | None:
+def rising_val_advice(entries: list[dict], dropout: float = 0.0, evals: int = RISING_EVALS) -> str | None:
     """A one-line note when the last `evals` evaluations each raised the
     val loss (by more than MIN_RISE), or None. Only the evaluation that
     completes such a streak gets the note, so a run hears it once per
     streak. `dropout` is the run's, to suggest more than it has."""
-    vals = [r["val_loss"] for r in records]
+    vals = [r["val_loss"] for r in entries]
     if len(vals) < evals + 1:
         return None
     rises = [b > a * (1 + MIN_RISE) for a, b in pairwise(vals)]
@@ -32,9 +32,9 @@ def rising_val_advice(records: list[dict], dropout: float = 0.0, evals: int = RI
     best = min(range(len(vals)), key=vals.__getitem__)
     where = (
         f"val loss has risen for {evals} evaluations"
-        f" (best {vals[best]:.4f} at step {records[best]['step']}, now {vals[-1]:.4f})"
+        f" (best {vals[best]:.4f} at step {entries[best]['step']}, now {vals[-1]:.4f})"
     )
-    train_then, train_now = records[-evals - 1].get("train_loss"), records[-1].get("train_loss")
+    train_then, train_now = entries[-evals - 1].get("train_loss"), entries[-1].get("train_loss")
     if train_then is not None and train_now is not None and train_now < train_then:
         more = f"more --dropout than {dropout:g}" if dropout else "--dropout 0.2-0.4"
         return (

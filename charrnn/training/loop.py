@@ -30,6 +30,7 @@ from ..device import AUTOCAST, resolve_device, resolve_precision, rng_states, se
 from ..errors import CharRNNError, TrainingDiverged
 from ..evaluate import score
 from ..model import CharRNN, ModelConfig
+from ..sample import SampleConfig, generate
 from . import distributed
 from .advice import rising_val_advice
 from .config import DEFAULT_MAX_STEPS, TrainConfig
@@ -376,8 +377,6 @@ class Trainer:
         """A short sample to watch the text improve. Its generator is seeded
         from (seed, step), so training's own random stream is untouched and
         resume stays exact."""
-        from ..sample import SampleConfig, generate
-
         seed = hash((self.config.seed, self.run.step)) % 2**63
         config = SampleConfig(length=SAMPLE_CHARS, temperature=SAMPLE_TEMPERATURE, seed=seed)
         text = "".join(chars[0] for chars in generate(self.model, self.corpus.vocab, "", config))
