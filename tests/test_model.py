@@ -86,3 +86,21 @@ def test_state_shapes_and_detach():
         assert len(state) == n and all(s.shape == (2, 3, 4) for s in state)
         _, new = model(torch.zeros(3, 2, dtype=torch.long), state)
         assert all(not s.requires_grad for s in model.detach_state(new))
+
+
+@pytest.mark.parametrize("kind", BUILTIN_KINDS)
+def test_every_path_makes_its_tensors_on_the_models_device(kind):
+    """On the meta device, a tensor made without device= would land on the
+    CPU and the op mixing the two would raise: the GPU paths, checked here."""
+    from charrnn.sample import read_prime
+    from charrnn.stepper import FastStepper
+
+    with torch.device("meta"):
+        model = CharRNN(ModelConfig(kind, 10, embedding=4, hidden=8, layers=2)).eval()
+    ids = torch.zeros(3, 5, dtype=torch.long, device="meta")
+    logits, state = model(ids)
+    _, state = model.step(ids[:, 0], model.init_state(3))
+    stepper = FastStepper(model, 3)
+    stepper.load_state(state)
+    outputs = [logits, stepper.step(ids[:, 0]), read_prime(model, ids[0])[0], *state]
+    assert {t.device.type for t in outputs} == {"meta"}

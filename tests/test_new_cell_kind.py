@@ -143,6 +143,16 @@ def test_sample_eval_and_inspect_through_the_cli(leaky, tmp_path):
     assert len(text) == 30
 
 
+def test_a_kind_without_a_fused_kernel_keeps_to_the_models_device(leaky):
+    with torch.device("meta"):
+        model = CharRNN(shape(5, dropout=0.0)).eval()
+    ids = torch.zeros(2, 4, dtype=torch.long, device="meta")
+    logits, state = model(ids)
+    stepper = FastStepper(model, 2)
+    stepper.load_state(state)
+    assert {t.device.type for t in (logits, stepper.step(ids[:, 0]), *state)} == {"meta"}
+
+
 def test_unknown_kinds_are_refused_in_one_line(tmp_path):
     with pytest.raises(Exception, match="unknown cell kind 'leaky-test'"):
         ModelConfig("leaky-test", 5)

@@ -86,6 +86,7 @@ class StepLayer:
         self.slot.h.copy_(prev[0])
         self.rest = tuple(p.to(self.slot.h) for p in prev[1:])
 
+    @torch.no_grad()  # as the stepper promises: callers need no autograd context
     def step(self, ids: torch.Tensor) -> None:
         s, w = self.slot, self.slot.weights
         x = F.embedding(ids, s.embed) if s.embed is not None else s.below

@@ -29,6 +29,12 @@ DeviceName = _choices("DeviceName", DEVICES)
 Precision = _choices("Precision", PRECISIONS)
 
 
+def kinds_help() -> str:
+    """'rnn (Elman, tanh), gru or lstm': every registered kind, as --model's help names it."""
+    summaries = [cells.get(name).summary for name in cells.names()]
+    return ", ".join(summaries[:-1]) + " or " + summaries[-1] if len(summaries) > 1 else summaries[0]
+
+
 def format_lr(lr: float) -> str:
     """8e-3 rather than 0.008: as the help and the README write it."""
     mantissa, exponent = f"{lr:.1e}".split("e")

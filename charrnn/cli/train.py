@@ -22,7 +22,7 @@ from ..training.config import DEFAULT_MAX_STEPS, TrainConfig, parse_duration
 from ..training.loop import TrainResult
 from ..training.memory import keep_freed_memory
 from ..training.runs import new_run, resume_run
-from .options import CellKind, DEVICE_HELP, DeviceName, Precision, default_lrs, err
+from .options import CellKind, DEVICE_HELP, DeviceName, Precision, default_lrs, err, kinds_help
 
 # Option defaults come from the config dataclasses, so they cannot drift.
 _T = TrainConfig()
@@ -105,7 +105,7 @@ def train(
             show_default=False,
         ),
     ] = None,
-    model: Annotated[CellKind, _model("Cell type: rnn (Elman, tanh), gru or lstm.")] = CellKind(_M.kind),
+    model: Annotated[CellKind, _model(f"Cell type: {kinds_help()}.")] = CellKind(_M.kind),
     layers: Annotated[int, _model("Number of stacked recurrent layers.", min=1)] = _M.layers,
     hidden: Annotated[int, _model("Hidden units per layer.", min=1)] = _M.hidden,
     embedding: Annotated[int, _model("Size of the character embedding.", min=1)] = _M.embedding,
