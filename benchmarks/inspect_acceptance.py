@@ -23,7 +23,6 @@ from rich.console import Console
 from rich.table import Table
 
 from charrnn import checkpoint as ckpt
-from charrnn import rundir
 from charrnn.inspection import synthetic
 from charrnn.inspection.analysis import correlations
 from charrnn.inspection.features import BUILTIN_FEATURES

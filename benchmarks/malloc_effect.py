@@ -25,7 +25,7 @@ import sys
 import charrnn.cli.train
 if sys.argv.pop(1) == "off":
     charrnn.cli.train.keep_freed_memory = lambda: False
-from charrnn.cli import app
+from charrnn.cli.entry import app
 app(sys.argv[1:], prog_name="charrnn")
 """
 

@@ -36,7 +36,7 @@ from rich.table import Table
 
 from charrnn import checkpoint as ckpt
 from charrnn import rundir
-from charrnn import cells
+from charrnn import cells as cell_kinds
 from charrnn.cli.options import format_lr
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,7 +151,7 @@ def _options(result: dict) -> str:
     extra = _drop_size_flags(result["args"])
     lr, kind = result.get("train", {}).get("lr"), result["model"]["kind"]
     given = any(a == "--lr" or a.startswith("--lr=") for a in result["args"])
-    if not given and lr is not None and lr != cells.get(kind).default_lr:
+    if not given and lr is not None and lr != cell_kinds.get(kind).default_lr:
         extra = f"{extra} --lr {format_lr(lr)}".strip()
     return f" ({extra})" if extra else ""
 

@@ -93,7 +93,7 @@ def measure(kind: str, layers: int, hidden: int, batch: int, length: int, repeat
         with torch.backends.mkldnn.flags(enabled=False):
             plain.append(baseline_chars_per_s(model, batch, length, seed=r))
     return {
-        "model": f"{layers}x{hidden} {kind.value}",
+        "model": f"{layers}x{hidden} {kind}",
         "batch": batch,
         "baseline_chars_per_s": statistics.median(base),
         "baseline_no_mkldnn_chars_per_s": statistics.median(plain),

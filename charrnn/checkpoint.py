@@ -121,7 +121,13 @@ class Run:
     @classmethod
     def decode(cls, meta: dict, tensors: Tensors) -> Run:
         _typed(meta, dict)
-        return cls(**{f.name: f.metadata["codec"].load(meta.get(f.name, _ABSENT), tensors) for f in fields(cls)})
+        values = {}
+        for f in fields(cls):
+            try:
+                values[f.name] = f.metadata["codec"].load(meta.get(f.name, _ABSENT), tensors)
+            except TypeError as e:
+                raise TypeError(f"run.{f.name}: {'missing' if f.name not in meta else e}") from None
+        return cls(**values)
 
 
 @dataclass
@@ -222,10 +228,10 @@ def load_checkpoint(path: str | Path, prefer: str = BEST) -> Checkpoint:
     # whose checksum matches, so every field is still checked as it is read.
     try:
         meta = json.loads(meta_json)
-        version = _typed(meta["version"], int)
+        version = meta["version"]
     except (KeyError, TypeError, ValueError) as e:
         raise CharRNNError(f"checkpoint {p} is inconsistent: {type(e).__name__}: {e}") from None
-    if version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise CharRNNError(f"checkpoint {p} is inconsistent: bad format version {version!r}")
     if version > VERSION:
         raise CharRNNError(

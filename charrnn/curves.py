@@ -36,6 +36,10 @@ def plot(entries: list[dict], out: Path, title: str) -> None:
     axes[0].legend()
     fig.suptitle(title)
     fig.tight_layout()
+    kind = out.suffix.lstrip(".").lower()
+    if kind not in fig.canvas.get_supported_filetypes():
+        plt.close(fig)
+        raise CharRNNError(f"cannot write a {out.suffix!r} image: use .png, .svg or .pdf")
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=100, format=out.suffix.lstrip(".") or "png")
+        fig.savefig(tmp, dpi=100, format=kind)
     plt.close(fig)

@@ -26,9 +26,10 @@ def resolve_device(name: str) -> torch.device:
         raise CharRNNError("--device cuda: no CUDA GPU is available (use --device cpu or auto)")
     if name == "mps" and not torch.backends.mps.is_available():
         raise CharRNNError("--device mps: Apple MPS is not available (use --device cpu or auto)")
-    if name not in DEVICES:
-        raise CharRNNError(f"unknown device {name!r}: use {', '.join(DEVICES)}")
-    return torch.device(name)
+    try:
+        return torch.device(name)  # the library takes any torch device name: cuda:1, ...
+    except RuntimeError:
+        raise CharRNNError(f"unknown device {name!r}: use {', '.join(DEVICES)}") from None
 
 
 def check_precision(name: str) -> None:

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, load_checkpoint
 from .data import describe_chars, eval_chunks, load_corpus, split_corpus
+from .device import resolve_device
 from .errors import CharRNNError
 from .model import CharRNN
 from .training.distributed import Dist, sum_all
@@ -57,6 +58,25 @@ def score(model: CharRNN, ids: np.ndarray, batch_size: int = 1, seq_len: int = 2
     count = int(count)
     model.train(was_training)
     return Score(total / count if count else float("nan"), count)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    checkpoint: Path  # the checkpoint file scored
+    source: str  # what text it was scored on
+    score: Score
+
+
+def evaluate_checkpoint(path: Path, text_file: Path | None = None, encoding: str = "utf-8",
+                        device: str = "auto") -> Evaluation:  # fmt: skip
+    """Score a checkpoint (or a run directory's best) on `text_file`, or on
+    its run's own test split."""
+    checkpoint = load_checkpoint(path)
+    text = eval_text(checkpoint, text_file, encoding)
+    result = score(checkpoint.model.to(resolve_device(device)), text.ids)
+    if result.chars == 0:
+        raise CharRNNError(f"{text.source} is too short to score: it needs at least 2 characters")
+    return Evaluation(checkpoint.path, text.source, result)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,10 @@
 Write a temporary file in the same directory, fsync it, rename it over the
 target, fsync the directory. A reader sees the old file or the new one,
 never half; a crash or a full disk leaves the old one and no temporary
-file (unless the process is killed mid-write: `remove_temp_files` cleans
-those up). The new file gets the usual mode (0666 less the umask).
+file (unless the process is killed mid-write: training cleans those up in
+its run directory with `remove_temp_files`; elsewhere a hidden
+`.NAME.*.tmp` can remain). The new file gets the usual mode (0666 less the
+umask).
 """
 
 from __future__ import annotations

@@ -6,9 +6,10 @@ from the same weights, through the kind's own step function, so that every
 layer's state and gates can be seen; tests hold the two paths equal.
 
 State is always a tuple of (layers, B, H) tensors, one per state part of
-the kind: `(h,)` for RNN and GRU, `(h, c)` for LSTM. Code outside this
-module and `cells/` treats it as opaque and uses `init_state` /
-`detach_state`.
+the kind, h first: `(h,)` for RNN and GRU, `(h, c)` for LSTM. That layout
+is the contract (training slices its streams, sampling expands its batch,
+inspect takes a layer's part); how many parts there are is the kind's
+business, and `init_state` / `detach_state` make and cut them.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@
         last.safetensors    the newest state (resume continues from it)
         metrics.jsonl       one JSON line per evaluation
 
-Wherever a command takes a checkpoint, a run directory means its best.
+Wherever a command takes a checkpoint, a run directory means its best
+(`train --resume`: its last).
 """
 
 from __future__ import annotations

@@ -7,10 +7,14 @@ import hashlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from .data import Vocab
+from . import rundir
+from .checkpoint import load_checkpoint
+from .data import Vocab, describe_chars
+from .device import resolve_device
 from .errors import CharRNNError
 from .model import CharRNN
 from .stepper import FastStepper
@@ -62,6 +66,20 @@ def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) 
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
     return logits
+
+
+def sample_checkpoint(path: Path | None, prime: str, config: SampleConfig, device: str = "auto") -> Iterator[list[str]]:
+    """`generate` from a checkpoint (or a run directory's best; None: the
+    newest run under checkpoints/) on `device`, once the prime is known to
+    be readable."""
+    checkpoint = load_checkpoint(path if path is not None else rundir.newest_run())
+    model = checkpoint.model.to(resolve_device(device))
+    unknown = checkpoint.vocab.unknown(prime)
+    if unknown and not config.skip_unknown:
+        raise CharRNNError(
+            f"the prime holds characters the model has never seen: {describe_chars(unknown)} (--unknown skip drops them)"
+        )
+    return generate(model, checkpoint.vocab, prime, config)
 
 
 @torch.inference_mode()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from charrnn.cli import app
+from charrnn.cli.entry import app
 
 WORDS = "the quick brown fox jumps over a lazy dog and then sat on warm mats".split()
 

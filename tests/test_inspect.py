@@ -103,6 +103,15 @@ def test_correlations_and_finder_pick_a_planted_unit():
     assert all(abs(f.r) < 0.5 for f in find_units(rec, control, {"shuffled": shuffled})["shuffled"])
 
 
+def test_recording_and_analysis_leave_the_global_generator_alone():
+    from charrnn.inspection.analysis import analyse
+
+    model = model_of("lstm")
+    before = torch.get_rng_state()
+    analyse(record(model, VOCAB, TEXT), model)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_saturation_and_contexts():
     rec = record(model_of("lstm"), VOCAB, TEXT)
     sat = saturation(rec)

@@ -20,6 +20,7 @@ from charrnn import cells
 from charrnn import checkpoint as ckpt
 from charrnn import rundir
 from charrnn.cells import Cell, Range
+from charrnn.errors import CharRNNError
 from charrnn.evaluate import eval_text, score
 from charrnn.inspection.analysis import analyse
 from charrnn.inspection.record import record
@@ -154,7 +155,7 @@ def test_a_kind_without_a_fused_kernel_keeps_to_the_models_device(leaky):
 
 
 def test_unknown_kinds_are_refused_in_one_line(tmp_path):
-    with pytest.raises(Exception, match="unknown cell kind 'leaky-test'"):
+    with pytest.raises(CharRNNError, match="unknown cell kind 'leaky-test'"):
         ModelConfig("leaky-test", 5)
 
 

@@ -158,7 +158,7 @@ def test_markup_and_control_characters_never_reach_a_terminal(tmp_path):
     ckpt.save_checkpoint(tmp_path / "m.safetensors", model, vocab)
     prime = "[bold]\x1b[2J\u202e"
     code = (
-        "import sys; from charrnn.cli import main; sys.argv = ['charrnn', 'sample', sys.argv[1],"
+        "import sys; from charrnn.cli.entry import main; sys.argv = ['charrnn', 'sample', sys.argv[1],"
         " '--prime', sys.argv[2], '--length', '200', '--seed', '0']; main()"
     )
     leader, follower = pty.openpty()

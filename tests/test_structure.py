@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,7 +27,11 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    type_only = {id(n) for block in ast.walk(tree) if _is_type_checking(block) for n in ast.walk(block)}
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue  # `if TYPE_CHECKING:` imports never run
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -36,6 +42,10 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
             found.add(base)
             found.update(f"{base}.{alias.name}" for alias in node.names)  # `from . import x` imports a module
     return {m for m in found if m in modules and m != name}
+
+
+def _is_type_checking(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +88,22 @@ def test_reading_a_model_never_loads_the_trainer(graph, command):
     # what matters is that no command or library module needs the trainer to read a model.)
     loaded = reachable(written(graph), command)
     assert not loaded & {"charrnn.training.loop", "charrnn.training.runs", "charrnn.cli.train"}, sorted(loaded)
+
+
+def test_a_commands_module_loads_no_trainer_in_a_fresh_process():
+    code = (
+        "import sys, charrnn.cli.sample, charrnn.cli.eval, charrnn.cli.inspect, charrnn.cli.plot\n"
+        "print(sorted(m for m in sys.modules if m.startswith('charrnn.training.') or m == 'charrnn.cli.train'))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['charrnn.training.config', 'charrnn.training.distributed']"  # no loop, no runs
+
+
+def test_the_old_entry_point_still_starts():
+    # An editable install keeps its generated `charrnn` script across a pull: it imports charrnn.cli:main.
+    code = "from charrnn.cli import app, main; from charrnn.cli.entry import main as m; assert main is m"
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
 
 
 def test_the_graph_sees_imports(graph):

@@ -3,7 +3,8 @@ module asks about a kind.
 
     from charrnn import cells
     cells.get("lstm").state_names      # ('h', 'c')
-    cells.register(MyCell())           # a new kind: --model and checkpoints know it
+    cells.register(MyCell())           # a new kind: models, checkpoints, every command know it
+                                       # (--model lists the kinds registered before charrnn.cli.options is imported)
 
 A new kind is one `Cell` subclass (see base.py); registering it is all
 that model, training, sampling, evaluation and inspection need.
@@ -47,7 +48,7 @@ def unregister(name: str) -> None:
 def get(name: str) -> Cell:
     """The registered kind called `name`."""
     try:
-        return _registry[getattr(name, "value", name)]
+        return _registry[name]
     except (KeyError, TypeError):
         raise CharRNNError(f"unknown cell kind {name!r}: known kinds are {', '.join(_registry)}") from None
 

@@ -21,9 +21,10 @@ import torch
 from torch import nn
 
 from ..errors import CharRNNError
-from .packing import Slot, StepLayer
+from .packing import PackedLayer, Slot, StepLayer
 from .stepped import SteppedRNN
 from .types import LayerState, Range, State
+
 
 class Cell:
     """One kind of recurrent cell. A subclass sets the class attributes and
@@ -31,7 +32,7 @@ class Cell:
     built-in kinds override `record` and `pack` for speed)."""
 
     name: ClassVar[str]  # --model's value, and the checkpoint's "kind"
-    summary: ClassVar[str]  # a phrase for --model's help
+    summary: ClassVar[str] = ""  # --model's help names the kind so, if not by its name
     state_names: ClassVar[tuple[str, ...]] = ("h",)  # h first: the layer's output
     gate_names: ClassVar[tuple[str, ...]] = ()
     ranges: ClassVar[Mapping[str, Range]]  # every state part and gate
@@ -40,7 +41,6 @@ class Cell:
     # The fused multi-layer module training runs; None: cells/stepped.py's
     # SteppedRNN, which steps `step` in a loop (exact, slow).
     fused: ClassVar[type[nn.RNNBase] | None] = None
-    fused_options: ClassVar[Mapping[str, object]] = {}
 
     def __init_subclass__(cls, **kw) -> None:
         super().__init_subclass__(**kw)
@@ -61,8 +61,7 @@ class Cell:
         dropout = dropout if layers > 1 else 0.0  # PyTorch warns about dropout after a last layer
         if self.fused is None:
             return SteppedRNN(self, input_size, hidden, layers, dropout)
-        return self.fused(input_size, hidden, num_layers=layers, dropout=dropout, batch_first=True,
-                          **self.fused_options)  # fmt: skip
+        return self.fused(input_size, hidden, num_layers=layers, dropout=dropout, batch_first=True)
 
     def init_parameters(self, rnn: nn.Module, layers: int, hidden: int) -> None:
         """Adjust the fused module's fresh parameters (default: keep PyTorch's)."""
@@ -99,7 +98,7 @@ class Cell:
                 parts[name].append(value)
         return {name: torch.cat(values) for name, values in parts.items()}
 
-    def pack(self, slot: Slot):
+    def pack(self, slot: Slot) -> PackedLayer:
         """This kind's layer for the fast sampler (see cells/packing.py):
         an object with load(prev: LayerState) and step(ids). The default
         runs `step` with the slot's weights: exact, if not the fastest."""
@@ -110,7 +109,12 @@ class Cell:
 
 
 def check_kind(cell: Cell) -> None:
-    """Refuse a cell whose declarations do not fit together."""
+    """Refuse a cell whose declarations are missing or do not fit together."""
+    undeclared = [a for a in ("name", "ranges", "default_lr") if not hasattr(cell, a)]
+    if undeclared:
+        raise CharRNNError(f"cell {type(cell).__name__} does not declare {', '.join(undeclared)}")
+    if cell.blocks < 1 or not cell.default_lr > 0:
+        raise CharRNNError(f"cell {cell.name!r}: blocks must be >= 1 and default_lr > 0")
     missing = [n for n in cell.traced if n not in cell.ranges]
     if missing:
         raise CharRNNError(f"cell {cell.name!r} gives no range for {', '.join(missing)}")

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from .base import Cell
-from .types import Range
 from .packing import Slot
+from .types import Range
 
 
 def gates(gi: torch.Tensor, gh: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -26,7 +26,6 @@ def gates(gi: torch.Tensor, gh: torch.Tensor) -> dict[str, torch.Tensor]:
 
 class GRU(Cell):
     name = "gru"
-    summary = "gru"
     gate_names = ("r", "z", "n")
     ranges = {"h": Range.tanh, "r": Range.sigmoid, "z": Range.sigmoid, "n": Range.tanh}
     default_lr = 2e-3  # 8e-3 made 2x512 GRUs peak at step 500 (README, "Quality per minute")

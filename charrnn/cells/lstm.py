@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from .base import Cell
-from .types import LayerWeights, Range, layer_weights
 from .packing import Slot, SummedInputs
+from .types import LayerWeights, Range, layer_weights
 
 
 def gates(gi: torch.Tensor, gh: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -22,7 +22,6 @@ def gates(gi: torch.Tensor, gh: torch.Tensor) -> dict[str, torch.Tensor]:
 
 class LSTM(Cell):
     name = "lstm"
-    summary = "lstm"
     state_names = ("h", "c")
     gate_names = ("i", "f", "g", "o")
     ranges = {"h": Range.tanh, "c": Range.unbounded, "i": Range.sigmoid, "f": Range.sigmoid,

@@ -19,11 +19,15 @@ default for a kind that brings none.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
 
 from .types import LayerState, LayerWeights
+
+if TYPE_CHECKING:
+    from .base import Cell
 
 
 @dataclass(frozen=True)
@@ -46,8 +50,18 @@ class Slot:
         return self.h.shape[1]
 
     def buffer(self, width: int) -> torch.Tensor:
-        """A scratch (B, width) tensor on the slot's device."""
-        return torch.empty(self.batch, width, device=self.h.device)
+        """A scratch (B, width) tensor beside h (its device and dtype)."""
+        return torch.empty(self.batch, width, device=self.h.device, dtype=self.h.dtype)
+
+
+class PackedLayer(Protocol):
+    """What `Cell.pack` returns: a layer the stepper steps in place."""
+
+    def load(self, prev: LayerState) -> None:
+        """Take the layer's state (one (B, H) tensor per state part)."""
+
+    def step(self, ids: torch.Tensor) -> None:
+        """Advance one character: read the slot's input (layer 0: ids (B,)), write the new h into the slot."""
 
 
 class SummedInputs:
@@ -78,7 +92,7 @@ class StepLayer:
     """Any kind's layer, stepped with the kind's own `step`: the default
     packing, exact and simple, at a few more calls per character."""
 
-    def __init__(self, cell, slot: Slot):
+    def __init__(self, cell: Cell, slot: Slot):
         self.cell, self.slot = cell, slot
         self.rest = tuple(torch.zeros_like(slot.h) for _ in cell.state_names[1:])  # state parts beyond h
 

@@ -9,10 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from .. import checkpoint as ckpt
-from ..device import resolve_device
-from ..errors import CharRNNError
-from ..evaluate import eval_text, score
+from ..evaluate import evaluate_checkpoint
 from .options import CheckpointArg, DeviceName, DeviceOpt, EncodingOpt, console
 
 
@@ -27,11 +24,8 @@ def evaluate(
     encoding: EncodingOpt = "utf-8",
 ) -> None:
     """Score a model on a text: loss (nats/char), bits per char, perplexity."""
-    loaded = ckpt.load_checkpoint(checkpoint)
-    text = eval_text(loaded, text_file, encoding)
-    result = score(loaded.model.to(resolve_device(device.value)), text.ids)
-    if result.chars == 0:
-        raise CharRNNError(f"{text.source} is too short to score: it needs at least 2 characters")
+    evaluation = evaluate_checkpoint(checkpoint, text_file, encoding, device.value)
+    result = evaluation.score
     if as_json:
         print(json.dumps(result.to_dict()))
         return
@@ -39,8 +33,8 @@ def evaluate(
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     for name, value in [
-        ("model", str(loaded.path)),
-        ("text", text.source),
+        ("model", str(evaluation.checkpoint)),
+        ("text", evaluation.source),
         ("loss", f"{result.loss:.4f} nats/char"),
         ("bits per char", f"{result.bpc:.4f}"),
         ("perplexity", f"{result.perplexity:.4f}"),

@@ -15,13 +15,13 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from .. import checkpoint as ckpt
-from .. import files, rundir
+from .. import files
 from ..errors import CharRNNError
 from ..inspection import analysis, lstmvis, page
 from ..inspection.features import parse_feature
-from ..inspection.record import Recording, recorded, select_layers, select_units
-from ..inspection.source import TextSource, source_text
+from ..inspection.record import Recording
+from ..inspection.session import Inspection, Selection, inspect_checkpoint
+from ..inspection.source import TextSource
 from ..sample import SampleConfig
 from ..terminal import safe_for_terminal
 from .options import DeviceName, DeviceOpt, ForceOpt, NewestCheckpointArg, SeedOpt, TemperatureOpt, TopKOpt, TopPOpt
@@ -45,7 +45,7 @@ class Outputs:
     html_chars: int
 
     @property
-    def analysis(self) -> bool:  # the analysis runs for a report, a page, or when nothing else was asked
+    def wants_analysis(self) -> bool:  # for a report, a page, or when nothing else was asked
         return self.report is not None or self.html is not None or (self.out, self.unit, self.lstmvis) == (None,) * 3
 
     def check_replaceable(self, force: bool) -> None:
@@ -96,18 +96,15 @@ def inspect(
     outputs = Outputs(out, lstmvis, unit, report, html, html_chars)
     outputs.check_replaceable(force)
     extra = dict(parse_feature(spec) for spec in feature or [])
-    loaded = ckpt.load_checkpoint(checkpoint if checkpoint is not None else rundir.newest_run())
     sampling = SampleConfig(length=generate_n or 0, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     source = TextSource(text, file, generate_n, prime, sampling)
-    body = source_text(loaded, source, device.value)[:max_chars]
-    model = loaded.model.cpu()
-    chosen_layers = select_layers(layers, loaded.config.layers)
-    chosen_units = select_units(units, loaded.config.hidden)
-    with recorded(model, loaded.vocab, body, chosen_layers, chosen_units, np.dtype(dtype.value)) as rec:
-        _write_outputs(rec, model, outputs, extra, top)
+    selection = Selection(layers, units, dtype.value, max_chars)
+    with inspect_checkpoint(checkpoint, source, selection, device.value) as inspection:
+        _write_outputs(inspection, outputs, extra, top)
 
 
-def _write_outputs(rec: Recording, model, o: Outputs, extra: dict, top: int) -> None:
+def _write_outputs(inspection: Inspection, o: Outputs, extra: dict, top: int) -> None:
+    rec = inspection.recording
     if o.out is not None:
         rec.save_npz(o.out)
         err.print(f"wrote {o.out}: {len(rec.tensors)} tensors of {len(rec.text):,} characters")
@@ -116,9 +113,9 @@ def _write_outputs(rec: Recording, model, o: Outputs, extra: dict, top: int) -> 
         err.print(f"wrote an LSTMVis project to {o.lstmvis}")
     if o.unit is not None:
         _show_unit(rec, o.unit)
-    if not o.analysis:
+    if not o.wants_analysis:
         return
-    result = analysis.analyse(rec, model, extra, top)
+    result = inspection.report(extra, top)
     if o.report is not None:
         files.write_bytes_atomic(o.report, json.dumps(result.to_dict(), indent=1).encode())
         err.print(f"wrote {o.report}")

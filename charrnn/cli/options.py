@@ -31,7 +31,7 @@ Precision = _choices("Precision", PRECISIONS)
 
 def kinds_help() -> str:
     """'rnn (Elman, tanh), gru or lstm': every registered kind, as --model's help names it."""
-    summaries = [cells.get(name).summary for name in cells.names()]
+    summaries = [cells.get(name).summary or name for name in cells.names()]
     return ", ".join(summaries[:-1]) + " or " + summaries[-1] if len(summaries) > 1 else summaries[0]
 
 
@@ -44,7 +44,7 @@ def format_lr(lr: float) -> str:
 def default_lrs() -> str:
     """'8e-3 for lstm, 2e-3 for gru and rnn': the kinds' defaults, grouped."""
     kinds: dict[float, list[str]] = {}
-    for name in reversed(cells.names()):
+    for name in reversed(cells.names()):  # the default kind (registered last) first, as the README words it
         kinds.setdefault(cells.get(name).default_lr, []).append(name)
     return ", ".join(f"{format_lr(lr)} for {' and '.join(ks)}" for lr, ks in kinds.items())
 

@@ -19,6 +19,7 @@ def plot(
     force: ForceOpt = False,
 ) -> None:
     """Plot train and val loss against characters seen and wall time (needs matplotlib: charrnn\\[plot])."""
+    out = out if out.suffix else out.with_suffix(".png")  # as matplotlib names a file given no suffix
     files.check_replaceable(out, force, "--out")
     curves.plot(rundir.read_metrics(run), out, str(run))
     err.print(f"wrote {out}")

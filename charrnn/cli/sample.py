@@ -11,12 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import checkpoint as ckpt
-from .. import files, rundir
-from ..data import describe_chars
-from ..device import resolve_device
+from .. import files
 from ..errors import CharRNNError
-from ..sample import SampleConfig, generate
+from ..sample import SampleConfig, sample_checkpoint
 from ..terminal import safe_for_terminal
 from .options import DeviceName, DeviceOpt, ForceOpt, NewestCheckpointArg, SeedOpt, TemperatureOpt, TopKOpt, TopPOpt
 
@@ -46,13 +43,7 @@ def sample(
     """Generate text from a model, one character at a time."""
     config = SampleConfig(length, temperature, top_k, top_p, seed, num_samples, stop, unknown is Unknown.skip)
     prime = _prime(prime, prime_file)
-    loaded = ckpt.load_checkpoint(checkpoint if checkpoint is not None else rundir.newest_run())
-    model = loaded.model.to(resolve_device(device.value))
-    if prime and not config.skip_unknown and loaded.vocab.unknown(prime):
-        raise CharRNNError(
-            f"the prime holds characters the model has never seen: {describe_chars(loaded.vocab.unknown(prime))}"
-            " (--unknown skip drops them)"
-        )
+    steps = sample_checkpoint(checkpoint, prime, config, device.value)
     if output is not None:
         files.check_replaceable(output, force, "--output")
     else:  # a terminal or pipe that cannot show a character gets an escape, not a crash
@@ -62,8 +53,7 @@ def sample(
     write = (lambda s: stream.write(safe_for_terminal(s))) if to_terminal else stream.write
     flush = stream.flush if output is None or to_terminal else (lambda: None)  # files: no flush per character
     try:
-        write_samples(generate(model, loaded.vocab, prime, config), config.num_samples, prime if echo else "",
-                      write, flush)  # fmt: skip
+        write_samples(steps, config.num_samples, prime if echo else "", write, flush)
     finally:
         if output is not None:
             stream.close()

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from .. import files
-from ..inspection import synthetic as corpora
+from ..inspection import synthetic as structured
 from .options import ForceOpt, err
 
 
@@ -21,6 +21,6 @@ def synthetic(
 ) -> None:
     """Write a corpus with known structure: quoted spans in their own
     vocabulary, C comments, nested indented brackets, lines of varying length."""
-    files.check_replaceable(out, force, "the output")
-    files.write_bytes_atomic(out, corpora.generate(chars, seed).encode("utf-8"))
+    files.check_replaceable(out, force, "output file")
+    files.write_bytes_atomic(out, structured.generate(chars, seed).encode("utf-8"))
     err.print(f"wrote {out}: {chars:,} characters")

@@ -231,7 +231,9 @@ def single_layers(model: CharRNN) -> list[torch.nn.Module]:
     layers = []
     for k in range(cfg.layers):
         w = model.layer_weights(k)
-        layer = model.cell.build(w.w_ih.shape[1], cfg.hidden, 1, 0.0).to(w.w_ih.device).eval()
+        with torch.random.fork_rng(devices=[]):  # its random init is overwritten: leave the caller's generator be
+            layer = model.cell.build(w.w_ih.shape[1], cfg.hidden, 1, 0.0)
+        layer = layer.to(w.w_ih.device).eval()
         layer.load_state_dict({"weight_ih_l0": w.w_ih, "weight_hh_l0": w.w_hh, "bias_ih_l0": w.b_ih,
                                "bias_hh_l0": w.b_hh})  # fmt: skip
         layers.append(layer)

@@ -14,16 +14,16 @@ from ..sample import SampleConfig, generate
 
 @dataclass(frozen=True)
 class TextSource:
-    """Exactly one of text, file and generate; prime and sampling go with generate."""
+    """Exactly one of text, file and generate_n; prime and sampling go with generate_n."""
 
     text: str | None = None
     file: Path | None = None
-    generate: int | None = None  # characters the model samples
+    generate_n: int | None = None  # characters the model samples
     prime: str = ""  # read before sampling, and recorded too
     sampling: SampleConfig = SampleConfig()
 
     def __post_init__(self) -> None:
-        if sum(x is not None for x in (self.text, self.file, self.generate)) != 1:
+        if sum(x is not None for x in (self.text, self.file, self.generate_n)) != 1:
             raise CharRNNError("give exactly one of --text, --file or --generate")
 
 

@@ -67,11 +67,6 @@ class TrainConfig:
         cell kind's default."""
         return self if self.lr is not None else replace(self, lr=cells.get(kind).default_lr)
 
-    def resumed(self, overrides: dict) -> TrainConfig:
-        """This (stored) config with resumable options replaced."""
-        check_resumable(overrides)
-        return replace(self, **overrides)
-
     def to_dict(self) -> dict:
         return asdict(self)
 

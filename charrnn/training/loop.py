@@ -195,6 +195,9 @@ class Trainer:
         if self.dist.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
             rundir.remove_temp_files(out_dir)
+            if resume is None:  # a run being replaced (--force): every check above has passed
+                for name in (rundir.BEST, rundir.LAST):
+                    (out_dir / name).unlink(missing_ok=True)
         self.run = self._fresh_run() if resume is None else self._restore(resume)
         if self.dist.is_main:
             rundir.write_metrics(out_dir, self.run.metrics)  # the checkpoint's history is authoritative
@@ -222,9 +225,6 @@ class Trainer:
         return model
 
     def _fresh_run(self) -> ckpt.Run:
-        if self.dist.is_main:
-            for name in (rundir.BEST, rundir.LAST):  # a run being replaced (--force)
-                (self.out_dir / name).unlink(missing_ok=True)
         return ckpt.Run(
             train_config=self.config, corpus=self.corpus.info, step=0, epoch=0, step_in_epoch=0, chars_seen=0,
             progress=0.0, elapsed_s=0.0, best_val_loss=None, metrics=[], optimizer={},
@@ -259,9 +259,10 @@ class Trainer:
                     self._step(lr_at(config, run.step, run.progress))
                     stop_reason = self._stop_reason(stop.set)
                     if stop_reason == "interrupted":
-                        self._save(entry=None)
+                        self._save(None, time.monotonic())
                     elif run.step % config.eval_every == 0 or stop_reason:
-                        self._save(self._evaluate())
+                        started = time.monotonic()
+                        self._save(self._evaluate(), started)
         finally:
             self.reporter.close()
         return TrainResult(
@@ -343,10 +344,11 @@ class Trainer:
             entry["advice"] = advice
         return entry
 
-    def _save(self, entry: dict | None) -> None:
+    def _save(self, entry: dict | None, started: float) -> None:
         """Write best (if this evaluation improved) and last; `entry` is
-        None when interrupted, with no evaluation."""
-        run, t0 = self.run, time.monotonic()
+        None when interrupted, with no evaluation. Its save_s is the time
+        since `started` less the scoring: sampling, advice and writing."""
+        run = self.run
         distributed.check_in_step(self.model, self.dist, self.device)
         run.optimizer = self.optimizer.state_dict()
         run.carried = tuple(distributed.gather_streams(s.detach(), self.dist).cpu() for s in self.state)
@@ -367,7 +369,7 @@ class Trainer:
             files.write_bytes_atomic(self.out_dir / rundir.BEST, data)
         files.write_bytes_atomic(self.out_dir / rundir.LAST, data)
         if entry is not None:
-            entry["save_s"] = round(time.monotonic() - t0, 4)
+            entry["save_s"] = round(time.monotonic() - started - entry["eval_s"], 4)
             rundir.append_metrics(self.out_dir, entry)
             self.reporter.evaluated(entry)
             self.last_entry = entry

@@ -44,7 +44,7 @@ def resume_run(path: Path, overrides: dict | None = None, corpus: Path | None = 
     if checkpoint.run is None:
         raise CharRNNError(f"{checkpoint.path} holds weights only, no training state to resume")
     _refuse_rewinding(checkpoint)
-    config = checkpoint.run.train_config.resumed({"device": "auto"} | overrides)
+    config = replace(checkpoint.run.train_config, **({"device": "auto"} | overrides))
     corpus_path = corpus if corpus is not None else Path(checkpoint.run.corpus.path)
     data = load_corpus(corpus_path, config.encoding)
     added, removed = checkpoint.vocab.diff(data.vocab)

@@ -1,0 +1,55 @@
+"""One call from a checkpoint to a recording: what `charrnn inspect` asks
+of the library before it writes or shows anything.
+
+    checkpoint -> source text -> selected layers and units -> Recording
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import rundir
+from ..checkpoint import Checkpoint, load_checkpoint
+from .analysis import Report, analyse
+from .features import Feature
+from .record import Recording, recorded, select_layers, select_units
+from .source import TextSource, source_text
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What to record: layers like '0,1' and units like '0-63,100' (None: all)."""
+
+    layers: str | None = None
+    units: str | None = None
+    dtype: str = "float32"
+    max_chars: int = 100_000
+
+
+@dataclass(frozen=True)
+class Inspection:
+    checkpoint: Checkpoint
+    recording: Recording
+
+    def report(self, extra: dict[str, Feature] | None = None, top: int = 5) -> Report:
+        return analyse(self.recording, self.checkpoint.model, extra, top)
+
+
+@contextmanager
+def inspect_checkpoint(path: Path | None, source: TextSource, selection: Selection = Selection(),
+                       device: str = "auto") -> Iterator[Inspection]:  # fmt: skip
+    """Record a checkpoint (or a run directory's best; None: the newest run)
+    on its source text. A large recording lives in a temporary directory
+    until the block ends."""
+    checkpoint = load_checkpoint(path if path is not None else rundir.newest_run())
+    text = source_text(checkpoint, source, device)[: selection.max_chars]
+    model = checkpoint.model.cpu()  # recording runs on the CPU
+    layers = select_layers(selection.layers, checkpoint.config.layers)
+    units = select_units(selection.units, checkpoint.config.hidden)
+    with recorded(model, checkpoint.vocab, text, layers, units, np.dtype(selection.dtype)) as recording:
+        yield Inspection(checkpoint, recording)
