@@ -4,6 +4,9 @@ each device can do."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from .errors import CharRNNError
@@ -48,6 +51,51 @@ def resolve_precision(name: str, device: torch.device) -> str:
     if name != "auto":
         return name
     return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+
+
+def describe_precision(precision: str, device: torch.device) -> str:
+    """What runs, for the start-up line: 'bf16 (recurrence in fp32)' on CUDA."""
+    if recurrence_in_fp32(precision, device):
+        return f"{precision} (recurrence in fp32)"
+    if precision == "fp32" and device.type == "cuda":
+        return "fp32 (TF32 off)"
+    return precision
+
+
+def recurrence_in_fp32(precision: str, device: torch.device) -> bool:
+    """Whether the recurrent layers run outside autocast, in fp32. On CUDA,
+    autocast hands cuDNN's RNN kernels fp16 whatever dtype was asked for,
+    and bf16 has no gradient scaler: `--precision bf16` would train the
+    recurrence in unscaled fp16. There the embedding and head run in bf16
+    and the recurrence in fp32."""
+    return precision == "bf16" and device.type == "cuda"
+
+
+@contextmanager
+def exact_fp32(precision: str, device: torch.device) -> Iterator[None]:
+    """With --precision fp32 on CUDA, fp32 means IEEE fp32 for as long as
+    the block runs: cuDNN's RNNs and matmuls default to TF32 on Ampere and
+    newer, where the fused and step paths then differ beyond 1e-5. The
+    process's previous settings come back afterwards."""
+    if precision != "fp32" or device.type != "cuda":
+        yield
+        return
+    knobs = (torch.backends.cudnn.rnn, torch.backends.cuda.matmul)
+    before = [k.fp32_precision for k in knobs]
+    try:
+        for k in knobs:
+            k.fp32_precision = "ieee"
+        yield
+    finally:
+        for k, value in zip(knobs, before):
+            k.fp32_precision = value
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on `device`. Non-blocking only on CUDA: on MPS a
+    non-blocking copy from an unpinned temporary can read it after it is
+    freed (pytorch#189690)."""
+    return t.to(device, non_blocking=device.type == "cuda")
 
 
 def cpu_has_native_bf16() -> bool:

@@ -70,6 +70,9 @@ class CharRNN(nn.Module):
         self.drop = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.hidden, c.vocab_size)
         self.cell.init_parameters(self.rnn, c.layers, c.hidden)
+        # Set by the trainer where autocast must not reach the recurrence
+        # (device.recurrence_in_fp32: bf16 on CUDA).
+        self.fp32_recurrence = False
 
     # -- state ---------------------------------------------------------------
 
@@ -91,7 +94,11 @@ class CharRNN(nn.Module):
         if state is None:
             state = self.init_state(ids.shape[0], ids.device)
         x = self.embed(ids)  # (B, T, E)
-        out, new = self.rnn(x, self.cell.to_fused(state))  # out (B, T, H)
+        if self.fp32_recurrence:
+            with torch.autocast(x.device.type, enabled=False):
+                out, new = self.rnn(x.float(), self.cell.to_fused(tuple(s.float() for s in state)))
+        else:
+            out, new = self.rnn(x, self.cell.to_fused(state))  # out (B, T, H)
         return self.head(self.drop(out)), self.cell.from_fused(new)
 
     # -- step path -----------------------------------------------------------

@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from charrnn.cli.entry import app
@@ -22,6 +23,17 @@ def make_text(n_lines: int = 400, seed: int = 0, extra: str = "") -> str:
         words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 8)))
         lines.append(f"{speaker} {words}.{extra}")
     return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(autouse=True)
+def _cpu_unless_marked(request, monkeypatch):
+    """Bit-exactness (resume, straight vs chunked) holds on the CPU: on a
+    machine with a GPU, every test not marked cuda or mps still runs there,
+    as `--device auto` would not. The marked tests check the GPU paths."""
+    if request.node.get_closest_marker("cuda") or request.node.get_closest_marker("mps"):
+        return
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
 
 
 @pytest.fixture

@@ -66,6 +66,10 @@ class Cell:
     def init_parameters(self, rnn: nn.Module, layers: int, hidden: int) -> None:
         """Adjust the fused module's fresh parameters (default: keep PyTorch's)."""
 
+    def check_device(self, device: torch.device, layers: int, dropout: float) -> None:
+        """Refuse, in one line (CharRNNError), a model this kind cannot train
+        correctly on `device` (default: none)."""
+
     def to_fused(self, state: State):
         """charrnn's state tuple -> what the fused module takes."""
         return state[0] if len(state) == 1 else state

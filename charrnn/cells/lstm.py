@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import CharRNNError
 from .base import Cell
 from .packing import Slot, SummedInputs
 from .types import LayerWeights, Range, layer_weights
@@ -38,6 +39,13 @@ class LSTM(Cell):
                 w: LayerWeights = layer_weights(rnn, k)
                 w.b_ih[hidden : 2 * hidden].fill_(1.0)
                 w.b_hh[hidden : 2 * hidden].fill_(0.0)
+
+    def check_device(self, device: torch.device, layers: int, dropout: float) -> None:
+        if device.type == "mps" and layers > 1 and dropout > 0:
+            raise CharRNNError(
+                "on Apple MPS, PyTorch's LSTM backward ignores the dropout between layers (pytorch#190056):"
+                " use --dropout 0, --layers 1 or --device cpu"
+            )
 
     def step(self, gi, gh, prev):
         g = gates(gi, gh)

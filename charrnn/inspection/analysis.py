@@ -199,7 +199,8 @@ def gradient_flow(model, vocab, text: str, horizon: int = 50, positions: int = 6
     over `positions` random positions of the text: how far back credit for
     a prediction actually reaches. Each window starts from the true state
     the model had there (one forward over the text before it)."""
-    ids = torch.as_tensor(vocab.encode(text).astype(np.int64))
+    device = model.head.weight.device
+    ids = torch.as_tensor(vocab.encode(text).astype(np.int64), device=device)
     if len(ids) < horizon + 2:
         raise CharRNNError(f"gradient flow needs more than {horizon + 1} characters of text")
     rng = np.random.default_rng(seed)
@@ -215,8 +216,8 @@ def gradient_flow(model, vocab, text: str, horizon: int = 50, positions: int = 6
             s.requires_grad_(True)
             s.retain_grad()
         kept.append(state)
-        logits, state = model.step(ids[torch.as_tensor(starts + step)], state)
-    loss = torch.nn.functional.cross_entropy(logits, ids[torch.as_tensor(ends + 1)], reduction="sum")
+        logits, state = model.step(ids[torch.as_tensor(starts + step, device=device)], state)
+    loss = torch.nn.functional.cross_entropy(logits, ids[torch.as_tensor(ends + 1, device=device)], reduction="sum")
     loss.backward()
     flow = {}
     for k in range(model.config.layers):
@@ -273,7 +274,7 @@ def control_recording(rec: Recording) -> Recording:
     (always the same one: its own seeded generator, the caller's untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(CONTROL_SEED)
-        control_model = CharRNN(rec.config)
+        control_model = CharRNN(rec.config)  # on the CPU, where the recording's arrays are
     units = next(iter(rec.units.values()))
     dtype = next(iter(rec.tensors.values())).dtype
     return record(control_model, rec.vocab, rec.text, rec.layers, units, dtype)

@@ -136,7 +136,9 @@ def record(
     model = model.eval()
     layers = list(range(cfg.layers)) if layers is None else layers
     units = np.arange(cfg.hidden) if units is None else units
-    ids = torch.as_tensor(vocab.encode(text).astype(np.int64))
+    device = model.head.weight.device  # recorded where the model is; kept on the host
+    ids = torch.as_tensor(vocab.encode(text).astype(np.int64), device=device)
+    columns = torch.as_tensor(units, device=device)
     if len(ids) == 0:
         raise CharRNNError("there is no text to record")
     n, k = len(ids), min(top_k, vocab.size)
@@ -150,13 +152,13 @@ def record(
         x = ids[start : start + chunk]
         tensors, logits, state = _chunk(model, fused, x, state)
         for name in names:
-            sinks[name].write(start, tensors[name][:, units].numpy())
+            sinks[name].write(start, tensors[name][:, columns].cpu().numpy())
         logp = F.log_softmax(logits, -1)
         best = logp.topk(k, -1)
-        top_ids[start : start + len(x)] = best.indices.numpy()
-        top_probs[start : start + len(x)] = best.values.exp().numpy()
+        top_ids[start : start + len(x)] = best.indices.cpu().numpy()
+        top_probs[start : start + len(x)] = best.values.exp().cpu().numpy()
         nxt = ids[start + 1 : start + len(x) + 1]
-        loss[start : start + len(nxt)] = (-logp[torch.arange(len(nxt)), nxt]).numpy()
+        loss[start : start + len(nxt)] = (-logp[torch.arange(len(nxt), device=device), nxt]).cpu().numpy()
     unit_map = {name: units for name in names}
     out = {name: sink.finish() for name, sink in sinks.items()}
     return Recording(text, vocab, cfg, layers, out, unit_map, top_ids, top_probs, loss)

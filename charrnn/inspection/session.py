@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import rundir
 from ..checkpoint import Checkpoint, load_checkpoint
+from ..device import resolve_device
 from .analysis import Report, analyse
 from .features import Feature
 from .record import Recording, recorded, select_layers, select_units
@@ -48,7 +49,7 @@ def inspect_checkpoint(path: Path | None, source: TextSource, selection: Selecti
     until the block ends."""
     checkpoint = load_checkpoint(path if path is not None else rundir.newest_run())
     text = source_text(checkpoint, source, device)[: selection.max_chars]
-    model = checkpoint.model.cpu()  # recording runs on the CPU
+    model = checkpoint.model.to(resolve_device(device))
     layers = select_layers(selection.layers, checkpoint.config.layers)
     units = select_units(selection.units, checkpoint.config.hidden)
     with recorded(model, checkpoint.vocab, text, layers, units, np.dtype(selection.dtype)) as recording:

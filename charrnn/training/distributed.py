@@ -67,19 +67,26 @@ def setup(device: torch.device) -> Dist:
         raise CharRNNError("torchrun with --device mps is not supported: use --device cpu, or one process")
     if not dist.is_initialized():
         if device.type == "cuda":
-            local = int(os.environ.get("LOCAL_RANK", "0"))
-            if local >= torch.cuda.device_count():
-                raise CharRNNError(
-                    f"process {local} has no GPU: this machine has {torch.cuda.device_count()};"
-                    " use --nproc_per_node up to that"
-                )
-            torch.cuda.set_device(local)
+            torch.cuda.set_device(gpu_for(int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()))
         backend = "nccl" if device.type == "cuda" else "gloo"
         # A dead peer should end the job within minutes, not the default half hour.
         dist.init_process_group(backend, timeout=timedelta(minutes=5))
     global _joined
     _joined = True
     return Dist(dist.get_rank(), dist.get_world_size())
+
+
+def gpu_for(local_rank: int, visible: int) -> int:
+    """The GPU a process uses: its local rank's, or the only one it sees
+    (a scheduler that binds one GPU per process shows each process one,
+    whatever its local rank)."""
+    if visible == 1:
+        return 0
+    if local_rank >= visible:
+        raise CharRNNError(
+            f"process {local_rank} has no GPU: this machine shows {visible}; use --nproc_per_node up to that"
+        )
+    return local_rank
 
 
 def joined() -> bool:

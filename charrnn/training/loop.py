@@ -26,7 +26,8 @@ from torch.nn.parallel import DistributedDataParallel
 from .. import checkpoint as ckpt
 from .. import files, rundir
 from ..data import Corpus, StreamBatches, split_corpus
-from ..device import AUTOCAST, resolve_device, resolve_precision, rng_states, set_rng_states
+from ..device import (AUTOCAST, describe_precision, exact_fp32, recurrence_in_fp32, resolve_device, resolve_precision,
+                      rng_states, set_rng_states, to_device)  # fmt: skip
 from ..errors import CharRNNError, TrainingDiverged
 from ..evaluate import score
 from ..model import CharRNN, ModelConfig
@@ -37,6 +38,7 @@ from .config import DEFAULT_MAX_STEPS, TrainConfig
 from .schedule import lr_at, progress
 
 SAMPLE_CHARS, SAMPLE_TEMPERATURE = 200, 0.8  # the --sample-every samples
+SYNC_EVERY = 16  # steps whose losses a GPU run reads off the device at once
 
 
 class Reporter(Protocol):
@@ -126,6 +128,19 @@ class _StopFlag:
 
 
 @dataclass
+class _Pending:
+    """A step whose loss and gradient norm are still on the device."""
+
+    step: int
+    loss: torch.Tensor  # 0-d
+    gnorm: torch.Tensor  # 0-d
+    chars: int
+    seconds: float = 0.0
+    loss_v: float | None = None  # read off the device
+    gnorm_v: float | None = None
+
+
+@dataclass
 class _Window:
     """Training statistics since the last evaluation."""
 
@@ -177,6 +192,8 @@ class Trainer:
         self.corpus, self.config, self.out_dir = corpus, config, out_dir
         self.device = resolve_device(config.device)
         self.precision = resolve_precision(config.precision, self.device)
+        shape = model_config if resume is None else resume.config
+        shape.cell.check_device(self.device, shape.layers, shape.dropout)
         self.dist = distributed.setup(self.device)
         self.reporter = reporter if self.dist.is_main else SilentReporter()
         self.rows = self.dist.rows(config.batch_size)  # this process's streams of the batch
@@ -205,6 +222,10 @@ class Trainer:
         self.state = tuple(s[:, self.rows].to(self.device) for s in self.run.carried)
         self.window = _Window()
         self.last_entry: dict | None = None
+        # Reading a loss off a GPU waits for the GPU: there the losses are read
+        # a block of steps at a time. On the CPU reading is free: every step.
+        self.pending: list[_Pending] = []
+        self.sync_every = 1 if self.device.type == "cpu" else SYNC_EVERY
 
     def _total_steps(self, resume: ckpt.Checkpoint | None) -> int | None:
         c = self.config
@@ -220,6 +241,7 @@ class Trainer:
     def _build_model(self, model_config: ModelConfig | None, resume: ckpt.Checkpoint | None) -> CharRNN:
         torch.manual_seed(self.config.seed)
         model = (CharRNN(model_config) if resume is None else resume.model).to(self.device).train()
+        model.fp32_recurrence = recurrence_in_fp32(self.precision, self.device)
         if self.dist.rank > 0:  # each process draws its own dropout masks (weights come from rank 0)
             torch.manual_seed(hash((self.config.seed, self.dist.rank, resume.run.step if resume else 0)) % 2**63)
         return model
@@ -252,12 +274,14 @@ class Trainer:
         self.reporter.start(self.total_steps, run.step, self._info())
         stop_reason = None
         try:
-            with _StopFlag(repeat_interrupts=not self.dist.enabled) as stop:
+            with _StopFlag(repeat_interrupts=not self.dist.enabled) as stop, exact_fp32(self.precision, self.device):
                 self.elapsed = 0.0  # agreed by all processes, so they all use one learning rate
                 while stop_reason is None:
                     run.progress = progress(run.step, self.total_steps, progress0, self.elapsed, config.time_limit_s)
                     self._step(lr_at(config, run.step, run.progress))
                     stop_reason = self._stop_reason(stop.set)
+                    if stop_reason or run.step % config.eval_every == 0:
+                        self._flush()
                     if stop_reason == "interrupted":
                         self._save(None, time.monotonic())
                     elif run.step % config.eval_every == 0 or stop_reason:
@@ -277,9 +301,12 @@ class Trainer:
         """Why to stop now, if at all. Ctrl-C and the time limit are seen
         by each process at its own moment: they are agreed on together."""
         limit = self.config.time_limit_s
-        mine = self._elapsed() if self.dist.is_main else 0.0  # rank 0's clock is everyone's
-        flags = distributed.sum_all([float(interrupted), mine], self.dist, self.device)
-        interrupted, self.elapsed = flags[0] > 0, flags[1]
+        if self.dist.enabled and self.run.step % self.sync_every:
+            interrupted = False  # processes agree every sync_every steps (each agreement is an all-reduce)
+        else:
+            mine = self._elapsed() if self.dist.is_main else 0.0  # rank 0's clock is everyone's
+            flags = distributed.sum_all([float(interrupted), mine], self.dist, self.device)
+            interrupted, self.elapsed = flags[0] > 0, flags[1]
         timed_out = limit is not None and self.elapsed >= limit
         if interrupted:
             return "interrupted"
@@ -298,7 +325,7 @@ class Trainer:
         t0 = time.monotonic()
         for g in self.optimizer.param_groups:
             g["lr"] = lr
-        x, y = (t.to(self.device, non_blocking=True) for t in self.batches.batch(run.step_in_epoch))
+        x, y = (to_device(t, self.device) for t in self.batches.batch(run.step_in_epoch))
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
             logits, state = self.net(x, self.state)  # (B, T, V)
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
@@ -307,27 +334,50 @@ class Trainer:
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.grad_clip)
-        loss_v, gnorm_v = loss.item(), gnorm.item()
-        if self.dist.enabled:  # every process must see a divergence, or one would stop alone
-            (total,) = distributed.sum_all([loss_v], self.dist, self.device)
-            loss_v = loss_v if math.isfinite(total) else total
-        # With fp16 an infinite gradient is the scaler's to handle (it skips
-        # the step and lowers its scale); otherwise it means divergence.
-        if not math.isfinite(loss_v) or not (math.isfinite(gnorm_v) or self.scaler.is_enabled()):
-            raise TrainingDiverged(
-                f"training diverged at step {run.step + 1}: loss {loss_v}, gradient norm {gnorm_v};"
-                f" nothing was saved for this step (try a lower --lr than {self.config.lr})"
-            )
+        chars = y.numel() * self.dist.world
+        self.pending.append(_Pending(run.step + 1, loss.detach(), gnorm.detach(), chars))
+        if len(self.pending) >= self.sync_every:
+            self._check_pending()  # before this step's update: a divergence leaves it unapplied
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        chars = y.numel() * self.dist.world
         run.step += 1
         run.step_in_epoch += 1
         run.chars_seen += chars
         run.elapsed_s = self.elapsed0 + self._elapsed()
-        dt = time.monotonic() - t0
-        self.window.add(loss_v, gnorm_v if math.isfinite(gnorm_v) else 0.0, dt, chars)
-        self.reporter.step(run.step, loss_v, chars / dt if dt > 0 else 0.0)
+        self.pending[-1].seconds = time.monotonic() - t0
+        if self.pending[-1].loss_v is not None:
+            self._report_pending()
+
+    def _check_pending(self) -> None:
+        """Read the pending steps' losses and gradient norms off the device
+        (one host sync, and under DDP one all-reduce) and stop on the first
+        that is not finite."""
+        values = torch.stack([t for p in self.pending for t in (p.loss, p.gnorm)]).float().tolist()
+        losses, norms = values[0::2], values[1::2]
+        if self.dist.enabled:  # every process must see a divergence, or one would stop alone
+            totals = distributed.sum_all(losses, self.dist, self.device)
+            losses = [mine if math.isfinite(total) else total for mine, total in zip(losses, totals)]
+        for p, loss_v, gnorm_v in zip(self.pending, losses, norms):
+            p.loss_v, p.gnorm_v = loss_v, gnorm_v
+            # With fp16 an infinite gradient is the scaler's to handle (it skips
+            # the step and lowers its scale); otherwise it means divergence.
+            if not math.isfinite(loss_v) or not (math.isfinite(gnorm_v) or self.scaler.is_enabled()):
+                raise TrainingDiverged(
+                    f"training diverged at step {p.step}: loss {loss_v}, gradient norm {gnorm_v};"
+                    f" nothing was saved for it (try a lower --lr than {self.config.lr})"
+                )
+
+    def _report_pending(self) -> None:
+        for p in self.pending:
+            self.window.add(p.loss_v, p.gnorm_v if math.isfinite(p.gnorm_v) else 0.0, p.seconds, p.chars)
+            self.reporter.step(p.step, p.loss_v, p.chars / p.seconds if p.seconds > 0 else 0.0)
+        self.pending = []
+
+    def _flush(self) -> None:
+        """Every step so far checked and reported: before an evaluation or a stop."""
+        if self.pending:
+            self._check_pending()
+            self._report_pending()
 
     def _evaluate(self) -> dict:
         """Score the whole val split; the metrics entry of this evaluation."""
@@ -412,5 +462,5 @@ class Trainer:
             "vocab_size": self.corpus.vocab.size,
             "time_limit_s": self.config.time_limit_s,
             "processes": self.dist.world,
-            "precision": self.precision,
+            "precision": describe_precision(self.precision, self.device),
         }

@@ -1,0 +1,148 @@
+"""One prepared check for the first CUDA machine: everything GPU-specific
+in one short run (under 5 minutes), printed as one table.
+
+    python benchmarks/gpu_check.py               # on a CUDA machine
+    python benchmarks/gpu_check.py --seconds 5   # shorter training rows
+
+It runs, on the GPU:
+- the tests marked `cuda` (tests/test_cuda.py: each CUDA path against the CPU);
+- `charrnn train` for --seconds each in fp32, bf16 and fp16 on
+  tinyshakespeare (../shared/data, else the shipped corpus): chars/s, val loss;
+- sampling chars/s at batch 1 and 64 from the fp32 run;
+- `charrnn inspect` on 100,000 characters;
+- a one-process torchrun over nccl: DDP, one training step, an all-reduce.
+
+Without a GPU it runs the same rows on the CPU, small (its self-check:
+fp16 is skipped, torchrun uses gloo), says that no GPU was found, and exits
+0 if every row passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
+SHIPPED = REPO / "corpora" / "shakespeare.txt"
+
+
+def charrnn(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "charrnn", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)  # fmt: skip
+
+
+def cuda_tests() -> tuple[bool, str]:
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "tests/test_cuda.py", "-p",
+                           "no:cacheprovider"], capture_output=True, text=True, cwd=REPO, timeout=600)  # fmt: skip
+    summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr.strip()[-200:]
+    return done.returncode in (0, 5), summary  # 5: nothing ran (all skipped without a GPU)
+
+
+def train_row(corpus: Path, out: Path, precision: str, device: str, seconds: float, small: bool) -> tuple[bool, str]:
+    size = ["--hidden", "64", "--layers", "1", "--eval-every", "20"] if small else ["--eval-every", "200"]
+    done = charrnn("train", corpus, "--out", out, "--device", device, "--precision", precision,
+                   "--time-limit", f"{seconds}s", *size, timeout=seconds + 300)  # fmt: skip
+    if done.returncode != 0:
+        return False, done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
+    entries = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    speeds = [e["chars_per_s"] for e in entries if e.get("chars_per_s")]
+    best = min(e["val_loss"] for e in entries)
+    return True, f"{entries[-1]['step']:,} steps, {max(speeds):,.0f} chars/s, best val {best:.3f} nats/char"
+
+
+def sampling_row(run: Path, device: str, small: bool) -> tuple[bool, str]:
+    from charrnn.sample import SampleConfig, sample_checkpoint
+
+    figures = []
+    for batch, length in ((1, 300 if small else 3000), (64, 100 if small else 1000)):
+        config = SampleConfig(length=length, seed=0, num_samples=batch)
+        steps = sample_checkpoint(run, "", config, device)
+        t0, chars = time.perf_counter(), 0
+        for step in steps:
+            chars += len(step)
+        figures.append(f"batch {batch}: {chars / (time.perf_counter() - t0):,.0f} chars/s")
+    return True, "; ".join(figures)
+
+
+def inspect_row(run: Path, corpus: Path, device: str, chars: int, tmp: Path) -> tuple[bool, str]:
+    t0 = time.perf_counter()
+    done = charrnn("inspect", run, "--file", corpus, "--max-chars", chars, "--device", device, "--out", tmp / "a.npz")
+    if done.returncode != 0:
+        return False, done.stderr.strip()[-200:]
+    return True, f"{chars:,} characters in {time.perf_counter() - t0:.1f} s (with start-up)"
+
+
+NCCL_WORKER = """
+import os, torch, torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from charrnn.model import CharRNN, ModelConfig
+cuda = torch.cuda.is_available()
+device = torch.device("cuda", int(os.environ["LOCAL_RANK"])) if cuda else torch.device("cpu")
+dist.init_process_group("nccl" if cuda else "gloo")
+model = CharRNN(ModelConfig("lstm", 20, 8, 32, 2)).to(device)
+net = DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+logits, _ = net(torch.randint(0, 20, (4, 16), device=device))
+logits.float().mean().backward()
+t = torch.ones(3, device=device)
+dist.all_reduce(t)
+print("backend", dist.get_backend(), "all-reduce", t.tolist())
+dist.destroy_process_group()
+"""
+
+
+def torchrun_row() -> tuple[bool, str]:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", "--no-python",
+           sys.executable, "-c", NCCL_WORKER]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("backend")]
+    return done.returncode == 0 and bool(lines), lines[0] if lines else done.stderr.strip()[-200:]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=None, help="training per precision (default 60 on a GPU, 5 on CPU)")
+    ap.add_argument("--corpus", type=Path, default=None, help="default: tinyshakespeare, else the shipped corpus")
+    args = ap.parse_args()
+    gpu = torch.cuda.is_available()
+    device, small = ("cuda", False) if gpu else ("cpu", True)
+    seconds = args.seconds or (60 if gpu else 5)
+    corpus = args.corpus or (SHARED if SHARED.is_file() else SHIPPED)
+    rows: list[tuple[str, bool, str]] = []
+    with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp_name:
+        tmp = Path(tmp_name)
+        rows.append(("tests marked cuda", *cuda_tests()))
+        for precision in ("fp32", "bf16", "fp16"):
+            if precision == "fp16" and not gpu:
+                rows.append(("train fp16", True, "skipped: fp16 needs CUDA"))
+                continue
+            rows.append((f"train {precision}, {seconds:g} s", *train_row(corpus, tmp / precision, precision, device,
+                                                                         seconds, small)))  # fmt: skip
+        run = tmp / "fp32"
+        if (run / "best.safetensors").exists():
+            rows.append(("sample", *sampling_row(run, device, small)))
+            rows.append(("inspect", *inspect_row(run, corpus, device, 5_000 if small else 100_000, tmp)))
+        rows.append(("torchrun, 1 process", *torchrun_row()))
+    where = torch.cuda.get_device_name() if gpu else "no CUDA GPU found: the CPU-side self-check"
+    table = Table(title=f"gpu_check: {where} (torch {torch.__version__})")
+    for col in ("check", "result", "figures"):
+        table.add_column(col)
+    for name, ok, detail in rows:
+        table.add_row(name, "ok" if ok else "FAILED", detail)
+    Console(width=160).print(table)
+    return 0 if all(ok for _, ok, _ in rows) else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

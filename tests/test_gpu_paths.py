@@ -1,0 +1,119 @@
+"""The GPU and Apple MPS paths, checked on the CPU: what each device is
+asked to do (copies, precisions, refusals, GPU binding), and the loop's
+deferred loss reads, which a GPU run uses. tests/test_cuda.py runs the
+same paths on a real GPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from charrnn import device as dev
+from charrnn.data import load_corpus
+from charrnn.errors import CharRNNError, TrainingDiverged
+from charrnn.model import CharRNN, ModelConfig
+from charrnn.training.config import TrainConfig
+from charrnn.training.distributed import gpu_for
+from charrnn.training.loop import SilentReporter, Trainer
+
+
+class Losses(SilentReporter):
+    def __init__(self):
+        self.losses, self.steps = [], []
+
+    def step(self, step, loss, chars_per_s):
+        self.steps.append(step)
+        self.losses.append(loss)
+
+
+def test_batches_are_copied_without_blocking_only_to_cuda(monkeypatch):
+    seen = []
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **kw: seen.append(kw["non_blocking"]) or self)
+    for name in ("cuda", "mps", "cpu"):
+        dev.to_device(torch.zeros(2), torch.device(name))
+    assert seen == [True, False, False]
+
+
+def test_a_multilayer_lstm_with_dropout_is_refused_on_mps(tmp_path, corpus_file, monkeypatch):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    corpus = load_corpus(corpus_file)
+    config = TrainConfig(seq_len=8, batch_size=4, max_steps=2, device="mps")
+    shape = ModelConfig("lstm", corpus.vocab.size, embedding=4, hidden=8, layers=2, dropout=0.2)
+    with pytest.raises(CharRNNError, match="MPS.*ignores the dropout between layers"):
+        Trainer(corpus, config, tmp_path / "run", shape, None, SilentReporter())
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+    for ok in ({"dropout": 0.0}, {"layers": 1}):  # what the message suggests is not refused by the check
+        fine = ModelConfig(**{**shape.to_dict(), **ok})
+        fine.cell.check_device(torch.device("mps"), fine.layers, fine.dropout)
+    ModelConfig("gru", 5, layers=2, dropout=0.2).cell.check_device(torch.device("mps"), 2, 0.2)  # only the LSTM's bug
+
+
+def test_bf16_on_cuda_keeps_the_recurrence_in_fp32():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert dev.recurrence_in_fp32("bf16", cuda) and not dev.recurrence_in_fp32("bf16", cpu)
+    assert not dev.recurrence_in_fp32("fp16", cuda) and not dev.recurrence_in_fp32("fp32", cuda)
+    assert dev.describe_precision("bf16", cuda) == "bf16 (recurrence in fp32)"
+    assert dev.describe_precision("fp32", cuda) == "fp32 (TF32 off)"
+    assert dev.describe_precision("bf16", cpu) == "bf16"
+    # The mechanism, under the CPU's autocast: the recurrent module sees fp32 only when asked.
+    model = CharRNN(ModelConfig("lstm", 6, embedding=4, hidden=8, layers=2))
+    seen = []
+    model.rnn.register_forward_hook(lambda mod, args, out: seen.append(out[0].dtype))
+    ids = torch.randint(0, 6, (2, 5))
+    for fp32 in (False, True):
+        model.fp32_recurrence = fp32
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits, state = model(ids)
+        assert logits.dtype == torch.bfloat16  # the head stays in autocast either way
+    assert seen == [torch.bfloat16, torch.float32]  # what the recurrence computed in
+
+
+def test_fp32_on_cuda_turns_tf32_off_for_the_run_only():
+    knobs = (torch.backends.cudnn.rnn, torch.backends.cuda.matmul)
+    before = [k.fp32_precision for k in knobs]
+    with dev.exact_fp32("fp32", torch.device("cuda")):
+        assert [k.fp32_precision for k in knobs] == ["ieee", "ieee"]
+    assert [k.fp32_precision for k in knobs] == before
+    with dev.exact_fp32("bf16", torch.device("cuda")), dev.exact_fp32("fp32", torch.device("cpu")):
+        assert [k.fp32_precision for k in knobs] == before
+
+
+def test_each_process_finds_its_gpu():
+    assert [gpu_for(rank, 4) for rank in range(4)] == [0, 1, 2, 3]
+    assert gpu_for(3, 1) == 0  # one GPU bound to each process: whatever its local rank
+    with pytest.raises(CharRNNError, match="process 2 has no GPU"):
+        gpu_for(2, 2)
+
+
+def _trainer(corpus, tmp_path, name, reporter, sync_every):
+    config = TrainConfig(seq_len=8, batch_size=4, max_steps=10, eval_every=5, warmup_steps=2, seed=3, device="cpu",
+                         precision="fp32")  # fmt: skip
+    shape = ModelConfig("gru", corpus.vocab.size, embedding=4, hidden=8, layers=2, dropout=0.1)
+    trainer = Trainer(corpus, config, tmp_path / name, shape, None, reporter)
+    trainer.sync_every = sync_every  # what a GPU run does: read the losses a block of steps at a time
+    return trainer
+
+
+def test_reading_losses_a_block_at_a_time_changes_nothing(tmp_path, corpus_file):
+    corpus = load_corpus(corpus_file)
+    each, block = Losses(), Losses()
+    a = _trainer(corpus, tmp_path, "a", each, 1).fit()
+    b = _trainer(corpus, tmp_path, "b", block, 4).fit()
+    assert block.steps == each.steps == list(range(1, 11))  # every step reported, in order
+    assert block.losses == each.losses and a.last_entry["train_loss"] == b.last_entry["train_loss"]
+
+
+def test_a_divergence_found_in_a_block_names_its_step_and_saves_nothing(tmp_path, corpus_file, monkeypatch):
+    corpus = load_corpus(corpus_file)
+    trainer = _trainer(corpus, tmp_path, "a", Losses(), 4)
+    real, calls = CharRNN.forward, []
+
+    def poisoned(self, ids, state=None):
+        calls.append(1)
+        logits, new = real(self, ids, state)
+        return (logits * float("nan") if len(calls) == 3 else logits), new
+
+    monkeypatch.setattr(CharRNN, "forward", poisoned)
+    with pytest.raises(TrainingDiverged, match="diverged at step 3"):
+        trainer.fit()
+    assert not (tmp_path / "a" / "last.safetensors").exists()
