@@ -269,6 +269,10 @@ def _rebuild(p: Path, meta: dict, tensors: dict[str, torch.Tensor]) -> Checkpoin
     if vocab.size != config.vocab_size:
         raise ValueError(f"vocab has {vocab.size} characters but the model expects {config.vocab_size}")
     weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    # Building even a meta model costs time per declared layer: a crafted
+    # config asking for millions must be refused by what the file holds.
+    if config.layers != sum(name.startswith("rnn.weight_hh_l") for name in weights):
+        raise ValueError(f"the model config declares {config.layers} layers, the weights hold another number")
     with torch.device("meta"):  # check shapes before allocating what the config asks for
         expected = {k: tuple(v.shape) for k, v in CharRNN(config).state_dict().items()}
     if expected != {k: tuple(v.shape) for k, v in weights.items()}:

@@ -11,6 +11,7 @@ umask).
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -21,10 +22,23 @@ from .errors import CharRNNError
 
 
 @contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
+def atomic_path(path: Path, size: int | None = None) -> Iterator[Path]:
     """A temporary path to write `path`'s new contents to (by any library);
     when the block ends without an exception it is fsynced and renamed
-    over `path`, otherwise deleted."""
+    over `path`, otherwise deleted. A full disk is a one-line error that
+    says how much the write needed, when `size` tells."""
+    try:
+        with _replacing(path) as tmp:
+            yield tmp
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        needed = f" ({_size(size)} needed)" if size is not None else ""
+        raise CharRNNError(f"no space left on the device to write {path}{needed}; the previous file is kept") from None
+
+
+@contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -42,7 +56,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path, len(data)) as tmp:
         tmp.write_bytes(data)
 
 
@@ -51,6 +65,10 @@ def remove_temp_files(directory: Path, names: tuple[str, ...]) -> None:
     for name in names:
         for tmp in directory.glob(f".{name}.*.tmp"):
             tmp.unlink(missing_ok=True)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB" if n >= 100_000 else f"{n / 1e3:,.1f} kB"
 
 
 def _umask() -> int:

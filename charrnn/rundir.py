@@ -4,6 +4,7 @@
         best.safetensors    the lowest validation loss so far
         last.safetensors    the newest state (resume continues from it)
         metrics.jsonl       one JSON line per evaluation
+        .lock               held by the one process training in it
 
 Wherever a command takes a checkpoint, a run directory means its best
 (`train --resume`: its last).
@@ -13,6 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import files
@@ -21,7 +25,8 @@ from .errors import CharRNNError
 BEST = "best.safetensors"
 LAST = "last.safetensors"
 METRICS = "metrics.jsonl"
-RUN_FILES = (BEST, LAST, METRICS)
+LOCK = ".lock"
+RUN_FILES = (BEST, LAST, METRICS, LOCK)
 CHECKPOINTS = Path("checkpoints")  # where runs go by default, relative to the working directory
 
 
@@ -75,6 +80,37 @@ def prepare_out_dir(out: Path | None, default: Path, force: bool) -> Path:
     if out.exists() and not os.access(out, os.W_OK):
         raise CharRNNError(f"cannot write to output directory {out}")
     return out
+
+
+@contextmanager
+def exclusive(directory: Path) -> Iterator[None]:
+    """Hold the run directory's lock for as long as the block runs: one
+    writer per run directory. A second `train` on it (--resume, --force, the
+    same --out) is refused in one line naming the holder. The lock is an
+    flock, which the kernel releases when its process ends however it ends,
+    so a killed run never blocks the next. Creating the lock file is also
+    the check that the directory is writable, before any training."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; one writer per directory is the user's to keep
+        yield
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise CharRNNError(f"cannot write to run directory {directory}: {e.strerror or e}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 256, 0).decode("utf-8", "replace").strip() or "another process"
+            raise CharRNNError(f"{directory} is in use by {holder}: one run at a time per directory") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def remove_temp_files(directory: Path) -> None:

@@ -44,19 +44,25 @@ def sample(
     config = SampleConfig(length, temperature, top_k, top_p, seed, num_samples, stop, unknown is Unknown.skip)
     prime = _prime(prime, prime_file)
     steps = sample_checkpoint(checkpoint, prime, config, device.value)
-    if output is not None:
-        files.check_replaceable(output, force, "--output")
-    else:  # a terminal or pipe that cannot show a character gets an escape, not a crash
-        sys.stdout.reconfigure(errors="backslashreplace")
-    stream = open(output, "w", encoding="utf-8") if output is not None else sys.stdout
-    to_terminal = stream.isatty()  # --output /dev/tty is a terminal too
+    echoed = prime if echo else ""
+    if output is None:
+        sys.stdout.reconfigure(errors="backslashreplace")  # a terminal or pipe that cannot show a character
+        _write_to(sys.stdout, steps, config.num_samples, echoed)
+        return
+    files.check_replaceable(output, force, "--output")
+    if output.is_char_device():  # --output /dev/tty: stream to it as to the terminal
+        with open(output, "w", encoding="utf-8") as stream:
+            _write_to(stream, steps, config.num_samples, echoed)
+        return
+    with files.atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as stream:  # all of it, or nothing
+        _write_to(stream, steps, config.num_samples, echoed)
+
+
+def _write_to(stream, steps, num_samples: int, echoed: str) -> None:
+    to_terminal = stream.isatty()
     write = (lambda s: stream.write(safe_for_terminal(s))) if to_terminal else stream.write
-    flush = stream.flush if output is None or to_terminal else (lambda: None)  # files: no flush per character
-    try:
-        write_samples(steps, config.num_samples, prime if echo else "", write, flush)
-    finally:
-        if output is not None:
-            stream.close()
+    flush = stream.flush if stream is sys.stdout or to_terminal else (lambda: None)  # files: no flush per character
+    write_samples(steps, num_samples, echoed, write, flush)
 
 
 def _prime(prime: str, prime_file: Path | None) -> str:

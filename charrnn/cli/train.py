@@ -4,6 +4,7 @@ resume_run -> a summary table. Progress is drawn by TqdmReporter."""
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -169,7 +170,7 @@ def train(
         return  # under torchrun, rank 0 reports for all
     _summary(result)
     if result.interrupted:
-        raise typer.Exit(130)
+        raise typer.Exit(result.exit_code)
 
 
 def _given(ctx: typer.Context) -> set[str]:
@@ -184,7 +185,8 @@ def _summary(result: TrainResult) -> None:
     last = result.last_entry or {}
     rows = [
         ("run directory", str(result.out_dir)),
-        ("stopped by", result.stop_reason.replace("_", " ")),
+        ("stopped by", result.stop_reason.replace("_", " ") + (f" ({signal.Signals(result.signal).name})"
+                                                               if result.interrupted else "")),
         ("steps", f"{result.step:,}"),
         ("parameters", f"{result.parameters:,}"),
         ("training time", f"{result.elapsed_s:,.1f} s"),

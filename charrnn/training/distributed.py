@@ -141,6 +141,15 @@ def gather_streams(t: torch.Tensor, d: Dist) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
+def gather_objects(obj, d: Dist) -> list:
+    """Every process's `obj` (small: generator states), in rank order."""
+    if not d.enabled:
+        return [obj]
+    out = [None] * d.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def check_in_step(model: torch.nn.Module, d: Dist, device: torch.device) -> None:
     """Raise if the processes' weights are not bit-identical (they must
     be: each applies the same averaged gradients). The check is the sum of

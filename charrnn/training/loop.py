@@ -12,9 +12,8 @@ torch's global generator from the config, as a run's exactness needs.
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -36,6 +35,7 @@ from . import distributed
 from .advice import rising_val_advice
 from .config import DEFAULT_MAX_STEPS, TrainConfig
 from .schedule import lr_at, progress
+from .signals import StopFlag
 
 SAMPLE_CHARS, SAMPLE_TEMPERATURE = 200, 0.8  # the --sample-every samples
 SYNC_EVERY = 16  # steps whose losses a GPU run reads off the device at once
@@ -78,10 +78,16 @@ class TrainResult:
     parameters: int
     elapsed_s: float
     is_main: bool = True  # False on the other processes of a distributed run
+    signal: int | None = None  # what interrupted the run: SIGINT, SIGTERM or SIGHUP
 
     @property
     def interrupted(self) -> bool:
         return self.stop_reason == "interrupted"
+
+    @property
+    def exit_code(self) -> int:
+        """0, or 128 + the signal's number for an interrupted run (130 for Ctrl-C, 143 for SIGTERM)."""
+        return 128 + self.signal if self.interrupted else 0
 
 
 def train(
@@ -98,33 +104,6 @@ def train(
     length) is checked before anything in `out_dir` is touched; only then is
     a previous run there (allowed by --force) replaced."""
     return Trainer(corpus, config, out_dir, model_config, resume, reporter or SilentReporter()).fit()
-
-
-class _StopFlag:
-    """Ctrl-C sets a flag the loop reads between steps, so a step is never
-    cut in half and `last` is saved from a consistent state. A second Ctrl-C
-    interrupts at once."""
-
-    def __init__(self, repeat_interrupts: bool = True) -> None:
-        self.set = False
-        self._previous = None
-        # Under torchrun each process gets SIGINT twice (the terminal's and
-        # the launcher's forwarded one): there, a second one must not raise.
-        self.repeat_interrupts = repeat_interrupts
-
-    def __enter__(self) -> _StopFlag:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.set and self.repeat_interrupts:
-            raise KeyboardInterrupt
-        self.set = True
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
 
 
 @dataclass
@@ -169,6 +148,15 @@ class _Window:
         }
 
 
+def _prefixed(states: dict, prefix: str) -> dict:
+    return {k[len(prefix) :]: v for k, v in states.items() if k.startswith(prefix)}
+
+
+def _out_of_memory(e: RuntimeError) -> bool:
+    """A GPU's OutOfMemoryError, or the CPU allocator's failure."""
+    return isinstance(e, torch.OutOfMemoryError) or "can't allocate memory" in str(e)
+
+
 def _make_optimizer(model: CharRNN, config: TrainConfig) -> torch.optim.AdamW:
     # Decay the recurrent and output matrices only: not the embedding
     # (rows of rare characters would shrink) and not biases.
@@ -209,15 +197,17 @@ class Trainer:
         self.optimizer = _make_optimizer(self.model, config)
         self.autocast_dtype = AUTOCAST[self.precision]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.lock = ExitStack()  # the run directory's lock, held by rank 0 until fit() ends
         if self.dist.is_main:
-            out_dir.mkdir(parents=True, exist_ok=True)
+            self.lock.enter_context(rundir.exclusive(out_dir))
             rundir.remove_temp_files(out_dir)
-            if resume is None:  # a run being replaced (--force): every check above has passed
-                for name in (rundir.BEST, rundir.LAST):
-                    (out_dir / name).unlink(missing_ok=True)
         self.run = self._fresh_run() if resume is None else self._restore(resume)
-        if self.dist.is_main:
-            rundir.write_metrics(out_dir, self.run.metrics)  # the checkpoint's history is authoritative
+        # A run in out_dir that a new one replaces (--force) stays whole until
+        # the new one's first save: an error before it (say, out of memory)
+        # loses nothing. A resumed run's history is its checkpoint's.
+        self.replacing = resume is None
+        if self.dist.is_main and not self.replacing:
+            rundir.write_metrics(out_dir, self.run.metrics)
         # The checkpoint holds every stream's state; this process takes its own.
         self.state = tuple(s[:, self.rows].to(self.device) for s in self.run.carried)
         self.window = _Window()
@@ -225,6 +215,7 @@ class Trainer:
         # Reading a loss off a GPU waits for the GPU: there the losses are read
         # a block of steps at a time. On the CPU reading is free: every step.
         self.pending: list[_Pending] = []
+        self.signal: int | None = None  # the stop signal the processes agreed on
         self.sync_every = 1 if self.device.type == "cpu" else SYNC_EVERY
 
     def _total_steps(self, resume: ckpt.Checkpoint | None) -> int | None:
@@ -259,8 +250,12 @@ class Trainer:
             self.optimizer.load_state_dict(run.optimizer)
         except (KeyError, ValueError, TypeError, RuntimeError) as e:
             raise CharRNNError(f"the checkpoint's optimizer state does not fit its model: {e}") from None
-        if self.dist.is_main:  # the checkpoint holds rank 0's generator
-            set_rng_states(run.rng, self.device)
+        # The checkpoint holds every process's generators (rank 0's unprefixed);
+        # a process it has none for (a run resumed on more processes) keeps
+        # the seed _build_model gave it.
+        mine = run.rng if self.dist.is_main else _prefixed(run.rng, f"rank{self.dist.rank}.")
+        if mine:
+            set_rng_states(mine, self.device)
         if run.scaler and self.scaler.is_enabled():
             self.scaler.load_state_dict(run.scaler)
         run.train_config, run.corpus = self.config, self.corpus.info
@@ -274,12 +269,12 @@ class Trainer:
         self.reporter.start(self.total_steps, run.step, self._info())
         stop_reason = None
         try:
-            with _StopFlag(repeat_interrupts=not self.dist.enabled) as stop, exact_fp32(self.precision, self.device):
+            with StopFlag(repeat_interrupts=not self.dist.enabled) as stop, exact_fp32(self.precision, self.device):
                 self.elapsed = 0.0  # agreed by all processes, so they all use one learning rate
                 while stop_reason is None:
                     run.progress = progress(run.step, self.total_steps, progress0, self.elapsed, config.time_limit_s)
                     self._step(lr_at(config, run.step, run.progress))
-                    stop_reason = self._stop_reason(stop.set)
+                    stop_reason = self._stop_reason(stop.signum)
                     if stop_reason or run.step % config.eval_every == 0:
                         self._flush()
                     if stop_reason == "interrupted":
@@ -287,26 +282,34 @@ class Trainer:
                     elif run.step % config.eval_every == 0 or stop_reason:
                         started = time.monotonic()
                         self._save(self._evaluate(), started)
+        except RuntimeError as e:  # torch.OutOfMemoryError is one
+            if not _out_of_memory(e):
+                raise
+            raise CharRNNError(
+                f"out of memory on {self.device} at step {run.step + 1}: try a smaller --batch-size or --hidden"
+            ) from None
         finally:
             self.reporter.close()
+            self.lock.close()
         return TrainResult(
             self.out_dir, run.step, stop_reason, run.best_val_loss, self.last_entry,
-            self.model.num_parameters(), run.elapsed_s, self.dist.is_main,
+            self.model.num_parameters(), run.elapsed_s, self.dist.is_main, self.signal,
         )  # fmt: skip
 
     def _elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def _stop_reason(self, interrupted: bool) -> str | None:
+    def _stop_reason(self, signum: int | None) -> str | None:
         """Why to stop now, if at all. Ctrl-C and the time limit are seen
         by each process at its own moment: they are agreed on together."""
         limit = self.config.time_limit_s
-        if self.dist.enabled and self.run.step % self.sync_every:
-            interrupted = False  # processes agree every sync_every steps (each agreement is an all-reduce)
-        else:
+        interrupted = False
+        if not self.dist.enabled or self.run.step % self.sync_every == 0:  # under DDP an agreement is an all-reduce
             mine = self._elapsed() if self.dist.is_main else 0.0  # rank 0's clock is everyone's
-            flags = distributed.sum_all([float(interrupted), mine], self.dist, self.device)
+            flags = distributed.sum_all([float(signum is not None), mine, float(signum or 0)], self.dist, self.device)
             interrupted, self.elapsed = flags[0] > 0, flags[1]
+            # The launcher sends every process the same signal; one that got none takes theirs.
+            self.signal = signum or (round(flags[2] / flags[0]) if interrupted else None)
         timed_out = limit is not None and self.elapsed >= limit
         if interrupted:
             return "interrupted"
@@ -402,7 +405,9 @@ class Trainer:
         distributed.check_in_step(self.model, self.dist, self.device)
         run.optimizer = self.optimizer.state_dict()
         run.carried = tuple(distributed.gather_streams(s.detach(), self.dist).cpu() for s in self.state)
-        run.rng = rng_states(self.device)
+        run.rng = {}
+        for rank, states in enumerate(distributed.gather_objects(rng_states(self.device), self.dist)):
+            run.rng.update({(f"rank{rank}." if rank else "") + k: v for k, v in states.items()})
         run.scaler = self.scaler.state_dict() if self.scaler.is_enabled() else {}
         improved = entry is not None and (run.best_val_loss is None or entry["val_loss"] < run.best_val_loss)
         if improved:
@@ -417,10 +422,17 @@ class Trainer:
         # val loss that no best file holds.
         if improved:
             files.write_bytes_atomic(self.out_dir / rundir.BEST, data)
+        elif self.replacing:  # the replaced run's best is no best of this run
+            (self.out_dir / rundir.BEST).unlink(missing_ok=True)
         files.write_bytes_atomic(self.out_dir / rundir.LAST, data)
         if entry is not None:
             entry["save_s"] = round(time.monotonic() - started - entry["eval_s"], 4)
+        if self.replacing:
+            rundir.write_metrics(self.out_dir, run.metrics)  # the replaced run's log goes only now
+            self.replacing = False
+        elif entry is not None:
             rundir.append_metrics(self.out_dir, entry)
+        if entry is not None:
             self.reporter.evaluated(entry)
             self.last_entry = entry
             self.window = _Window()
