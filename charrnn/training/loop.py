@@ -176,11 +176,11 @@ class Trainer:
 
     def __init__(self, corpus: Corpus, config: TrainConfig, out_dir: Path, model_config: ModelConfig | None,
                  resume: ckpt.Checkpoint | None, reporter: Reporter):  # fmt: skip
-        config = config.for_kind((model_config if resume is None else resume.config).kind)
+        shape = model_config if resume is None else resume.config
+        config = config.for_kind(shape.kind)
         self.corpus, self.config, self.out_dir = corpus, config, out_dir
         self.device = resolve_device(config.device)
         self.precision = resolve_precision(config.precision, self.device)
-        shape = model_config if resume is None else resume.config
         shape.cell.check_device(self.device, shape.layers, shape.dropout)
         self.dist = distributed.setup(self.device)
         self.reporter = reporter if self.dist.is_main else SilentReporter()

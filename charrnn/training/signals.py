@@ -30,10 +30,6 @@ class StopFlag:
         # the launcher's forwarded one): there, a second one must not raise.
         self.repeat_interrupts = repeat_interrupts
 
-    @property
-    def set(self) -> bool:
-        return self.signum is not None
-
     def __enter__(self) -> StopFlag:
         if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
             self._previous = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
