@@ -35,16 +35,38 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 SHIPPED = REPO / "corpora" / "shakespeare.txt"
+sys.path.insert(0, str(REPO))  # the sampling row imports charrnn, installed or not
+
+
+# Every subprocess's full output, written to --log: a device lease is short,
+# so one run must carry enough to diagnose any failed row.
+LOG: list[str] = []
+
+
+def run_logged(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    LOG.append(f"$ {' '.join(cmd)}\n[exit {done.returncode}]\n{done.stdout}\n{done.stderr}\n")
+    return done
 
 
 def charrnn(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "charrnn", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)  # fmt: skip
+    return run_logged([sys.executable, "-m", "charrnn", *map(str, args)], timeout)
+
+
+def guarded(check, *args) -> tuple[bool, str]:
+    """A row whose check raised is a failed row, not a lost table."""
+    try:
+        return check(*args)
+    except Exception as exc:  # noqa: BLE001: reported in the table and the log
+        import traceback
+
+        LOG.append(traceback.format_exc())
+        return False, f"{type(exc).__name__}: {exc}"[:200]
 
 
 def cuda_tests() -> tuple[bool, str]:
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "tests/test_cuda.py", "-p",
-                           "no:cacheprovider"], capture_output=True, text=True, cwd=REPO, timeout=600)  # fmt: skip
+    done = run_logged([sys.executable, "-m", "pytest", "-q", "-m", "cuda", "tests/test_cuda.py", "-p",
+                       "no:cacheprovider"], timeout=600)  # fmt: skip
     summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr.strip()[-200:]
     return done.returncode in (0, 5), summary  # 5: nothing ran (all skipped without a GPU)
 
@@ -104,7 +126,7 @@ dist.destroy_process_group()
 def torchrun_row() -> tuple[bool, str]:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", "--no-python",
            sys.executable, "-c", NCCL_WORKER]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
+    done = run_logged(cmd, timeout=300)
     lines = [line for line in done.stdout.splitlines() if line.startswith("backend")]
     return done.returncode == 0 and bool(lines), lines[0] if lines else done.stderr.strip()[-200:]
 
@@ -113,6 +135,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=None, help="training per precision (default 60 on a GPU, 5 on CPU)")
     ap.add_argument("--corpus", type=Path, default=None, help="default: tinyshakespeare, else the shipped corpus")
+    ap.add_argument("--log", type=Path, default=None, help="write every subprocess's full output here")
     args = ap.parse_args()
     gpu = torch.cuda.is_available()
     device, small = ("cuda", False) if gpu else ("cpu", True)
@@ -121,18 +144,18 @@ def main() -> int:
     rows: list[tuple[str, bool, str]] = []
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp_name:
         tmp = Path(tmp_name)
-        rows.append(("tests marked cuda", *cuda_tests()))
+        rows.append(("tests marked cuda", *guarded(cuda_tests)))
         for precision in ("fp32", "bf16", "fp16"):
             if precision == "fp16" and not gpu:
                 rows.append(("train fp16", True, "skipped: fp16 needs CUDA"))
                 continue
-            rows.append((f"train {precision}, {seconds:g} s", *train_row(corpus, tmp / precision, precision, device,
-                                                                         seconds, small)))  # fmt: skip
+            rows.append((f"train {precision}, {seconds:g} s", *guarded(train_row, corpus, tmp / precision, precision,
+                                                                               device, seconds, small)))  # fmt: skip
         run = tmp / "fp32"
         if (run / "best.safetensors").exists():
-            rows.append(("sample", *sampling_row(run, device, small)))
-            rows.append(("inspect", *inspect_row(run, corpus, device, 5_000 if small else 100_000, tmp)))
-        rows.append(("torchrun, 1 process", *torchrun_row()))
+            rows.append(("sample", *guarded(sampling_row, run, device, small)))
+            rows.append(("inspect", *guarded(inspect_row, run, corpus, device, 5_000 if small else 100_000, tmp)))
+        rows.append(("torchrun, 1 process", *guarded(torchrun_row)))
     where = torch.cuda.get_device_name() if gpu else "no CUDA GPU found: the CPU-side self-check"
     table = Table(title=f"gpu_check: {where} (torch {torch.__version__})")
     for col in ("check", "result", "figures"):
@@ -140,6 +163,8 @@ def main() -> int:
     for name, ok, detail in rows:
         table.add_row(name, "ok" if ok else "FAILED", detail)
     Console(width=160).print(table)
+    if args.log:
+        args.log.write_text("\n".join(LOG))
     return 0 if all(ok for _, ok, _ in rows) else 1
 
 

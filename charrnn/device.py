@@ -5,7 +5,7 @@ each device can do."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import torch
 
@@ -89,6 +89,14 @@ def exact_fp32(precision: str, device: torch.device) -> Iterator[None]:
     finally:
         for k, value in zip(knobs, before):
             k.fp32_precision = value
+
+
+def ieee_fp32(device: torch.device) -> AbstractContextManager[None]:
+    """IEEE fp32 for a block of inference on an fp32 model (eval, inspect,
+    a sample's prime): on CUDA cuDNN's RNNs default to TF32, which would put
+    the fused kernel's h ~1e-3 (relative) away from the gates recomputed
+    beside it, and the figures away from the CPU's."""
+    return exact_fp32("fp32", device)
 
 
 def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .checkpoint import Checkpoint, load_checkpoint
 from .data import describe_chars, eval_chunks, load_corpus, split_corpus
-from .device import resolve_device
+from .device import ieee_fp32, resolve_device
 from .errors import CharRNNError
 from .model import CharRNN
 from .training.distributed import Dist, sum_all
@@ -49,11 +49,12 @@ def score(model: CharRNN, ids: np.ndarray, batch_size: int = 1, seq_len: int = 2
     model.eval()
     device = model.head.weight.device
     total, count, state = 0.0, 0, None  # summed in Python floats: MPS has no float64
-    for x, y in eval_chunks(ids, batch_size, seq_len, d.rank, d.world):
-        logits, state = model(x.to(device), state)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.to(device).reshape(-1), reduction="sum")
-        total += loss.item()
-        count += y.numel()
+    with ieee_fp32(device):
+        for x, y in eval_chunks(ids, batch_size, seq_len, d.rank, d.world):
+            logits, state = model(x.to(device), state)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.to(device).reshape(-1), reduction="sum")
+            total += loss.item()
+            count += y.numel()
     total, count = sum_all([total, count], d, device)
     count = int(count)
     model.train(was_training)

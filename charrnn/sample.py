@@ -14,7 +14,7 @@ import torch
 from . import rundir
 from .checkpoint import load_checkpoint
 from .data import Vocab, describe_chars
-from .device import resolve_device
+from .device import ieee_fp32, resolve_device
 from .errors import CharRNNError
 from .model import CharRNN
 from .stepper import FastStepper
@@ -116,8 +116,9 @@ def read_prime(model: CharRNN, ids: torch.Tensor, chunk: int = 4096) -> tuple[to
     at a time with the state carried, so a long --prime-file costs bounded
     memory. Returns the last position's logits (1, V) and the state."""
     state = model.init_state(1, ids.device)
-    for start in range(0, len(ids), chunk):
-        logits, state = model(ids[start : start + chunk][None], state)
+    with ieee_fp32(ids.device):
+        for start in range(0, len(ids), chunk):
+            logits, state = model(ids[start : start + chunk][None], state)
     return logits[:, -1], state
 
 

@@ -78,6 +78,29 @@ def test_fp32_on_cuda_turns_tf32_off_for_the_run_only():
         assert [k.fp32_precision for k in knobs] == before
 
 
+
+def test_inference_asks_for_ieee_fp32_where_the_model_is(monkeypatch):
+    """eval, inspect, gradient flow and a sample's prime run the fused kernel:
+    on CUDA it must not be left on cuDNN's TF32 default (test_cuda.py checks
+    the numbers on a GPU; here, that each path asks on the model's device)."""
+    from charrnn.data import Vocab
+    from charrnn.evaluate import score
+    from charrnn.inspection.analysis import gradient_flow
+    from charrnn.inspection.record import record
+    from charrnn.sample import read_prime
+
+    seen = []
+    real = dev.exact_fp32
+    monkeypatch.setattr(dev, "exact_fp32", lambda precision, device: seen.append((precision, device.type)) or real(precision, device))
+    vocab = Vocab.from_chars("ab \n")
+    model = CharRNN(ModelConfig("gru", vocab.size, embedding=4, hidden=8, layers=2))
+    ids = vocab.encode("ab ba\n" * 20)
+    score(model, ids, seq_len=16)
+    record(model, vocab, "ab ba\n" * 4)
+    gradient_flow(model, vocab, "ab ba\n" * 10, horizon=5, positions=4)
+    read_prime(model, torch.as_tensor(ids[:9].astype("int64")))
+    assert seen == [("fp32", "cpu")] * 4
+
 def test_each_process_finds_its_gpu():
     assert [gpu_for(rank, 4) for rank in range(4)] == [0, 1, 2, 3]
     assert gpu_for(3, 1) == 0  # one GPU bound to each process: whatever its local rank

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..cells import Range
+from ..device import ieee_fp32
 from ..errors import CharRNNError
 from ..model import CharRNN
 from .features import BUILTIN_FEATURES, Feature, is_binary
@@ -207,18 +208,19 @@ def gradient_flow(model, vocab, text: str, horizon: int = 50, positions: int = 6
     ends = np.sort(rng.choice(np.arange(horizon, len(ids) - 1), size=min(positions, len(ids) - 1 - horizon), replace=False))
     model = model.eval()
     starts = ends - horizon  # window: characters starts..ends, predicting ends+1
-    with torch.no_grad():  # the state each window starts from
-        states = _states_before(model, ids, starts)
-    state = tuple(s.clone() for s in states)
-    kept = []
-    for step in range(horizon + 1):
-        for s in state:
-            s.requires_grad_(True)
-            s.retain_grad()
-        kept.append(state)
-        logits, state = model.step(ids[torch.as_tensor(starts + step, device=device)], state)
-    loss = torch.nn.functional.cross_entropy(logits, ids[torch.as_tensor(ends + 1, device=device)], reduction="sum")
-    loss.backward()
+    with ieee_fp32(device):
+        with torch.no_grad():  # the state each window starts from
+            states = _states_before(model, ids, starts)
+        state = tuple(s.clone() for s in states)
+        kept = []
+        for step in range(horizon + 1):
+            for s in state:
+                s.requires_grad_(True)
+                s.retain_grad()
+            kept.append(state)
+            logits, state = model.step(ids[torch.as_tensor(starts + step, device=device)], state)
+        loss = torch.nn.functional.cross_entropy(logits, ids[torch.as_tensor(ends + 1, device=device)], reduction="sum")
+        loss.backward()
     flow = {}
     for k in range(model.config.layers):
         # kept[j] is the state before character starts+j, i.e. h at t - (horizon + 1 - j) ... h(t-1) is kept[horizon]

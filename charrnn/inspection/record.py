@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import Vocab
+from ..device import ieee_fp32
 from ..errors import CharRNNError
 from ..files import atomic_path
 from ..model import CharRNN, ModelConfig, split_name
@@ -147,18 +148,19 @@ def record(
     top_ids, top_probs = np.empty((n, k), dtype=np.int32), np.empty((n, k), dtype=np.float32)
     loss = np.full(n, np.nan, dtype=np.float32)
     state = model.init_state(1)
-    fused = single_layers(model)
-    for start in range(0, n, chunk):
-        x = ids[start : start + chunk]
-        tensors, logits, state = _chunk(model, fused, x, state)
-        for name in names:
-            sinks[name].write(start, tensors[name][:, columns].cpu().numpy())
-        logp = F.log_softmax(logits, -1)
-        best = logp.topk(k, -1)
-        top_ids[start : start + len(x)] = best.indices.cpu().numpy()
-        top_probs[start : start + len(x)] = best.values.exp().cpu().numpy()
-        nxt = ids[start + 1 : start + len(x) + 1]
-        loss[start : start + len(nxt)] = (-logp[torch.arange(len(nxt), device=device), nxt]).cpu().numpy()
+    with ieee_fp32(device):
+        fused = single_layers(model)
+        for start in range(0, n, chunk):
+            x = ids[start : start + chunk]
+            tensors, logits, state = _chunk(model, fused, x, state)
+            for name in names:
+                sinks[name].write(start, tensors[name][:, columns].cpu().numpy())
+            logp = F.log_softmax(logits, -1)
+            best = logp.topk(k, -1)
+            top_ids[start : start + len(x)] = best.indices.cpu().numpy()
+            top_probs[start : start + len(x)] = best.values.exp().cpu().numpy()
+            nxt = ids[start + 1 : start + len(x) + 1]
+            loss[start : start + len(nxt)] = (-logp[torch.arange(len(nxt), device=device), nxt]).cpu().numpy()
     unit_map = {name: units for name in names}
     out = {name: sink.finish() for name, sink in sinks.items()}
     return Recording(text, vocab, cfg, layers, out, unit_map, top_ids, top_probs, loss)
