@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -128,6 +129,31 @@ class Run:
             except TypeError as e:
                 raise TypeError(f"run.{f.name}: {'missing' if f.name not in meta else e}") from None
         return cls(**values)
+
+    def check(self, config: ModelConfig) -> None:
+        """What resuming will use, checked against the model it resumes (a
+        crafted file can pass the checksum): counters, the carried state's
+        shape and every generator state's layout."""
+        counts = {"step": self.step, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+                  "chars_seen": self.chars_seen}  # fmt: skip
+        for name, value in counts.items():
+            if value < 0:
+                raise ValueError(f"run.{name} is negative ({value})")
+        if not (0 <= self.progress <= 1 and math.isfinite(self.elapsed_s) and self.elapsed_s >= 0):
+            raise ValueError("run.progress or run.elapsed_s is out of range")
+        if self.best_val_loss is not None and not math.isfinite(self.best_val_loss):
+            raise ValueError(f"run.best_val_loss is {self.best_val_loss}")
+        for entry in self.metrics:
+            if not _is_entry(entry):
+                raise ValueError(f"run.metrics holds an entry that is not an evaluation's: {entry!r:.60}")
+        shape = (config.layers, self.train_config.batch_size, config.hidden)
+        parts = len(config.cell.state_names)
+        if len(self.carried) != parts or any(s.dtype != torch.float32 or s.shape != shape for s in self.carried):
+            raise ValueError(f"the carried state is not {parts} float32 tensor(s) of shape {shape}")
+        cpu_rng = torch.get_rng_state()
+        for name, t in self.rng.items():
+            if t.dtype != torch.uint8 or t.dim() != 1 or (name.endswith("cpu") and t.shape != cpu_rng.shape):
+                raise ValueError(f"generator state rng.{name} is not a byte string of the right length")
 
 
 @dataclass
@@ -281,7 +307,19 @@ def _rebuild(p: Path, meta: dict, tensors: dict[str, torch.Tensor]) -> Checkpoin
     model.load_state_dict(weights, strict=True)
     model.eval()
     run = Run.decode(meta["run"], tensors) if "run" in meta else None
+    if run is not None:
+        run.check(config)
     return Checkpoint(config, vocab, model, run, p)
+
+
+def _is_entry(entry) -> bool:
+    """A metrics entry as the loop writes it: numbers, text or nothing, with
+    the step and the val loss that resuming and the advice read."""
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    return (isinstance(entry, dict) and isinstance(entry.get("step"), int) and number(entry.get("val_loss"))
+            and all(v is None or isinstance(v, str) or number(v) for v in entry.values()))  # fmt: skip
 
 
 def _typed(value, type_: type):

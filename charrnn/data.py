@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .errors import CharRNNError
+from .typecheck import check_types
 
 SHIPPED_CORPUS = Path(__file__).resolve().parent.parent / "corpora" / "shakespeare.txt"
 CHUNK_BYTES = 1 << 20
@@ -113,6 +114,9 @@ class CorpusInfo:
     n_files: int
     encoding: str
 
+    def __post_init__(self) -> None:
+        check_types(self)  # read back from checkpoints
+
 
 @dataclass(frozen=True)
 class Corpus:
@@ -189,6 +193,8 @@ def _read_file(path: Path, encoding: str, digest) -> Iterator[str]:
                     f"{path} is not valid {encoding}: byte 0x{e.object[e.start]:02x} at byte offset {offset}"
                     " (use --encoding if the file uses another encoding)"
                 ) from None
+            except UnicodeError as e:  # not a byte's fault: e.g. UTF-16 with no byte-order mark
+                raise CharRNNError(f"{path} is not valid {encoding}: {e} (use --encoding utf-16-le or -be)") from None
             if not nul_means_binary and "\0" in text:
                 raise CharRNNError(f"{path} looks binary: it holds U+0000 characters")
             fed += len(raw)

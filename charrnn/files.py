@@ -33,8 +33,33 @@ def atomic_path(path: Path, size: int | None = None) -> Iterator[Path]:
     except OSError as e:
         if e.errno != errno.ENOSPC:
             raise
-        needed = f" ({_size(size)} needed)" if size is not None else ""
-        raise CharRNNError(f"no space left on the device to write {path}{needed}; the previous file is kept") from None
+        raise no_space(f"write {path}", size, "the previous file is kept") from None
+
+
+def no_space(what: str, size: int | None, kept: str) -> CharRNNError:
+    needed = f" ({_size(size)} needed)" if size is not None else ""
+    return CharRNNError(f"no space left on the device to {what}{needed}; {kept}")
+
+
+def append_line(path: Path, line: str, kept: str) -> None:
+    """Append one line whole or not at all: if a write fails (a full disk)
+    the file is cut back to its old length, so it never ends torn. `kept`
+    says, in the error, where what was not written survives."""
+    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # the umask applies
+    try:
+        start = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:  # a write may take fewer bytes than given
+                view = view[os.write(fd, view) :]
+        except OSError as e:
+            os.ftruncate(fd, start)
+            if e.errno != errno.ENOSPC:
+                raise
+            raise no_space(f"append to {path}", len(data), kept) from None
+    finally:
+        os.close(fd)
 
 
 @contextmanager

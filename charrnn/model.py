@@ -23,6 +23,7 @@ from torch import nn
 from . import cells
 from .cells import Cell, LayerWeights, State
 from .errors import CharRNNError
+from .typecheck import check_types
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class ModelConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
+        check_types(self)
         object.__setattr__(self, "kind", cells.get(self.kind).name)  # a str, whatever names it
         for name in ("vocab_size", "embedding", "hidden", "layers"):
             if getattr(self, name) < 1:

@@ -130,9 +130,9 @@ def write_metrics(directory: Path, entries: list[dict]) -> None:
 
 def append_metrics(directory: Path, entry: dict) -> None:
     # An append, not an atomic rewrite: a crash can tear only the last line,
-    # which read_metrics forgives, and the checkpoint holds the history anyway.
-    with open(directory / METRICS, "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry) + "\n")
+    # which read_metrics forgives, and the checkpoint holds the history anyway
+    # (a resumed run rewrites this file from it).
+    files.append_line(directory / METRICS, json.dumps(entry), "the checkpoint saved just before holds this entry")
 
 
 def read_metrics(run: Path) -> list[dict]:

@@ -48,6 +48,18 @@ def run_cli(*args: str):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 1, result.output
+    # Progress lines may come first (e.g. a run that diverges); the error is
+    # the one line that ends the output.
+    lines = result.stderr.strip().splitlines()
+    assert lines and lines[-1].startswith("error: "), result.stderr
+    assert sum(line.startswith("error: ") for line in lines) == 1
+    assert "Traceback" not in result.output
+    for f in fragments:
+        assert f in lines[-1], lines[-1]
+
+
 TINY = ["--hidden", "8", "--embedding", "4", "--layers", "1", "--seq-len", "16", "--batch-size", "4"]
 
 

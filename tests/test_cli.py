@@ -10,19 +10,7 @@ from charrnn import checkpoint as ckpt
 from charrnn import rundir
 from charrnn.cli.options import default_lrs
 
-from conftest import TINY, make_text, run_cli
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code == 1, result.output
-    # Progress lines may come first (e.g. a run that diverges); the error is
-    # the one line that ends the output.
-    lines = result.stderr.strip().splitlines()
-    assert lines and lines[-1].startswith("error: "), result.stderr
-    assert sum(line.startswith("error: ") for line in lines) == 1
-    assert "Traceback" not in result.output
-    for f in fragments:
-        assert f in lines[-1], lines[-1]
+from conftest import TINY, assert_one_line_error, make_text, run_cli
 
 
 @pytest.mark.parametrize("command", [[], ["train"], ["sample"], ["eval"], ["inspect"]])

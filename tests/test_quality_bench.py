@@ -31,7 +31,7 @@ def test_timed_run_logs_a_result_and_table_renders_it(tmp_path: Path) -> None:
             "--corpus",
             str(corpus),
             "--minutes",
-            "0.05",
+            "0.02",
             "--log",
             str(log),
             "--",
@@ -47,7 +47,7 @@ def test_timed_run_logs_a_result_and_table_renders_it(tmp_path: Path) -> None:
         assert r["val_bpc"] == r["val_loss"] / 0.6931471805599453
         assert r["torch"] and r["threads"] >= 1
     table = bench("--table", str(log)).stdout.splitlines()
-    assert table[0] == "| model | parameters | 0.05 min | chars/s |"
+    assert table[0] == "| model | parameters | 0.02 min | chars/s |"
     # The size flags are named in the label; the other train options follow it.
     assert table[2].startswith("| GRU 1x8 (--embedding 4 --seq-len 16 --batch-size 4) |")
     assert f"| {results[1]['val_loss']:.3f} |" in table[3]

@@ -4,6 +4,7 @@ directory, a --force whose new run fails at once, a full disk."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import socket
@@ -82,6 +83,23 @@ def test_readers_always_see_a_whole_checkpoint_while_training_writes(running):
     assert proc.poll() is None and loads > 20 and len(steps) > 1, (loads, steps)
 
 
+def test_a_model_too_big_for_memory_is_a_one_line_error(tmp_path, corpus_file, monkeypatch):
+    def cannot_allocate(self, *args, **kwargs):  # what the CPU allocator says for --hidden 100000000
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 102400000000 bytes")
+
+    monkeypatch.setattr(CharRNN, "to", cannot_allocate)
+    done = run_cli("train", corpus_file, "--out", tmp_path / "run", "--hidden", "5000", "--max-steps", "1")
+    line = done.output.strip().splitlines()[-1]
+    assert done.exit_code == 1 and "Traceback" not in done.output
+    assert line.startswith("error: out of memory on cpu building the model (") and "--hidden" in line, line
+
+
+@pytest.mark.parametrize(("option", "value"), [("--lr", "1e39"), ("--weight-decay", "1e30"), ("--lr", "nan")])
+def test_optimizer_settings_past_fp32_are_refused(tmp_path, corpus_file, option, value):
+    done = run_cli("train", corpus_file, "--out", tmp_path / "run", *TINY, option, value, "--max-steps", "1")
+    line = done.output.strip().splitlines()[-1]
+    assert done.exit_code == 1 and line.startswith("error: ") and option in line, line
+
 def test_force_keeps_the_old_run_until_the_new_one_saves(trained_run, corpus_file, monkeypatch):
     before = {name: (trained_run / name).read_bytes() for name in rundir.RUN_FILES[:3]}
 
@@ -144,6 +162,33 @@ def test_a_full_disk_during_a_save_keeps_the_previous_checkpoints(tmp_path, corp
     assert ckpt.load_checkpoint(run, prefer=rundir.BEST).run.step in (2, 4)
     assert run_cli("train", "--resume", run, "--max-steps", str(last.run.step + 2)).exit_code == 0
 
+
+
+def test_a_full_disk_during_a_metrics_append_leaves_no_torn_line(tmp_path, corpus_file, monkeypatch):
+    run, real_write, appends = tmp_path / "run", os.write, []
+
+    def filling(fd, data):  # the second append (step 6; step 2 rewrote the file) gets 10 bytes in, then the disk is full
+        if not os.readlink(f"/proc/self/fd/{fd}").endswith(rundir.METRICS):
+            return real_write(fd, data)
+        appends.append(fd)
+        if len(appends) == 2:
+            return real_write(fd, bytes(data[:10]))
+        if len(appends) > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", filling)
+    done = run_cli("train", corpus_file, "--out", run, *TINY, "--max-steps", "40", "--eval-every", "2")
+    monkeypatch.undo()
+    assert done.exit_code == 1, done.output
+    line = done.output.strip().splitlines()[-1]
+    assert line.startswith("error: no space left on the device to append to") and "kB needed" in line, line
+    lines = (run / rundir.METRICS).read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [2, 4]  # whole lines only: the torn one was cut off
+    last = ckpt.load_checkpoint(run, prefer=rundir.LAST)
+    assert last.run.step == 6 and [e["step"] for e in last.run.metrics] == [2, 4, 6]  # the checkpoint holds it
+    assert run_cli("train", "--resume", run, "--max-steps", "8").exit_code == 0
+    assert [e["step"] for e in rundir.read_metrics(run)] == [2, 4, 6, 8]
 
 def test_sample_output_is_all_or_nothing(trained_run, tmp_path, monkeypatch):
     import charrnn.sample as sampling

@@ -62,20 +62,22 @@ def model_config(corpus, kind="lstm", dropout=0.0):
     return ModelConfig(kind, corpus.vocab.size, embedding=4, hidden=6, layers=2, dropout=dropout)
 
 
+@pytest.mark.parametrize("precision", ["auto", "fp32", "bf16"])  # auto, the default: bf16 where the CPU has it
 @pytest.mark.parametrize("kind", BUILTIN_KINDS)
-def test_resume_is_bit_identical(tmp_path, corpus_file, kind):
+def test_resume_is_bit_identical(tmp_path, corpus_file, kind, precision):
     corpus = load_corpus(corpus_file)
     mconf = model_config(corpus, kind, dropout=0.3)  # dropout: the RNG state must be restored too
+    config = replace(CONFIG, precision=precision)
 
     straight = Recorder()
-    train(corpus, CONFIG, tmp_path / "a", mconf, reporter=straight)
+    train(corpus, config, tmp_path / "a", mconf, reporter=straight)
 
     first = Recorder(interrupt_at=6)
-    result = train(corpus, CONFIG, tmp_path / "b", mconf, reporter=first)
+    result = train(corpus, config, tmp_path / "b", mconf, reporter=first)
     assert result.interrupted and result.step == 6
     state = ckpt.load_checkpoint(tmp_path / "b", prefer=rundir.LAST)
     second = Recorder()
-    result = train(corpus, CONFIG, tmp_path / "b", resume=state, reporter=second)
+    result = train(corpus, config, tmp_path / "b", resume=state, reporter=second)
     assert result.stop_reason == "max_steps" and result.step == 12
 
     assert first.losses + second.losses == straight.losses  # exact, not approximate

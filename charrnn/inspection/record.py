@@ -84,7 +84,8 @@ class Recording:
         arrays["vocab"] = np.array([ord(c) for c in self.vocab.chars], dtype=np.uint32)
         arrays["top_ids"], arrays["top_probs"], arrays["loss"] = self.top_ids, self.top_probs, self.loss
         arrays["manifest"] = np.array(json.dumps(self.manifest()))
-        with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
+        size = sum(a.nbytes for a in arrays.values())  # uncompressed: about what savez writes
+        with atomic_path(Path(path), size) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
 
 
@@ -110,8 +111,11 @@ def select_units(spec: str | None, hidden: int) -> np.ndarray:
     try:
         for part in spec.split(","):
             lo, _, hi = part.partition("-")
-            units.update(range(int(lo), int(hi or lo) + 1))
-    except ValueError:
+            first, last = int(lo), int(hi or lo)
+            if last < first:
+                raise ValueError
+            units.update(range(first, last + 1))
+    except ValueError:  # also a backwards range (3-1), which would select nothing
         raise CharRNNError(f"--units must look like 0-9,42, not {spec!r}") from None
     if min(units) < 0 or max(units) >= hidden:
         raise CharRNNError(f"--units must be in 0..{hidden - 1}")

@@ -10,7 +10,9 @@ from .. import cells
 from ..data import check_split
 from ..device import check_precision
 from ..errors import CharRNNError
+from ..typecheck import check_types
 
+MAX_LR, MAX_WEIGHT_DECAY = 10.0, 100.0
 DEFAULT_MAX_STEPS = 3000  # when no --max-steps, --epochs or --time-limit is given
 # Options that may change when a run is resumed: they say how long and where
 # to run, not what is trained. Everything else is fixed by the checkpoint.
@@ -39,6 +41,7 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler)
 
     def __post_init__(self) -> None:
+        check_types(self)
         for name in ("seq_len", "batch_size", "eval_every"):
             if getattr(self, name) < 1:
                 raise CharRNNError(f"{flag(name)} must be at least 1, not {getattr(self, name)}")
@@ -46,8 +49,11 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and not v > 0:
                 raise CharRNNError(f"{flag(name)} must be positive, not {v}")
-        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
-            raise CharRNNError(f"--lr must be a positive number, not {self.lr}")
+        # Bounds far past any useful value, within what fp32 optimizer maths holds (lr * weight decay too).
+        if self.lr is not None and not 0 < self.lr <= MAX_LR:
+            raise CharRNNError(f"--lr must be in (0, {MAX_LR:g}], not {self.lr}")
+        if not 0 <= self.weight_decay <= MAX_WEIGHT_DECAY:
+            raise CharRNNError(f"--weight-decay must be in [0, {MAX_WEIGHT_DECAY:g}], not {self.weight_decay}")
         if not 0 <= self.min_lr_frac <= 1:
             raise CharRNNError(f"--min-lr-frac must be in [0, 1], not {self.min_lr_frac}")
         check_split(self.val_frac, self.test_frac)

@@ -170,6 +170,30 @@ def _make_optimizer(model: CharRNN, config: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.99))
 
 
+ADAMW_STATE = {"step", "exp_avg", "exp_avg_sq"}
+
+
+def _checked_optimizer_state(saved: dict, optimizer: torch.optim.AdamW) -> dict:
+    """The checkpoint's AdamW moments, checked against this model (a file
+    can pass its checksum and still hold anything). The hyper-parameters
+    are this run's config's, and the loop sets lr before every step, so
+    the file's param_groups only have to list the same parameters."""
+    fresh = optimizer.state_dict()
+    listed = [g.get("params") if isinstance(g, dict) else None for g in saved.get("param_groups", ())]
+    if listed != [g["params"] for g in fresh["param_groups"]]:
+        raise ValueError("its parameter groups are not this model's")
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    for pid, moments in saved["state"].items():
+        if not 0 <= pid < len(params):
+            raise ValueError(f"it holds state for parameter {pid}, which the model lacks")
+        tensors = moments.values()
+        if moments and (set(moments) != ADAMW_STATE or not all(isinstance(t, torch.Tensor) for t in tensors)
+                        or not all(t.is_floating_point() for t in tensors) or moments["step"].numel() != 1
+                        or any(moments[k].shape != params[pid].shape for k in ("exp_avg", "exp_avg_sq"))):  # fmt: skip
+            raise ValueError(f"parameter {pid}'s moments are not AdamW's for its shape")
+    return {"state": saved["state"], "param_groups": fresh["param_groups"]}
+
+
 class Trainer:
     """One invocation of `train`: built once (everything checked), then
     `fit` steps it to a stop."""
@@ -231,7 +255,17 @@ class Trainer:
 
     def _build_model(self, model_config: ModelConfig | None, resume: ckpt.Checkpoint | None) -> CharRNN:
         torch.manual_seed(self.config.seed)
-        model = (CharRNN(model_config) if resume is None else resume.model).to(self.device).train()
+        try:
+            model = (CharRNN(model_config) if resume is None else resume.model).to(self.device).train()
+        except RuntimeError as e:  # torch.OutOfMemoryError is one
+            if not _out_of_memory(e):
+                raise
+            with torch.device("meta"):  # the size, without the memory
+                size = CharRNN(model_config or resume.config).num_parameters()
+            raise CharRNNError(
+                f"out of memory on {self.device} building the model ({size:,} parameters):"
+                " try a smaller --hidden, --embedding or --layers"
+            ) from None
         model.fp32_recurrence = recurrence_in_fp32(self.precision, self.device)
         if self.dist.rank > 0:  # each process draws its own dropout masks (weights come from rank 0)
             torch.manual_seed(hash((self.config.seed, self.dist.rank, resume.run.step if resume else 0)) % 2**63)
@@ -247,17 +281,20 @@ class Trainer:
     def _restore(self, resume: ckpt.Checkpoint) -> ckpt.Run:
         run = resume.run
         try:
-            self.optimizer.load_state_dict(run.optimizer)
-        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            self.optimizer.load_state_dict(_checked_optimizer_state(run.optimizer, self.optimizer))
+        except (KeyError, ValueError, TypeError, RuntimeError, AttributeError) as e:
             raise CharRNNError(f"the checkpoint's optimizer state does not fit its model: {e}") from None
         # The checkpoint holds every process's generators (rank 0's unprefixed);
         # a process it has none for (a run resumed on more processes) keeps
         # the seed _build_model gave it.
         mine = run.rng if self.dist.is_main else _prefixed(run.rng, f"rank{self.dist.rank}.")
-        if mine:
-            set_rng_states(mine, self.device)
-        if run.scaler and self.scaler.is_enabled():
-            self.scaler.load_state_dict(run.scaler)
+        try:
+            if mine:
+                set_rng_states(mine, self.device)
+            if run.scaler and self.scaler.is_enabled():
+                self.scaler.load_state_dict(run.scaler)
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:
+            raise CharRNNError(f"the checkpoint's generator or gradient-scaler state cannot be restored: {e}") from None
         run.train_config, run.corpus = self.config, self.corpus.info
         return run
 

@@ -1,0 +1,114 @@
+"""Is training bit-for-bit repeatable here? A soak: the same small training
+run many times, in fp32 and bf16, with 1 and 2 threads, alone and beside a
+CPU hog, counting the runs whose final weights are bit-identical.
+
+    python benchmarks/determinism.py                 # 50 runs per setting
+    python benchmarks/determinism.py --runs 10       # quicker
+
+The run is the one issue 14 saw diverge once in about 17 times on an AMX
+Xeon (bf16): a 2x48 LSTM, dropout 0.2, T=24, B=8, seed 11, 40 steps, on the
+first 80 kB of the shipped corpus. Runs go in batches of --per-process in
+fresh processes, so process-level state (allocator, oneDNN's kernel cache,
+thread pools) varies as it does between separate `charrnn train` calls.
+Prints one row per setting: runs, bit-identical to the most common result,
+distinct results, and the spread of the final train loss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def one_run(precision: str, corpus_path: Path) -> dict:
+    import torch
+
+    from charrnn.checkpoint import load_checkpoint
+    from charrnn.data import load_corpus
+    from charrnn.model import ModelConfig
+    from charrnn.training.config import TrainConfig
+    from charrnn.training.loop import train
+
+    corpus = load_corpus(corpus_path)
+    config = TrainConfig(seq_len=24, batch_size=8, max_steps=40, eval_every=40, seed=11, precision=precision,
+                         device="cpu")  # fmt: skip
+    shape = ModelConfig("lstm", corpus.vocab.size, embedding=16, hidden=48, layers=2, dropout=0.2)
+    with tempfile.TemporaryDirectory() as d:
+        result = train(corpus, config, Path(d), shape)
+        model = load_checkpoint(Path(d), prefer="last.safetensors").model
+    digest = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        digest.update(name.encode() + t.contiguous().view(torch.uint8).numpy().tobytes())
+    return {"weights": digest.hexdigest()[:16], "train_loss": result.last_entry["train_loss"]}
+
+
+def worker(args: argparse.Namespace) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    for _ in range(args.per_process):
+        print(json.dumps(one_run(args.precision, args.corpus)), flush=True)
+
+
+def setting(precision: str, threads: int, hog: bool, runs: int, per_process: int, corpus: Path) -> list[dict]:
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(1 if hog else 0)]
+    results: list[dict] = []
+    try:
+        while len(results) < runs:
+            n = min(per_process, runs - len(results))
+            cmd = [sys.executable, __file__, "--worker", "--precision", precision, "--threads", str(threads),
+                   "--per-process", str(n), "--corpus", str(corpus)]  # fmt: skip
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+            results += [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    finally:
+        for h in hogs:
+            h.kill()
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=50, help="runs per setting")
+    ap.add_argument("--per-process", type=int, default=5, help="runs in one process before a fresh one")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--precision", default="bf16", help=argparse.SUPPRESS)
+    ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--corpus", type=Path, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        return worker(args)
+    with tempfile.TemporaryDirectory() as d:
+        corpus = Path(d) / "play.txt"
+        corpus.write_text((REPO / "corpora" / "shakespeare.txt").read_text(encoding="utf-8")[:80_000], encoding="utf-8")
+        import torch
+
+        from charrnn.device import cpu_has_native_bf16
+
+        print(f"torch {torch.__version__}, native bf16: {cpu_has_native_bf16()}, {os.cpu_count()} CPUs")
+        print("precision threads hog   runs identical distinct loss-spread seconds")
+        for precision in ("fp32", "bf16"):
+            for threads in (1, 2):
+                for hog in (False, True):
+                    t0 = time.monotonic()
+                    results = setting(precision, threads, hog, args.runs, args.per_process, corpus)
+                    counts = collections.Counter(r["weights"] for r in results)
+                    losses = [r["train_loss"] for r in results]
+                    print(f"{precision:9} {threads:7} {'yes' if hog else 'no':5} {len(results):4} "
+                          f"{counts.most_common(1)[0][1]:9} {len(counts):8} {max(losses) - min(losses):11.3g} "
+                          f"{time.monotonic() - t0:7.0f}", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
