@@ -4,6 +4,7 @@ CPU hog, counting the runs whose final weights are bit-identical.
 
     python benchmarks/determinism.py                 # 50 runs per setting
     python benchmarks/determinism.py --runs 10       # quicker
+    python benchmarks/determinism.py --cost          # what --deterministic costs
 
 The run is the one issue 14 saw diverge once in about 17 times on an AMX
 Xeon (bf16): a 2x48 LSTM, dropout 0.2, T=24, B=8, seed 11, 40 steps, on the
@@ -28,29 +29,58 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+HOGS = 1  # busy processes beside a "hog" setting (--hogs)
 sys.path.insert(0, str(REPO))
 
 
-def one_run(precision: str, corpus_path: Path) -> dict:
+def one_run(precision: str, corpus_path: Path, deterministic: bool = False) -> dict:
     import torch
 
     from charrnn.checkpoint import load_checkpoint
     from charrnn.data import load_corpus
     from charrnn.model import ModelConfig
     from charrnn.training.config import TrainConfig
-    from charrnn.training.loop import train
+    from charrnn.training.loop import SilentReporter, train
 
     corpus = load_corpus(corpus_path)
     config = TrainConfig(seq_len=24, batch_size=8, max_steps=40, eval_every=40, seed=11, precision=precision,
-                         device="cpu")  # fmt: skip
+                         device="cpu", deterministic=deterministic)  # fmt: skip
     shape = ModelConfig("lstm", corpus.vocab.size, embedding=16, hidden=48, layers=2, dropout=0.2)
+    losses: list[float] = []
+
+    class Losses(SilentReporter):
+        def step(self, step, loss, chars_per_s):
+            losses.append(loss)
+
     with tempfile.TemporaryDirectory() as d:
-        result = train(corpus, config, Path(d), shape)
+        result = train(corpus, config, Path(d), shape, reporter=Losses())
         model = load_checkpoint(Path(d), prefer="last.safetensors").model
     digest = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
         digest.update(name.encode() + t.contiguous().view(torch.uint8).numpy().tobytes())
-    return {"weights": digest.hexdigest()[:16], "train_loss": result.last_entry["train_loss"]}
+    return {"weights": digest.hexdigest()[:16], "train_loss": result.last_entry["train_loss"], "losses": losses,
+            "threads": torch.get_num_threads(), "pid": os.getpid()}
+
+
+def cost(corpus_path: Path, rounds: int = 3, steps: int = 40) -> None:
+    """chars/s of the default model with and without --deterministic,
+    alternated in one process (the ratio is what to read)."""
+    from charrnn.data import load_corpus
+    from charrnn.model import ModelConfig
+    from charrnn.training.config import TrainConfig
+    from charrnn.training.loop import train
+
+    corpus = load_corpus(corpus_path)
+    speeds: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(rounds):
+        for deterministic in (False, True):
+            config = TrainConfig(max_steps=steps, eval_every=10**6, device="cpu", deterministic=deterministic)
+            with tempfile.TemporaryDirectory() as d:
+                result = train(corpus, config, Path(d), ModelConfig("lstm", corpus.vocab.size))
+            speeds[deterministic].append(result.last_entry["chars_per_s"])
+    best = {k: max(v) for k, v in speeds.items()}
+    print(f"default model, {steps} steps, best of {rounds}: {best[False]:,.0f} chars/s, with --deterministic"
+          f" {best[True]:,.0f} chars/s: {best[True] / best[False]:.3f}x")
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -58,18 +88,19 @@ def worker(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     for _ in range(args.per_process):
-        print(json.dumps(one_run(args.precision, args.corpus)), flush=True)
+        print(json.dumps(one_run(args.precision, args.corpus, args.deterministic)), flush=True)
 
 
-def setting(precision: str, threads: int, hog: bool, runs: int, per_process: int, corpus: Path) -> list[dict]:
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(1 if hog else 0)]
+def setting(precision: str, threads: int, hog: bool, runs: int, per_process: int, corpus: Path,
+            extra: list[str], env: dict[str, str]) -> list[dict]:  # fmt: skip
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(HOGS if hog else 0)]
     results: list[dict] = []
     try:
         while len(results) < runs:
             n = min(per_process, runs - len(results))
             cmd = [sys.executable, __file__, "--worker", "--precision", precision, "--threads", str(threads),
-                   "--per-process", str(n), "--corpus", str(corpus)]  # fmt: skip
-            env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+                   "--per-process", str(n), "--corpus", str(corpus), *extra]  # fmt: skip
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads), **env}
             done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
             results += [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     finally:
@@ -82,6 +113,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=50, help="runs per setting")
     ap.add_argument("--per-process", type=int, default=5, help="runs in one process before a fresh one")
+    ap.add_argument("--cost", action="store_true", help="measure what --deterministic costs, then stop")
+    ap.add_argument("--deterministic", action="store_true", help="train with --deterministic")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="set in every run's environment")
+    ap.add_argument("--hogs", type=int, default=1, help="busy processes in the hog settings (default 1)")
+    ap.add_argument("--only", default=None, metavar="PRECISION:THREADS:HOG", help="one setting, e.g. fp32:2:hog")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--precision", default="bf16", help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -89,6 +125,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.worker:
         return worker(args)
+    global HOGS
+    HOGS = args.hogs
     with tempfile.TemporaryDirectory() as d:
         corpus = Path(d) / "play.txt"
         corpus.write_text((REPO / "corpora" / "shakespeare.txt").read_text(encoding="utf-8")[:80_000], encoding="utf-8")
@@ -97,17 +135,31 @@ def main() -> None:
         from charrnn.device import cpu_has_native_bf16
 
         print(f"torch {torch.__version__}, native bf16: {cpu_has_native_bf16()}, {os.cpu_count()} CPUs")
+        if args.cost:
+            return cost(corpus)
+        env = dict(item.split("=", 1) for item in args.env)
+        print(f"--deterministic: {args.deterministic}; environment: {env or 'as is'}")
         print("precision threads hog   runs identical distinct loss-spread seconds")
-        for precision in ("fp32", "bf16"):
-            for threads in (1, 2):
-                for hog in (False, True):
-                    t0 = time.monotonic()
-                    results = setting(precision, threads, hog, args.runs, args.per_process, corpus)
-                    counts = collections.Counter(r["weights"] for r in results)
-                    losses = [r["train_loss"] for r in results]
-                    print(f"{precision:9} {threads:7} {'yes' if hog else 'no':5} {len(results):4} "
-                          f"{counts.most_common(1)[0][1]:9} {len(counts):8} {max(losses) - min(losses):11.3g} "
-                          f"{time.monotonic() - t0:7.0f}", flush=True)  # fmt: skip
+        settings = [(p, t, h) for p in ("fp32", "bf16") for t in (1, 2) for h in (False, True)]
+        if args.only:
+            p, t, h = args.only.split(":")
+            settings = [(p, int(t), h == "hog")]
+        for precision, threads, hog in settings:
+            t0 = time.monotonic()
+            extra = ["--deterministic"] if args.deterministic else []
+            results = setting(precision, threads, hog, args.runs, args.per_process, corpus, extra, env)
+            counts = collections.Counter(r["weights"] for r in results)
+            losses = [r["train_loss"] for r in results]
+            print(f"{precision:9} {threads:7} {'yes' if hog else 'no':5} {len(results):4} "
+                  f"{counts.most_common(1)[0][1]:9} {len(counts):8} {max(losses) - min(losses):11.3g} "
+                  f"{time.monotonic() - t0:7.0f}", flush=True)  # fmt: skip
+            usual = next(r for r in results if r["weights"] == counts.most_common(1)[0][0])
+            for r in results:
+                if r["weights"] != usual["weights"]:
+                    first = next((i for i, (a, b) in enumerate(zip(r["losses"], usual["losses"])) if a != b), None)
+                    print(f"    differs: process {r['pid']} ({r['threads']} threads), first at step {first}"
+                          f" ({r['losses'][first] if first is not None else '-'} vs"
+                          f" {usual['losses'][first] if first is not None else '-'})")
 
 
 if __name__ == "__main__":

@@ -268,7 +268,8 @@ def load_checkpoint(path: str | Path, prefer: str = BEST) -> Checkpoint:
     except CharRNNError as e:  # a config that fails its own checks
         raise CharRNNError(f"checkpoint {p} is inconsistent: {e}") from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
-        raise CharRNNError(f"checkpoint {p} is inconsistent: {type(e).__name__}: {e}") from None
+        first = (str(e).splitlines() or [""])[0]  # torch's own errors can carry a C++ stack below
+        raise CharRNNError(f"checkpoint {p} is inconsistent: {type(e).__name__}: {first}") from None
 
 
 def _read_header(p: Path, data: bytes) -> dict[str, str]:

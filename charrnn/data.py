@@ -357,19 +357,45 @@ def _too_short(n: int, batch_size: int, seq_len: int) -> str:
     )
 
 
-def eval_chunks(
-    ids: np.ndarray, batch_size: int, seq_len: int, rank: int = 0, world: int = 1
+IGNORE = -100  # a target that is read, not scored (F.cross_entropy's ignore_index)
+
+
+def stream_count(n: int, streams: int, warmup: int) -> int:
+    """How many of `streams` eval_streams uses on n characters: each must
+    score at least as many as it warms up on."""
+    targets = n - 1
+    return max(1, min(streams, targets // (2 * warmup) if warmup else targets))
+
+
+def eval_streams(
+    ids: np.ndarray, streams: int, seq_len: int, warmup: int, rank: int = 0, world: int = 1
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """All of `ids` as B streams read T at a time, the last block possibly
-    shorter, so every character but the last (N-1) mod B is scored. With
-    world > 1, this process takes streams rank, rank + world, ..."""
-    n = len(ids)
-    b = max(1, min(batch_size, (n - 1) // seq_len))
-    stream_len = (n - 1) // b
-    if stream_len < 1 or rank >= b:
+    """Every target of `ids` (each character after the first) scored
+    exactly once, by up to `streams` contiguous streams read side by side,
+    `seq_len` steps at a time, the state carried. Stream 0 starts at the
+    text's start, as one stream would; each other stream starts `warmup`
+    characters before its first scored target, so its state has seen them
+    (they are read, not scored: their targets are IGNORE). A stream must
+    score at least as many characters as it warms up on, so a short text
+    gets fewer streams; streams=1 is the exact single-stream score.
+    Yields (x, y) of shape (streams, <= seq_len); with world > 1, this
+    process takes streams rank, rank + world, ..."""
+    targets = len(ids) - 1
+    if targets < 1:
         return
-    x = ids[: b * stream_len].reshape(b, stream_len)[rank::world]
-    y = ids[1 : b * stream_len + 1].reshape(b, stream_len)[rank::world]
-    for start in range(0, stream_len, seq_len):
-        cols = slice(start, start + seq_len)
-        yield _as_long(x[:, cols]), _as_long(y[:, cols])
+    b = stream_count(len(ids), streams, warmup)
+    steps = -(-(targets + (b - 1) * warmup) // b)  # every stream reads this many characters
+    # stream k reads from first[k]; it scores from scored[k] (stream 0 from its start)
+    scored = np.array([0] + [steps + (k - 1) * (steps - warmup) for k in range(1, b)], dtype=np.int64)
+    first = np.maximum(scored - warmup, 0)
+    first, scored = first[rank::world], scored[rank::world]
+    if len(first) == 0:  # more processes than streams: this one has none
+        return
+    for t0 in range(0, steps, seq_len):
+        pos = first[:, None] + np.arange(t0, min(t0 + seq_len, steps))[None, :]  # input positions
+        x = ids[np.minimum(pos, targets - 1)]
+        y = ids[np.minimum(pos + 1, targets)].astype(np.int64)
+        y[(pos < scored[:, None]) | (pos >= targets)] = IGNORE  # warm-up, or past the text's end
+        yield _as_long(x), torch.from_numpy(y)
+
+

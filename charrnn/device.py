@@ -4,6 +4,7 @@ each device can do."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 
@@ -89,6 +90,36 @@ def exact_fp32(precision: str, device: torch.device) -> Iterator[None]:
     finally:
         for k, value in zip(knobs, before):
             k.fp32_precision = value
+
+
+@contextmanager
+def deterministic_kernels(enabled: bool, device: torch.device) -> Iterator[None]:
+    """--deterministic, for as long as the block runs: one CPU thread for
+    PyTorch's own kernels (the one setting under which no run differed in
+    benchmarks/determinism.py; with two threads, some runs beside other
+    work did), PyTorch's deterministic algorithms (an error, not a silent
+    difference, where an op has none), oneDNN's deterministic mode, and on
+    CUDA cuDNN's deterministic kernels and the cuBLAS workspace setting
+    that deterministic mode requires. Previous settings come back after."""
+    if not enabled:
+        yield
+        return
+    if device.type == "cuda":  # read by cuBLAS when its handle is made: before the first matmul
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              torch.backends.mkldnn.deterministic, torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+              torch.get_num_threads())  # fmt: skip
+    try:
+        torch.set_num_threads(1)
+        torch.use_deterministic_algorithms(True)
+        torch.backends.mkldnn.deterministic = True
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.mkldnn.deterministic = before[2]
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[3], before[4]
+        torch.set_num_threads(before[5])
 
 
 def ieee_fp32(device: torch.device) -> AbstractContextManager[None]:

@@ -26,6 +26,9 @@ from .errors import CharRNNError
 from .typecheck import check_types
 
 
+MAX_SIZE = 2**31 - 1  # any one dimension of a model
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     kind: str  # a registered cell kind (charrnn.cells)
@@ -39,8 +42,8 @@ class ModelConfig:
         check_types(self)
         object.__setattr__(self, "kind", cells.get(self.kind).name)  # a str, whatever names it
         for name in ("vocab_size", "embedding", "hidden", "layers"):
-            if getattr(self, name) < 1:
-                raise CharRNNError(f"model {name} must be at least 1, not {getattr(self, name)}")
+            if not 1 <= getattr(self, name) <= MAX_SIZE:  # torch's sizes are int64, and such a model fits nowhere
+                raise CharRNNError(f"model {name} must be in 1..{MAX_SIZE:,}, not {getattr(self, name)}")
         if not 0 <= self.dropout < 1:
             raise CharRNNError(f"dropout must be in [0, 1), not {self.dropout}")
 

@@ -69,6 +69,15 @@ def test_resume_continues_to_max_steps(trained_run):
     assert steps == [10, 20, 30]
 
 
+
+def test_deterministic_is_a_train_option_a_resume_may_change(tmp_path, corpus_file):
+    out = tmp_path / "run"
+    done = run_cli("train", corpus_file, "--out", out, *TINY, "--max-steps", "4", "--eval-every", "2", "--deterministic")
+    assert done.exit_code == 0 and "deterministic" in done.output, done.output
+    assert ckpt.load_checkpoint(out, prefer=rundir.LAST).run.train_config.deterministic
+    assert run_cli("train", "--resume", out, "--max-steps", "6", "--no-deterministic").exit_code == 0
+    assert not ckpt.load_checkpoint(out, prefer=rundir.LAST).run.train_config.deterministic
+
 def test_resume_refuses_changed_charset(trained_run, tmp_path):
     other = tmp_path / "other.txt"
     other.write_text(make_text(extra="~") .replace("z", ""))

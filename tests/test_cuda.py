@@ -87,3 +87,29 @@ def test_sampling_and_scoring_on_cuda():
     assert first == list(generate(gpu, VOCAB, "ab", config))  # seeded samples repeat on the same device
     ids = VOCAB.encode(TEXT)
     assert abs(score(gpu, ids).loss - score(cpu, ids).loss) < 1e-4
+
+
+def test_scoring_in_streams_on_cuda_matches_the_cpu():
+    cpu, gpu = model_pair("lstm")
+    ids = VOCAB.encode(TEXT * 20)
+    for streams, warmup in ((1, 0), (8, 16)):
+        on_gpu, on_cpu = score(gpu, ids, streams=streams, warmup=warmup), score(cpu, ids, streams=streams, warmup=warmup)
+        assert on_gpu.chars == on_cpu.chars and abs(on_gpu.loss - on_cpu.loss) < 1e-4
+
+
+def test_deterministic_training_on_cuda_repeats_bit_for_bit(tmp_path, corpus_file):
+    corpus = load_corpus(corpus_file)
+    shape = ModelConfig("lstm", corpus.vocab.size, embedding=8, hidden=32, layers=2, dropout=0.2)
+    config = TrainConfig(seq_len=16, batch_size=8, max_steps=12, eval_every=6, device="cuda", precision="fp32",
+                         deterministic=True)  # fmt: skip
+    runs = []
+    for name in ("a", "b"):
+        seen: list[float] = []
+
+        class Losses(SilentReporter):
+            def step(self, step, loss, chars_per_s):
+                seen.append(loss)
+
+        train(corpus, config, tmp_path / name, shape, reporter=Losses())
+        runs.append(seen)
+    assert len(runs[0]) == 12 and runs[0] == runs[1]

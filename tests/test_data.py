@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charrnn.data import StreamBatches, Vocab, eval_chunks, load_corpus, split_corpus
+from charrnn.data import IGNORE, StreamBatches, Vocab, eval_streams, load_corpus, split_corpus
 from charrnn.errors import CharRNNError
 
 
@@ -121,11 +121,30 @@ def test_too_short_for_one_batch_says_what_fits():
         StreamBatches(np.zeros(5, dtype=np.uint8), batch_size=4, seq_len=10)
 
 
-def test_eval_chunks_cover_every_target():
-    ids = np.arange(23, dtype=np.uint8)
-    ys = [y for _, y in eval_chunks(ids, batch_size=2, seq_len=4)]
-    covered = sorted(int(v) for y in ys for v in y.flatten())
-    assert covered == list(range(1, 23))  # (N-1) mod B = 0: every target scored once
+@pytest.mark.parametrize("n", [2, 3, 23, 100, 1025])
+@pytest.mark.parametrize(("streams", "warmup"), [(1, 0), (2, 3), (4, 7), (32, 5), (3, 0)])
+@pytest.mark.parametrize("world", [1, 3])
+def test_eval_streams_score_every_target_once(n, streams, warmup, world):
+    ids = (np.arange(n) % 200).astype(np.uint8)
+    scored, first_rows = [], []
+    for rank in range(world):
+        for i, (x, y) in enumerate(eval_streams(ids, streams, seq_len=4, warmup=warmup, rank=rank, world=world)):
+            keep = (y != IGNORE).numpy()
+            assert ((x.numpy()[keep].astype(int) + 1) % 200 == y.numpy()[keep]).all()  # each target follows its input
+            scored += [int(v) for v in y.numpy()[keep]]
+            if rank == 0 and i == 0:
+                first_rows = x.numpy()[0].tolist()
+    assert sorted(scored) == sorted(int(v) for v in ids[1:])  # every target, exactly once
+    assert first_rows[:1] == [0]  # stream 0 reads from the text's start
+
+
+def test_eval_streams_warm_each_stream_up_before_it_scores():
+    ids = (np.arange(1000) % 200).astype(np.uint8)
+    (x, y), *_ = list(eval_streams(ids, streams=4, seq_len=300, warmup=50))
+    ignored = (y == IGNORE).numpy()
+    assert not ignored[0].any() and ignored[1:, :50].all() and not ignored[1:-1, 50:].any()
+    tail = ignored[-1, 50:]  # the last stream may run past the text's end: only there is it ignored
+    assert not tail[: len(tail) - tail.sum()].any() and tail.sum() < 4
 
 
 def test_bad_byte_offset_counts_the_bom(tmp_path):

@@ -1,5 +1,5 @@
-"""Fuzzing the checkpoint loader, bounded to stay fast (1,400 cases):
-300 random bit flips, 300 truncations or header-length edits, 500 edits of
+"""Fuzzing the checkpoint loader, bounded to stay fast (1,300 cases):
+300 random bit flips, 300 truncations or header-length edits, 400 edits of
 the metadata JSON and 300 of the tensors (wrong dtypes and shapes, one
 dropped or added), both behind a valid checksum, and configs that declare
 huge sizes. Every case ends as a valid load or one CharRNNError, never
@@ -110,7 +110,8 @@ def _rechecksummed(tensors: dict, meta: dict) -> bytes:
 
 def test_declared_sizes_are_checked_before_anything_is_allocated(valid, tmp_path):
     meta = json.loads(dict(json.loads(valid[8 : 8 + struct.unpack("<Q", valid[:8])[0]]))["__metadata__"]["meta"])
-    for huge in ({"hidden": 10**9}, {"vocab_size": 10**12, "embedding": 10**6}, {"layers": 10**7}):
+    for huge in ({"hidden": 10**9}, {"vocab_size": 10**12, "embedding": 10**6}, {"layers": 10**7},
+                 {"embedding": 2**70}):  # past int64: torch's error would carry a C++ stack  # fmt: skip
         edited = {**meta, "model": {**meta["model"], **huge}}
         assert outcome(tmp_path, _rechecksummed(st_load(valid), edited)) == "refused"  # in milliseconds, no MemoryError
 
@@ -170,7 +171,7 @@ def outcome_and_resume(tmp_path: Path, data: bytes) -> str:
         return result
 
 
-@settings(max_examples=500 * SCALE, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=400 * SCALE, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_metadata_edits_behind_a_valid_checksum(valid, tmp_path, data):
     meta, tensors = _parts(valid)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 from dataclasses import replace
@@ -86,6 +87,31 @@ def test_resume_is_bit_identical(tmp_path, corpus_file, kind, precision):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+
+def test_deterministic_kernels_are_on_for_the_run_only_and_resume_stays_exact(tmp_path, corpus_file):
+    corpus = load_corpus(corpus_file)
+    mconf = model_config(corpus, "lstm", dropout=0.3)
+    config = replace(CONFIG, deterministic=True)
+    seen = []
+
+    class Watching(Recorder):
+        def step(self, step, loss, chars_per_s):
+            seen.append((torch.are_deterministic_algorithms_enabled(), torch.backends.mkldnn.deterministic,
+                         torch.get_num_threads()))
+            super().step(step, loss, chars_per_s)
+
+    threads = torch.get_num_threads()
+    straight = Watching()
+    train(corpus, config, tmp_path / "a", mconf, reporter=straight)
+    assert set(seen) == {(True, True, 1)} and straight.info["precision"].endswith(", deterministic")
+    assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.mkldnn.deterministic
+    assert torch.get_num_threads() == threads
+    first = Recorder(interrupt_at=6)
+    train(corpus, config, tmp_path / "b", mconf, reporter=first)
+    second = Recorder()
+    train(corpus, config, tmp_path / "b", resume=ckpt.load_checkpoint(tmp_path / "b", prefer=rundir.LAST), reporter=second)
+    assert first.losses + second.losses == straight.losses
+
 def test_training_learns_and_logs_metrics(tmp_path, corpus_file):
     corpus = load_corpus(corpus_file)
     rec = Recorder()
@@ -170,6 +196,25 @@ def test_scheduleprogress():
     assert lr_at(cfg, 0, 0.0) == pytest.approx(0.1) and lr_at(cfg, 9, 0.0) == pytest.approx(1.0)
     assert lr_at(cfg, 10, 0.0) == pytest.approx(1.0) and lr_at(cfg, 50, 1.0) == pytest.approx(0.1)
     assert lr_at(cfg, 50, 0.5) == pytest.approx(0.55)
+
+
+def test_a_run_shorter_than_ten_warmups_warms_up_over_its_first_tenth(tmp_path, corpus_file):
+    cfg = TrainConfig(lr=1.0, min_lr_frac=0.1, warmup_steps=100)
+    lrs = [lr_at(cfg, s, progress(s, 60, 0.0, 0.0, None), 60) for s in range(60)]  # a 60-step run
+    assert lrs[:5] == [pytest.approx((s + 1) / 6) for s in range(5)]  # the tenth: 6 steps, not 100
+    peak = max(range(60), key=lrs.__getitem__)
+    assert peak == 5 and lrs[peak] == pytest.approx(0.55 + 0.45 * math.cos(math.pi * 5 / 60))
+    assert all(b < a for a, b in zip(lrs[peak:], lrs[peak + 1 :]))  # then the cosine decay
+    long = [lr_at(cfg, s, progress(s, 3000, 0.0, 0.0, None), 3000) for s in range(101)]  # ten warm-ups or more: as before
+    assert long[:99] == [pytest.approx((s + 1) / 100) for s in range(99)]
+    timed = lr_at(cfg, 3, progress(3, None, 0.0, 6.0, 60.0))  # 6 s of a 60 s limit: warmed up, 4 steps in
+    assert timed == pytest.approx(0.55 + 0.45 * math.cos(math.pi * 0.1))
+    # And in a real run: the logged lr of a 20-step run reaches the peak's neighbourhood
+    corpus = load_corpus(corpus_file)
+    short = TrainConfig(seq_len=8, batch_size=4, max_steps=20, eval_every=4, lr=1e-2, device="cpu")
+    rec = Recorder()
+    train(corpus, short, tmp_path / "r", model_config(corpus), reporter=rec)
+    assert rec.records[0]["lr"] > 0.9e-2  # step 4 of 20: warmed up (100 warm-up steps would give 4e-4)
 
 
 def test_cli_resume_from_an_evaluation_save_is_exact(tmp_path, corpus_file):

@@ -144,6 +144,9 @@ def train(
     force: Annotated[bool, _run("Replace a run already in --out.", "--force")] = False,
     device: Annotated[DeviceName, _run(DEVICE_HELP)] = DeviceName.auto,
     precision: Annotated[Precision, _run(PRECISION_HELP)] = Precision(_T.precision),
+    deterministic: Annotated[bool, _run(
+        "Bit-for-bit repeatable on a busy machine: one CPU thread, PyTorch's deterministic algorithms, oneDNN's"
+        " and cuDNN's deterministic modes. Slower (see the README's Reliability section).", "--deterministic/--no-deterministic")] = False,
 ) -> None:
     """Train a model on a corpus, saving `last` and `best` checkpoints."""
     limit = parse_duration(time_limit) if time_limit is not None else None
@@ -151,7 +154,7 @@ def train(
         seq_len=seq_len, batch_size=batch_size, lr=lr, min_lr_frac=min_lr_frac, warmup_steps=warmup_steps,
         weight_decay=weight_decay, grad_clip=grad_clip, max_steps=max_steps, epochs=epochs, time_limit_s=limit,
         eval_every=eval_every, sample_every=sample_every, val_frac=val_frac, test_frac=test_frac, seed=seed,
-        device=device.value, encoding=encoding, precision=precision.value,
+        device=device.value, encoding=encoding, precision=precision.value, deterministic=deterministic,
     )  # fmt: skip
     keep_freed_memory()  # process-wide: every step reuses the last one's buffers (training/memory.py)
     try:

@@ -16,7 +16,7 @@ MAX_LR, MAX_WEIGHT_DECAY = 10.0, 100.0
 DEFAULT_MAX_STEPS = 3000  # when no --max-steps, --epochs or --time-limit is given
 # Options that may change when a run is resumed: they say how long and where
 # to run, not what is trained. Everything else is fixed by the checkpoint.
-RESUMABLE = ("max_steps", "epochs", "time_limit_s", "eval_every", "sample_every", "device", "precision")
+RESUMABLE = ("max_steps", "epochs", "time_limit_s", "eval_every", "sample_every", "device", "precision", "deterministic")
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class TrainConfig:
     device: str = "auto"
     encoding: str = "utf-8"
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler)
+    deterministic: bool = False  # deterministic kernels only (device.deterministic_kernels), at a cost
 
     def __post_init__(self) -> None:
         check_types(self)

@@ -25,8 +25,8 @@ from torch.nn.parallel import DistributedDataParallel
 from .. import checkpoint as ckpt
 from .. import files, rundir
 from ..data import Corpus, StreamBatches, split_corpus
-from ..device import (AUTOCAST, describe_precision, exact_fp32, recurrence_in_fp32, resolve_device, resolve_precision,
-                      rng_states, set_rng_states, to_device)  # fmt: skip
+from ..device import (AUTOCAST, describe_precision, deterministic_kernels, exact_fp32, recurrence_in_fp32,
+                      resolve_device, resolve_precision, rng_states, set_rng_states, to_device)  # fmt: skip
 from ..errors import CharRNNError, TrainingDiverged
 from ..evaluate import score
 from ..model import CharRNN, ModelConfig
@@ -306,11 +306,12 @@ class Trainer:
         self.reporter.start(self.total_steps, run.step, self._info())
         stop_reason = None
         try:
-            with StopFlag(repeat_interrupts=not self.dist.enabled) as stop, exact_fp32(self.precision, self.device):
+            with (StopFlag(repeat_interrupts=not self.dist.enabled) as stop, exact_fp32(self.precision, self.device),
+                  deterministic_kernels(self.config.deterministic, self.device)):
                 self.elapsed = 0.0  # agreed by all processes, so they all use one learning rate
                 while stop_reason is None:
                     run.progress = progress(run.step, self.total_steps, progress0, self.elapsed, config.time_limit_s)
-                    self._step(lr_at(config, run.step, run.progress))
+                    self._step(lr_at(config, run.step, run.progress, self.total_steps))
                     stop_reason = self._stop_reason(stop.signum)
                     if stop_reason or run.step % config.eval_every == 0:
                         self._flush()
@@ -422,7 +423,8 @@ class Trainer:
     def _evaluate(self) -> dict:
         """Score the whole val split; the metrics entry of this evaluation."""
         run, t0 = self.run, time.monotonic()
-        val = score(self.model, self.splits.val, self.config.batch_size, self.config.seq_len, self.dist)
+        val = score(self.model, self.splits.val, streams=self.config.batch_size, seq_len=self.config.seq_len,
+                    d=self.dist)
         if not math.isfinite(val.loss):
             raise TrainingDiverged(f"the validation loss became {val.loss} at step {run.step}; nothing was saved")
         run.elapsed_s = self.elapsed0 + self._elapsed()  # count the evaluation too
@@ -511,5 +513,6 @@ class Trainer:
             "vocab_size": self.corpus.vocab.size,
             "time_limit_s": self.config.time_limit_s,
             "processes": self.dist.world,
-            "precision": describe_precision(self.precision, self.device),
+            "precision": describe_precision(self.precision, self.device)
+            + (", deterministic" if self.config.deterministic else ""),
         }

@@ -10,11 +10,22 @@ import math
 from .config import TrainConfig
 
 
-def lr_at(config: TrainConfig, step: int, progress: float) -> float:
-    """Linear warm-up over the first steps, then cosine decay from lr to
-    lr * min_lr_frac as progress goes from 0 to 1."""
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
+WARMUP_SHARE = 0.1  # a run shorter than ten warm-ups warms up over its first tenth instead
+
+
+def lr_at(config: TrainConfig, step: int, progress: float, total: int | None = None) -> float:
+    """Linear warm-up, then cosine decay from lr to lr * min_lr_frac as
+    progress goes from 0 to 1. The warm-up lasts --warmup-steps, or the
+    first tenth of the planned run where that is shorter: of its `total`
+    steps, or of its time under --time-limit (as progress tells). A 60-step
+    try must still reach its learning rate. Every term is a function of the
+    step and the saved progress, so resume stays exact."""
+    ramps = [(step + 1) / config.warmup_steps if config.warmup_steps else 1.0, progress / WARMUP_SHARE]
+    if total:
+        ramps.append((step + 1) / (WARMUP_SHARE * total))
+    ramp = max(ramps)
+    if ramp < 1:  # warming up: no ramp has finished
+        return config.lr * ramp
     floor = config.lr * config.min_lr_frac
     return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
