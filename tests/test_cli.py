@@ -20,6 +20,28 @@ def test_every_command_has_help(command):
     assert "Usage" in result.output
 
 
+
+def test_no_help_text_loses_brackets_to_markup():
+    """rich reads [word] as markup: every bracketed piece of every command's
+    and option's help must still be on the rendered --help."""
+    import re
+
+    import typer
+    from typer.testing import CliRunner
+
+    from charrnn.cli.entry import app
+
+    checked = 0
+    for name, command in typer.main.get_command(app).commands.items():
+        out = CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": "400"}).output
+        out = " ".join(re.sub(r"[│╭╮╰╯─]", " ", out).split())
+        for text in [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]:
+            for bracketed in re.findall(r"\w*\\?\[[^\]]*\]", text):
+                assert bracketed.replace("\\[", "[") in out, (name, bracketed)
+                checked += 1
+    assert checked >= 1 and "charrnn[lstmvis]" in " ".join(run_cli("inspect", "--help").output.split())
+
+
 def test_python_dash_m_works():
     out = subprocess.run([sys.executable, "-m", "charrnn", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "train" in out.stdout

@@ -11,6 +11,7 @@ import sys
 import traceback
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from ..errors import CharRNNError
@@ -26,7 +27,17 @@ from . import train as train_cmd
 
 class _OneLineErrors(TyperGroup):
     """Runs commands without click's standalone handling, so that every kind
-    of bad input ends the same way: `error: ...` on one line, exit 1."""
+    of bad input ends the same way: `error: ...` on one line, exit 1. Help
+    text is plain text: rich would read `charrnn[lstmvis]` as markup and
+    drop the brackets, so every command's and option's help is escaped."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for command in self.commands.values():
+            command.help = command.help and escape(command.help)
+            for param in command.params:
+                if getattr(param, "help", None):
+                    param.help = escape(param.help)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:

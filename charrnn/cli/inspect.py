@@ -74,7 +74,7 @@ def inspect(
     dtype: Annotated[Dtype, typer.Option(help="Storage type of the recorded tensors.")] = Dtype.float32,
     out: Annotated[Optional[Path], typer.Option(help="Write everything to this .npz (with a JSON manifest).")] = None,
     lstmvis: Annotated[
-        Optional[Path], typer.Option(help="Write an LSTMVis project directory (needs h5py: charrnn\\[lstmvis]).")
+        Optional[Path], typer.Option(help="Write an LSTMVis project directory (needs h5py: charrnn[lstmvis]).")
     ] = None,
     unit: Annotated[
         Optional[str], typer.Option(help="Colour the text by one unit, e.g. l1.c:42 (shown on the terminal).")
