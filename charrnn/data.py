@@ -100,6 +100,21 @@ def describe_chars(chars: Iterable[str], limit: int = 20) -> str:
     return shown + (f" ... ({len(chars)} in all)" if len(chars) > limit else "")
 
 
+def describe_unseen(counts: dict[str, int], limit: int = 20) -> str:
+    """'\\xe6' (3 times), '\\u7dad' (once): characters a model never saw, most
+    frequent first, escaped as describe_chars does."""
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    shown = ", ".join(f"{c!r} ({'once' if n == 1 else f'{n:,} times'})" for c, n in ranked[:limit])
+    return shown + (f" ... ({len(ranked)} characters in all)" if len(ranked) > limit else "")
+
+
+def unseen_error(where: str, counts: dict[str, int], rest: str = "scores the rest") -> CharRNNError:
+    return CharRNNError(
+        f"{where} holds characters the model has never seen: {describe_unseen(counts)}"
+        f" (--unknown skip leaves them out and {rest})"
+    )
+
+
 # --------------------------------------------------------------------------
 # Reading files
 

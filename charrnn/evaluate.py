@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import Checkpoint, load_checkpoint
-from .data import IGNORE, describe_chars, eval_streams, load_corpus, split_corpus, stream_count
+from .data import IGNORE, eval_streams, load_corpus, split_corpus, stream_count, unseen_error
 from .device import AUTOCAST, ieee_fp32, resolve_device, resolve_precision
 from .errors import CharRNNError
 from .model import CharRNN
@@ -75,17 +75,21 @@ class Evaluation:
     checkpoint: Path  # the checkpoint file scored
     source: str  # what text it was scored on
     score: Score
+    skipped: int = 0  # characters of the text left out, never seen by the model (--unknown skip)
+
+    def to_dict(self) -> dict:
+        return {**self.score.to_dict(), "skipped": self.skipped}
 
 
 def evaluate_checkpoint(path: Path, text_file: Path | None = None, encoding: str = "utf-8", device: str = "auto",
-                        streams: int = STREAMS) -> Evaluation:  # fmt: skip
+                        streams: int = STREAMS, skip_unknown: bool = False) -> Evaluation:  # fmt: skip
     """Score a checkpoint (or a run directory's best) on `text_file`, or on
     its run's own test split, read as `streams` parallel streams (1: the
     exact single-stream figure)."""
     if streams < 1:
         raise CharRNNError(f"--streams must be at least 1, not {streams}")
     checkpoint = load_checkpoint(path)
-    text = eval_text(checkpoint, text_file, encoding)
+    text = eval_text(checkpoint, text_file, encoding, skip_unknown)
     on = resolve_device(device)
     # One stream is the exact figure: fp32. Several are an estimate already,
     # and read in bf16 where the CPU has it (twice the speed, README: eval).
@@ -93,29 +97,37 @@ def evaluate_checkpoint(path: Path, text_file: Path | None = None, encoding: str
     result = score(checkpoint.model.to(on), text.ids, streams=streams, precision=precision)
     if result.chars == 0:
         raise CharRNNError(f"{text.source} is too short to score: it needs at least 2 characters")
-    return Evaluation(checkpoint.path, text.source, result)
+    return Evaluation(checkpoint.path, text.source, result, text.skipped)
 
 
 @dataclass(frozen=True)
 class EvalText:
     ids: np.ndarray  # in the model's vocab
     source: str  # what the text is, for the user: a path, or "the test split of PATH"
+    skipped: int = 0  # characters left out: the model has never seen them (--unknown skip)
 
 
-def eval_text(checkpoint: Checkpoint, text_file: Path | None = None, encoding: str = "utf-8") -> EvalText:
-    """The text to score: `text_file` (every character must be in the
-    model's vocab), or else the run's own test split, rebuilt from its
-    corpus if that is still at hand and unchanged."""
+def eval_text(checkpoint: Checkpoint, text_file: Path | None = None, encoding: str = "utf-8",
+              skip_unknown: bool = False) -> EvalText:  # fmt: skip
+    """The text to score: `text_file`, or else the run's own test split,
+    rebuilt from its corpus if that is still at hand and unchanged. A file
+    holding characters the model has never seen is refused, naming them and
+    how often each occurs, or with `skip_unknown` scored without them."""
     if text_file is not None:
         data = load_corpus(text_file, encoding)
-        vocab = checkpoint.vocab
-        unknown = sorted(set(data.vocab.chars) - set(vocab.chars))
-        if unknown:
-            raise CharRNNError(f"{text_file} holds characters the model has never seen: {describe_chars(unknown)}")
-        # Re-map the file's own ids to the model's vocab.
-        index = {c: i for i, c in enumerate(vocab.chars)}
-        lut = np.asarray([index[c] for c in data.vocab.chars], dtype=vocab.dtype)
-        return EvalText(lut[data.ids], str(text_file))
+        index = {c: i for i, c in enumerate(checkpoint.vocab.chars)}
+        known = np.array([c in index for c in data.vocab.chars])
+        skipped = 0
+        if not known.all():
+            counts = np.bincount(data.ids, minlength=data.vocab.size)
+            unseen = {c: int(counts[i]) for i, c in enumerate(data.vocab.chars) if not known[i]}
+            if not skip_unknown:
+                raise unseen_error(str(text_file), unseen)
+            skipped = sum(unseen.values())
+        # Re-map the file's own ids to the model's vocab, leaving out the unseen.
+        lut = np.asarray([index.get(c, 0) for c in data.vocab.chars], dtype=checkpoint.vocab.dtype)
+        ids = data.ids if known.all() else data.ids[known[data.ids]]
+        return EvalText(lut[ids], str(text_file), skipped)
     run = checkpoint.run
     if run is None:
         raise CharRNNError("this checkpoint records no corpus: give a text file to score")

@@ -52,7 +52,7 @@ def test_train_eval_sample_flow(trained_run, corpus_file):
     result = run_cli("eval", trained_run, "--json")
     assert result.exit_code == 0, result.output
     scores = json.loads(result.stdout)
-    assert set(scores) == {"loss", "bpc", "perplexity", "chars"}
+    assert set(scores) == {"loss", "bpc", "perplexity", "chars", "skipped"} and scores["skipped"] == 0
     assert scores["chars"] > 0 and scores["bpc"] == pytest.approx(scores["loss"] / 0.6931471805599453)
     result = run_cli("eval", trained_run, corpus_file)
     assert result.exit_code == 0 and "bits per char" in result.stdout

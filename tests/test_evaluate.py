@@ -61,3 +61,20 @@ def test_eval_cli_streams(trained):
     many = json.loads(run_cli("eval", run, "--json").output)
     assert many["chars"] == one["chars"] and abs(many["loss"] - one["loss"]) / one["loss"] < 2e-3
     assert_one_line_error(run_cli("eval", run, "--streams", "0"), "--streams")
+
+
+def test_unseen_characters_are_named_and_counted_or_skipped(trained, tmp_path):
+    run, corpus = trained
+    clean = "ALICE: the fox sat.\nBOB: a dog.\n" * 3
+    (tmp_path / "held-out.txt").write_text(clean.replace("fox", "f\u00e6ox\u00e6").replace("dog", "d\u7dadog"), encoding="utf-8")
+    refused = run_cli("eval", run, tmp_path / "held-out.txt")
+    assert_one_line_error(refused, "'\u00e6' (6 times), '\u7dad' (3 times)", "--unknown skip")
+    skipped = json.loads(run_cli("eval", run, tmp_path / "held-out.txt", "--unknown", "skip", "--json", "--streams", "1").output)
+    model = ckpt.load_checkpoint(run)
+    exact = score(model.model, model.vocab.encode(clean), streams=1)
+    assert skipped["skipped"] == 9 and skipped["chars"] == exact.chars and skipped["loss"] == exact.loss
+    assert_one_line_error(run_cli("inspect", run, "--file", tmp_path / "held-out.txt"), "(6 times)", "records the rest")
+    done = run_cli("inspect", run, "--file", tmp_path / "held-out.txt", "--unknown", "skip", "--out", tmp_path / "a.npz")
+    assert done.exit_code == 0 and "left out 9 characters" in done.output
+    text = np.load(tmp_path / "a.npz")["text"]
+    assert "".join(map(chr, text)) == clean

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ..evaluate import STREAMS, WARMUP, evaluate_checkpoint
-from .options import CheckpointArg, DeviceName, DeviceOpt, EncodingOpt, console
+from .options import CheckpointArg, DeviceName, DeviceOpt, EncodingOpt, Unknown, console, unknown_opt
 
 
 def evaluate(
@@ -25,12 +25,13 @@ def evaluate(
     streams: Annotated[int, typer.Option(
         help=f"Read the text as this many parallel streams, each but the first warmed up on the {WARMUP} characters"
         " before its part (faster; within 0.2% of one stream, see the README). 1: one stream, exact.")] = STREAMS,
+    unknown: unknown_opt("Characters of the text") = Unknown.error,
 ) -> None:
     """Score a model on a text: loss (nats/char), bits per char, perplexity."""
-    evaluation = evaluate_checkpoint(checkpoint, text_file, encoding, device.value, streams)
+    evaluation = evaluate_checkpoint(checkpoint, text_file, encoding, device.value, streams, unknown is Unknown.skip)
     result = evaluation.score
     if as_json:
-        print(json.dumps(result.to_dict()))
+        print(json.dumps(evaluation.to_dict()))
         return
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")
@@ -42,6 +43,7 @@ def evaluate(
         ("bits per char", f"{result.bpc:.4f}"),
         ("perplexity", f"{result.perplexity:.4f}"),
         ("characters", f"{result.chars:,}"),
+        *([("skipped, never seen", f"{evaluation.skipped:,}")] if evaluation.skipped else []),
     ]:
         table.add_row(name, value)
     console.print(table)

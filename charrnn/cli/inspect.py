@@ -25,7 +25,7 @@ from ..inspection.source import TextSource
 from ..sample import SampleConfig
 from ..terminal import safe_for_terminal
 from .options import DeviceName, DeviceOpt, ForceOpt, NewestCheckpointArg, SeedOpt, TemperatureOpt, TopKOpt, TopPOpt
-from .options import console, err
+from .options import Unknown, console, err, unknown_opt
 
 
 class Dtype(str, Enum):
@@ -89,6 +89,7 @@ def inspect(
     ] = None,
     top: Annotated[int, typer.Option(help="Units reported per feature.", min=1)] = 5,
     force: ForceOpt = False,
+    unknown: unknown_opt("Characters of --text or --file") = Unknown.error,
     device: DeviceOpt = DeviceName.auto,
 ) -> None:
     """Record every unit on every character, find the interpretable ones, and show them.
@@ -97,9 +98,11 @@ def inspect(
     outputs.check_replaceable(force)
     extra = dict(parse_feature(spec) for spec in feature or [])
     sampling = SampleConfig(length=generate_n or 0, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
-    source = TextSource(text, file, generate_n, prime, sampling)
+    source = TextSource(text, file, generate_n, prime, sampling, skip_unknown=unknown is Unknown.skip)
     selection = Selection(layers, units, dtype.value, max_chars)
     with inspect_checkpoint(checkpoint, source, selection, device.value) as inspection:
+        if inspection.skipped:
+            err.print(f"note: left out {inspection.skipped:,} characters the model has never seen", markup=False)
         _write_outputs(inspection, outputs, extra, top)
 
 

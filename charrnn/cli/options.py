@@ -52,6 +52,17 @@ def default_lrs() -> str:
 DEVICE_HELP = "Where to run: auto picks cuda, then mps, then cpu."
 DeviceOpt = Annotated[DeviceName, typer.Option(help=DEVICE_HELP)]
 EncodingOpt = Annotated[str, typer.Option(help="Text encoding of the text file.")]
+
+
+class Unknown(str, Enum):
+    """What to do with characters the model has never seen."""
+
+    error = "error"
+    skip = "skip"
+
+
+def unknown_opt(what: str):
+    return Annotated[Unknown, typer.Option(help=f"{what} the model has never seen: error (naming them), or skip them.")]
 CheckpointArg = Annotated[
     Path, typer.Argument(help="A checkpoint file, or a run directory (meaning its best checkpoint).")
 ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,12 +14,8 @@ from .. import files
 from ..errors import CharRNNError
 from ..sample import SampleConfig, sample_checkpoint
 from ..terminal import safe_for_terminal
-from .options import DeviceName, DeviceOpt, ForceOpt, NewestCheckpointArg, SeedOpt, TemperatureOpt, TopKOpt, TopPOpt
-
-
-class Unknown(str, Enum):
-    error = "error"
-    skip = "skip"
+from .options import (DeviceName, DeviceOpt, ForceOpt, NewestCheckpointArg, SeedOpt, TemperatureOpt, TopKOpt, TopPOpt,
+                      Unknown, unknown_opt)  # fmt: skip
 
 
 def sample(
@@ -37,7 +32,7 @@ def sample(
     echo: Annotated[bool, typer.Option(help="Print the prime before the continuation.")] = True,
     output: Annotated[Optional[Path], typer.Option(help="Write to this file instead of stdout.")] = None,
     force: ForceOpt = False,
-    unknown: Annotated[Unknown, typer.Option(help="Prime characters the model never saw: error, or skip them.")] = Unknown.error,
+    unknown: unknown_opt("Prime characters") = Unknown.error,
     device: DeviceOpt = DeviceName.auto,
 ) -> None:
     """Generate text from a model, one character at a time."""

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import rundir
 from ..checkpoint import Checkpoint, load_checkpoint
+from ..data import Vocab, unseen_error
 from ..device import resolve_device
 from .analysis import Report, analyse
 from .features import Feature
@@ -36,6 +37,7 @@ class Selection:
 class Inspection:
     checkpoint: Checkpoint
     recording: Recording
+    skipped: int = 0  # characters left out of the text: the model has never seen them
 
     def report(self, extra: dict[str, Feature] | None = None, top: int = 5) -> Report:
         return analyse(self.recording, self.checkpoint.model, extra, top)
@@ -48,9 +50,22 @@ def inspect_checkpoint(path: Path | None, source: TextSource, selection: Selecti
     on its source text. A large recording lives in a temporary directory
     until the block ends."""
     checkpoint = load_checkpoint(path if path is not None else rundir.newest_run())
-    text = source_text(checkpoint, source, device)[: selection.max_chars]
+    text, skipped = _known(source_text(checkpoint, source, device), checkpoint.vocab, source)
+    text = text[: selection.max_chars]
     model = checkpoint.model.to(resolve_device(device))
     layers = select_layers(selection.layers, checkpoint.config.layers)
     units = select_units(selection.units, checkpoint.config.hidden)
     with recorded(model, checkpoint.vocab, text, layers, units, np.dtype(selection.dtype)) as recording:
-        yield Inspection(checkpoint, recording)
+        yield Inspection(checkpoint, recording, skipped)
+
+
+def _known(text: str, vocab: Vocab, source: TextSource) -> tuple[str, int]:
+    """The text without the characters the model has never seen, and how
+    many were left out; or, unless the source says to skip them, a refusal
+    naming them and how often each occurs."""
+    unseen = {c: text.count(c) for c in vocab.unknown(text)}
+    if not unseen:
+        return text, 0
+    if not source.skip_unknown:
+        raise unseen_error(f"--file {source.file}" if source.file is not None else "the text", unseen, "records the rest")
+    return text.translate({ord(c): None for c in unseen}), sum(unseen.values())

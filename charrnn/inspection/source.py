@@ -21,6 +21,7 @@ class TextSource:
     generate_n: int | None = None  # characters the model samples
     prime: str = ""  # read before sampling, and recorded too
     sampling: SampleConfig = SampleConfig()
+    skip_unknown: bool = False  # leave out characters the model has never seen, rather than refuse the text
 
     def __post_init__(self) -> None:
         if sum(x is not None for x in (self.text, self.file, self.generate_n)) != 1:
