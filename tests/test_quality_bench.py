@@ -26,22 +26,10 @@ def test_timed_run_logs_a_result_and_table_renders_it(tmp_path: Path) -> None:
     corpus = tmp_path / "c.txt"
     corpus.write_text(make_text(200), encoding="utf-8")
     log = tmp_path / "q.jsonl"
-    for kind in ("gru", "lstm"):
-        done = bench(
-            "--corpus",
-            str(corpus),
-            "--minutes",
-            "0.02",
-            "--log",
-            str(log),
-            "--",
-            *TINY,
-            "--model",
-            kind,
-        )
-        assert done.returncode == 0, done.stderr
+    done = bench("--corpus", str(corpus), "--minutes", "0.02", "--log", str(log), "--", *TINY, "--model", "gru")
+    assert done.returncode == 0, done.stderr
     results = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [r["model"]["kind"] for r in results] == ["gru", "lstm"]
+    assert [r["model"]["kind"] for r in results] == ["gru"]  # more rows: the table tests below
     for r in results:
         assert 0 < r["val_loss"] < 5 and 0 < r["best_step"] <= r["steps"] and r["chars_per_s"] > 0
         assert r["val_bpc"] == r["val_loss"] / 0.6931471805599453
@@ -50,7 +38,7 @@ def test_timed_run_logs_a_result_and_table_renders_it(tmp_path: Path) -> None:
     assert table[0] == "| model | parameters | 0.02 min | chars/s |"
     # The size flags are named in the label; the other train options follow it.
     assert table[2].startswith("| GRU 1x8 (--embedding 4 --seq-len 16 --batch-size 4) |")
-    assert f"| {results[1]['val_loss']:.3f} |" in table[3]
+    assert f"| {results[0]['val_loss']:.3f} |" in table[2]
 
 
 def test_table_puts_budgets_in_columns_and_last_result_wins() -> None:
