@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from charrnn.inspection.record import record, select_units
-from charrnn.inspection.analysis import correlations, find_units, saturation, top_contexts
+from charrnn.inspection.analysis import correlations, find_units, saturation, surprises, top_contexts
 from charrnn.inspection.features import BUILTIN_FEATURES, parse_feature
 from charrnn.data import Vocab
 from charrnn.errors import CharRNNError
@@ -120,6 +120,28 @@ def test_saturation_and_contexts():
     ctx = top_contexts(rec, "l1.c", 0, k=3)
     assert len(ctx["highest"]) == 3 and ctx["highest"][0]["value"] >= ctx["lowest"][0]["value"]
 
+
+
+def test_surprises_are_the_least_likely_characters_with_what_was_expected():
+    model = model_of("gru")
+    rec = record(model, VOCAB, TEXT)
+    probs = rec.char_probs()
+    with torch.no_grad():  # the model's own probability of each character, from its forward pass
+        logits, _ = model(torch.as_tensor(VOCAB.encode(TEXT)[None, :-1].astype(np.int64)))
+    direct = torch.softmax(logits[0], -1).gather(1, torch.as_tensor(VOCAB.encode(TEXT)[1:, None].astype(np.int64)))
+    assert np.isnan(probs[0]) and np.allclose(probs[1:], direct[:, 0].numpy(), atol=1e-5)
+    rows = surprises(rec, k=4)
+    assert [r["prob"] for r in rows] == sorted(r["prob"] for r in rows) and rows[0]["prob"] == np.nanmin(probs)
+    for r in rows:
+        assert rec.text[r["position"]] == r["char"] and rec.text.endswith(r["before"] + r["char"], 0, r["position"] + 1)
+        assert len(r["guesses"]) == 5 and r["guesses"][0][1] >= r["guesses"][-1][1]
+
+
+def test_inspect_unit_loss_shows_the_least_likely_characters(trained_run):
+    done = run_cli("inspect", trained_run, "--text", "ALICE: the quick brown fox.\nBOB: a lazy dog.\n" * 2, "--unit", "loss")
+    assert done.exit_code == 0, done.output
+    assert "probability the model gave each character" in done.output and "the least likely characters" in done.output
+    assert "the model expected" in done.output
 
 def test_inspect_cli(trained_run, tmp_path):
     out, report = tmp_path / "a.npz", tmp_path / "r.json"

@@ -77,7 +77,8 @@ def inspect(
         Optional[Path], typer.Option(help="Write an LSTMVis project directory (needs h5py: charrnn[lstmvis]).")
     ] = None,
     unit: Annotated[
-        Optional[str], typer.Option(help="Colour the text by one unit, e.g. l1.c:42 (shown on the terminal).")
+        Optional[str], typer.Option(help="Colour the text on the terminal by one unit, e.g. l1.c:42; or loss: each"
+                                    " character by the probability the model gave it, and the least likely ones.")
     ] = None,
     report: Annotated[Optional[Path], typer.Option(help="Write the analysis as JSON to this file.")] = None,
     html: Annotated[
@@ -115,7 +116,7 @@ def _write_outputs(inspection: Inspection, o: Outputs, extra: dict, top: int) ->
         lstmvis.export(rec, o.lstmvis)
         err.print(f"wrote an LSTMVis project to {o.lstmvis}")
     if o.unit is not None:
-        _show_unit(rec, o.unit)
+        _show_surprise(rec) if o.unit == "loss" else _show_unit(rec, o.unit)
     if not o.wants_analysis:
         return
     result = inspection.report(extra, top)
@@ -186,6 +187,34 @@ def _show_unit(rec: Recording, spec: str) -> None:
             context = safe_for_terminal(f"{c['before']}[{c['char']}]{c['after']}".replace("\n", "\u21b5"))
             table.add_row(side if i == 0 else "", f"{c['value']:+.3f}", context)
     console.print(table)
+
+
+def _show_surprise(rec: Recording) -> None:
+    """The text, each character coloured by the probability the model gave
+    it (red: it did not expect it; blue: it was sure), then the least
+    likely characters with what the model expected there."""
+    shown = Text(safe_for_terminal(rec.text[:1]))
+    for ch, p in zip(rec.text[1:], rec.char_probs()[1:]):
+        piece = ch if ch == "\n" else safe_for_terminal(ch)
+        shown.append(piece, style=f"on {_diverging(1 - 2 * float(p))}" if ch != "\n" else None)
+    legend = Text("probability the model gave each character  ")
+    for p in (0.0, 0.25, 0.5, 0.75, 1.0):
+        legend.append(f" {p:.2f} ", style=f"on {_diverging(1 - 2 * p)}")
+    console.print(legend)
+    console.print(shown)
+    table = Table(title="the least likely characters")
+    for col in ("probability", "context (the character in brackets)", "the model expected"):
+        table.add_column(col)
+    for row in analysis.surprises(rec):
+        context = safe_for_terminal(f"{row['before'][-24:]}[{row['char']}]".replace("\n", "\u21b5"))
+        expected = "  ".join(f"{_visible(c)} {q:.2f}" for c, q in row["guesses"])
+        table.add_row(f"{row['prob']:.4f}", context, expected)
+    console.print(table)
+
+
+def _visible(ch: str) -> str:
+    """A guessed character, seen even when it is a space or a newline."""
+    return {" ": "\u2423", "\n": "\u21b5"}.get(ch) or safe_for_terminal(ch)
 
 
 def _diverging(x: float) -> str:

@@ -121,6 +121,21 @@ def saturation(rec: Recording) -> dict[str, Saturation]:
     return out
 
 
+def surprises(rec: Recording, k: int = 10, width: int = 30) -> list[dict]:
+    """The k characters the model found least likely, least first: where,
+    the probability it gave each, the text before it, and the model's own
+    top guesses there (what it expected instead)."""
+    probs = rec.char_probs()
+    rows = []
+    for t in np.argsort(np.nan_to_num(probs, nan=np.inf), kind="stable")[:k]:
+        if np.isnan(probs[t]):
+            continue
+        guesses = [(rec.vocab.chars[i], float(q)) for i, q in zip(rec.top_ids[t - 1], rec.top_probs[t - 1])]
+        rows.append({"position": int(t), "char": rec.text[t], "prob": float(probs[t]),
+                     "before": rec.text[max(0, t - width) : t], "guesses": guesses})  # fmt: skip
+    return rows
+
+
 def top_contexts(rec: Recording, name: str, column: int, k: int = 5, width: int = 30) -> dict[str, list[dict]]:
     """The k positions where a unit is highest and lowest, with text around."""
     acts = rec.tensors[name][:, column].astype(np.float32)

@@ -65,6 +65,13 @@ class Recording:
         """What a recorded tensor is, in its layer: 'l1.c' -> 'c'."""
         return split_name(name)[1]
 
+    def char_probs(self) -> np.ndarray:
+        """(T,) the probability the model gave each character before it
+        came (from the loss of the position before); NaN for the first."""
+        probs = np.full(len(self.text), np.nan, dtype=np.float32)
+        probs[1:] = np.exp(-self.loss[:-1])
+        return probs
+
     def unit(self, spec: str) -> tuple[str, int]:
         """'l1.c:42' -> ('l1.c', the column unit 42 was recorded in)."""
         name, _, index = spec.partition(":")
