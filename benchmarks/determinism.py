@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-HOGS = 1  # busy processes beside a "hog" setting (--hogs)
 sys.path.insert(0, str(REPO))
 
 
@@ -91,22 +90,39 @@ def worker(args: argparse.Namespace) -> None:
         print(json.dumps(one_run(args.precision, args.corpus, args.deterministic)), flush=True)
 
 
-def setting(precision: str, threads: int, hog: bool, runs: int, per_process: int, corpus: Path,
+def setting(precision: str, threads: int, hogs: int, runs: int, per_process: int, corpus: Path,
             extra: list[str], env: dict[str, str]) -> list[dict]:  # fmt: skip
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(HOGS if hog else 0)]
+    """`runs` runs in fresh processes of `per_process` each, beside `hogs` busy processes."""
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(hogs)]
+    run_env = {**os.environ, "OMP_NUM_THREADS": str(threads), **env}
     results: list[dict] = []
     try:
         while len(results) < runs:
             n = min(per_process, runs - len(results))
             cmd = [sys.executable, __file__, "--worker", "--precision", precision, "--threads", str(threads),
                    "--per-process", str(n), "--corpus", str(corpus), *extra]  # fmt: skip
-            env = {**os.environ, "OMP_NUM_THREADS": str(threads), **env}
-            done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+            done = subprocess.run(cmd, capture_output=True, text=True, env=run_env, check=True)
             results += [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     finally:
-        for h in hogs:
+        for h in busy:
             h.kill()
     return results
+
+
+def report(precision: str, threads: int, hog: bool, results: list[dict], seconds: float) -> None:
+    """One row; then, for each run whose weights differ from the most common
+    result, its process, thread count and first step whose loss differs."""
+    counts = collections.Counter(r["weights"] for r in results)
+    usual_weights, identical = counts.most_common(1)[0]
+    losses = [r["train_loss"] for r in results]
+    print(f"{precision:9} {threads:7} {'yes' if hog else 'no':5} {len(results):4} {identical:9} {len(counts):8}"
+          f" {max(losses) - min(losses):11.3g} {seconds:7.0f}", flush=True)  # fmt: skip
+    usual = next(r for r in results if r["weights"] == usual_weights)
+    for r in results:
+        if r["weights"] != usual_weights:
+            first = next((i for i, (a, b) in enumerate(zip(r["losses"], usual["losses"])) if a != b), None)
+            where = "-" if first is None else f"step {first} ({r['losses'][first]} vs {usual['losses'][first]})"
+            print(f"    differs: process {r['pid']} ({r['threads']} threads), first at {where}")
 
 
 def main() -> None:
@@ -125,8 +141,6 @@ def main() -> None:
     args = ap.parse_args()
     if args.worker:
         return worker(args)
-    global HOGS
-    HOGS = args.hogs
     with tempfile.TemporaryDirectory() as d:
         corpus = Path(d) / "play.txt"
         corpus.write_text((REPO / "corpora" / "shakespeare.txt").read_text(encoding="utf-8")[:80_000], encoding="utf-8")
@@ -144,22 +158,12 @@ def main() -> None:
         if args.only:
             p, t, h = args.only.split(":")
             settings = [(p, int(t), h == "hog")]
+        extra = ["--deterministic"] if args.deterministic else []
         for precision, threads, hog in settings:
             t0 = time.monotonic()
-            extra = ["--deterministic"] if args.deterministic else []
-            results = setting(precision, threads, hog, args.runs, args.per_process, corpus, extra, env)
-            counts = collections.Counter(r["weights"] for r in results)
-            losses = [r["train_loss"] for r in results]
-            print(f"{precision:9} {threads:7} {'yes' if hog else 'no':5} {len(results):4} "
-                  f"{counts.most_common(1)[0][1]:9} {len(counts):8} {max(losses) - min(losses):11.3g} "
-                  f"{time.monotonic() - t0:7.0f}", flush=True)  # fmt: skip
-            usual = next(r for r in results if r["weights"] == counts.most_common(1)[0][0])
-            for r in results:
-                if r["weights"] != usual["weights"]:
-                    first = next((i for i, (a, b) in enumerate(zip(r["losses"], usual["losses"])) if a != b), None)
-                    print(f"    differs: process {r['pid']} ({r['threads']} threads), first at step {first}"
-                          f" ({r['losses'][first] if first is not None else '-'} vs"
-                          f" {usual['losses'][first] if first is not None else '-'})")
+            results = setting(precision, threads, args.hogs if hog else 0, args.runs, args.per_process, corpus, extra,
+                              env)  # fmt: skip
+            report(precision, threads, hog, results, time.monotonic() - t0)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from .files import write_bytes_atomic
 from .model import CharRNN, ModelConfig, State
 from .rundir import BEST, checkpoint_path
 from .training.config import TrainConfig
+from .typecheck import finite_number
 
 FORMAT = "charrnn"
 VERSION = 1
@@ -316,11 +317,8 @@ def _rebuild(p: Path, meta: dict, tensors: dict[str, torch.Tensor]) -> Checkpoin
 def _is_entry(entry) -> bool:
     """A metrics entry as the loop writes it: numbers, text or nothing, with
     the step and the val loss that resuming and the advice read."""
-    def number(v) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-    return (isinstance(entry, dict) and isinstance(entry.get("step"), int) and number(entry.get("val_loss"))
-            and all(v is None or isinstance(v, str) or number(v) for v in entry.values()))  # fmt: skip
+    return (isinstance(entry, dict) and isinstance(entry.get("step"), int) and finite_number(entry.get("val_loss"))
+            and all(v is None or isinstance(v, str) or finite_number(v) for v in entry.values()))  # fmt: skip
 
 
 def _typed(value, type_: type):

@@ -19,9 +19,14 @@ def _allowed(cls: type) -> dict[str, tuple[type, ...]]:
     return {f.name: typing.get_args(hints[f.name]) or (hints[f.name],) for f in fields(cls)}
 
 
+def finite_number(value: object) -> bool:
+    """An int or a finite float, not a bool (JSON writes 1.0 as 1)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _fits(value: object, type_: type) -> bool:
-    if type_ is float:  # JSON writes 1.0 as 1: an int is a float here, a bool is not
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if type_ is float:
+        return finite_number(value)
     if type_ is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, type_)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -58,6 +60,19 @@ def assert_one_line_error(result, *fragments):
     assert "Traceback" not in result.output
     for f in fragments:
         assert f in lines[-1], lines[-1]
+
+
+# Fuzzing (test_fuzz*.py): CHARRNN_FUZZ_SCALE=20 runs 20 times the cases (a
+# soak); CHARRNN_FUZZ_REPORT=1 with pytest -s prints how they ended.
+FUZZ_SCALE = int(os.environ.get("CHARRNN_FUZZ_SCALE", "1"))
+FUZZ_OUTCOMES: Counter = Counter()  # (test, outcome) -> cases
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fuzz_report():
+    yield
+    if os.environ.get("CHARRNN_FUZZ_REPORT"):
+        print("\n" + "\n".join(f"{test}: {outcome}: {n}" for (test, outcome), n in sorted(FUZZ_OUTCOMES.items())))
 
 
 TINY = ["--hidden", "8", "--embedding", "4", "--layers", "1", "--seq-len", "16", "--batch-size", "4"]

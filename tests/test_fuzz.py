@@ -12,8 +12,6 @@ CHARRNN_FUZZ_REPORT=1 pytest -s prints the outcomes."""
 from __future__ import annotations
 
 import json
-import os
-from collections import Counter
 import struct
 import tempfile
 from pathlib import Path
@@ -33,21 +31,11 @@ from charrnn.training.loop import train
 from charrnn.training.runs import resume_run
 from charrnn.model import ModelConfig
 
+from conftest import FUZZ_OUTCOMES as OUTCOMES
+from conftest import FUZZ_SCALE as SCALE
 from conftest import make_text
 
-SCALE = int(os.environ.get("CHARRNN_FUZZ_SCALE", "1"))  # a soak: CHARRNN_FUZZ_SCALE=20
 FUZZ = settings(max_examples=300 * SCALE, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-# Outcomes by test, printed at the end with CHARRNN_FUZZ_REPORT=1 (pytest -s).
-OUTCOMES: Counter = Counter()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _report():
-    yield
-    if os.environ.get("CHARRNN_FUZZ_REPORT"):
-        print("\n" + "\n".join(f"{test}: {outcome}: {n}" for (test, outcome), n in sorted(OUTCOMES.items())))
 
 
 class Bytes(bytes):

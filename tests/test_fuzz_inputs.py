@@ -9,8 +9,6 @@ cases (a soak; the suite's default is 1)."""
 
 from __future__ import annotations
 
-import os
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -23,20 +21,9 @@ from charrnn.model import ModelConfig
 from charrnn.training.config import TrainConfig
 from charrnn.training.loop import train
 
+from conftest import FUZZ_OUTCOMES as OUTCOMES
+from conftest import FUZZ_SCALE as SCALE
 from conftest import TINY, assert_one_line_error, make_text, run_cli
-
-SCALE = int(os.environ.get("CHARRNN_FUZZ_SCALE", "1"))
-
-
-# Outcomes by test, printed at the end with CHARRNN_FUZZ_REPORT=1 (pytest -s).
-OUTCOMES: Counter = Counter()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _report():
-    yield
-    if os.environ.get("CHARRNN_FUZZ_REPORT"):
-        print("\n" + "\n".join(f"{test}: {outcome}: {n}" for (test, outcome), n in sorted(OUTCOMES.items())))
 
 
 def fuzz(n: int):

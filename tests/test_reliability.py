@@ -138,6 +138,14 @@ def test_an_unwritable_run_directory_is_found_before_training(tmp_path, corpus_f
         assert done.exit_code == 1 and "cannot write to run directory" in done.output
 
 
+def _train_until_the_disk_is_full(corpus_file, run, monkeypatch) -> str:
+    """Train with the caller's full-disk patch in place; the error line it ends with."""
+    done = run_cli("train", corpus_file, "--out", run, *TINY, "--max-steps", "40", "--eval-every", "2")
+    monkeypatch.undo()
+    assert done.exit_code == 1, done.output
+    return done.output.strip().splitlines()[-1]
+
+
 def test_a_full_disk_during_a_save_keeps_the_previous_checkpoints(tmp_path, corpus_file, monkeypatch):
     run, real, writes = tmp_path / "run", Path.write_bytes, []
 
@@ -150,10 +158,7 @@ def test_a_full_disk_during_a_save_keeps_the_previous_checkpoints(tmp_path, corp
         raise OSError(errno.ENOSPC, "No space left on device", str(self))
 
     monkeypatch.setattr(Path, "write_bytes", filling)
-    done = run_cli("train", corpus_file, "--out", run, *TINY, "--max-steps", "40", "--eval-every", "2")
-    monkeypatch.undo()
-    assert done.exit_code == 1, done.output
-    line = done.output.strip().splitlines()[-1]
+    line = _train_until_the_disk_is_full(corpus_file, run, monkeypatch)
     assert line.startswith("error: no space left on the device to write") and "kB needed" in line, line
     assert sorted(p.name for p in run.iterdir() if p.name.endswith(".tmp")) == []
     last = ckpt.load_checkpoint(run, prefer=rundir.LAST)  # the previous save, whole
@@ -178,10 +183,7 @@ def test_a_full_disk_during_a_metrics_append_leaves_no_torn_line(tmp_path, corpu
         return real_write(fd, data)
 
     monkeypatch.setattr(os, "write", filling)
-    done = run_cli("train", corpus_file, "--out", run, *TINY, "--max-steps", "40", "--eval-every", "2")
-    monkeypatch.undo()
-    assert done.exit_code == 1, done.output
-    line = done.output.strip().splitlines()[-1]
+    line = _train_until_the_disk_is_full(corpus_file, run, monkeypatch)
     assert line.startswith("error: no space left on the device to append to") and "kB needed" in line, line
     lines = (run / rundir.METRICS).read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == [2, 4]  # whole lines only: the torn one was cut off

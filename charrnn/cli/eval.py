@@ -12,6 +12,8 @@ from rich.table import Table
 from ..evaluate import STREAMS, WARMUP, evaluate_checkpoint
 from .options import CheckpointArg, DeviceName, DeviceOpt, EncodingOpt, Unknown, console, unknown_opt
 
+UnknownTextOpt = unknown_opt("Characters of the text")
+
 
 def evaluate(
     checkpoint: CheckpointArg,
@@ -25,7 +27,7 @@ def evaluate(
     streams: Annotated[int, typer.Option(
         help=f"Read the text as this many parallel streams, each but the first warmed up on the {WARMUP} characters"
         " before its part (faster; within 0.2% of one stream, see the README). 1: one stream, exact.")] = STREAMS,
-    unknown: unknown_opt("Characters of the text") = Unknown.error,
+    unknown: UnknownTextOpt = Unknown.error,
 ) -> None:
     """Score a model on a text: loss (nats/char), bits per char, perplexity."""
     evaluation = evaluate_checkpoint(checkpoint, text_file, encoding, device.value, streams, unknown is Unknown.skip)

@@ -27,6 +27,8 @@ from ..terminal import safe_for_terminal
 from .options import DeviceName, DeviceOpt, ForceOpt, NewestCheckpointArg, SeedOpt, TemperatureOpt, TopKOpt, TopPOpt
 from .options import Unknown, console, err, unknown_opt
 
+UnknownTextOpt = unknown_opt("Characters of --text or --file")
+
 
 class Dtype(str, Enum):
     float32 = "float32"
@@ -90,7 +92,7 @@ def inspect(
     ] = None,
     top: Annotated[int, typer.Option(help="Units reported per feature.", min=1)] = 5,
     force: ForceOpt = False,
-    unknown: unknown_opt("Characters of --text or --file") = Unknown.error,
+    unknown: UnknownTextOpt = Unknown.error,
     device: DeviceOpt = DeviceName.auto,
 ) -> None:
     """Record every unit on every character, find the interpretable ones, and show them.

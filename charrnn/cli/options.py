@@ -63,6 +63,8 @@ class Unknown(str, Enum):
 
 def unknown_opt(what: str):
     return Annotated[Unknown, typer.Option(help=f"{what} the model has never seen: error (naming them), or skip them.")]
+
+
 CheckpointArg = Annotated[
     Path, typer.Argument(help="A checkpoint file, or a run directory (meaning its best checkpoint).")
 ]

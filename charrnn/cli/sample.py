@@ -17,6 +17,8 @@ from ..terminal import safe_for_terminal
 from .options import (DeviceName, DeviceOpt, ForceOpt, NewestCheckpointArg, SeedOpt, TemperatureOpt, TopKOpt, TopPOpt,
                       Unknown, unknown_opt)  # fmt: skip
 
+UnknownPrimeOpt = unknown_opt("Prime characters")
+
 
 def sample(
     checkpoint: NewestCheckpointArg = None,
@@ -32,7 +34,7 @@ def sample(
     echo: Annotated[bool, typer.Option(help="Print the prime before the continuation.")] = True,
     output: Annotated[Optional[Path], typer.Option(help="Write to this file instead of stdout.")] = None,
     force: ForceOpt = False,
-    unknown: unknown_opt("Prime characters") = Unknown.error,
+    unknown: UnknownPrimeOpt = Unknown.error,
     device: DeviceOpt = DeviceName.auto,
 ) -> None:
     """Generate text from a model, one character at a time."""
