@@ -12,16 +12,19 @@ from pathlib import Path
 import torch
 
 from . import rundir
+from .beam import beam_columns
 from .checkpoint import load_checkpoint
 from .data import Vocab, describe_chars
-from .device import ieee_fp32, resolve_device
+from .device import resolve_device
 from .errors import CharRNNError
 from .model import CharRNN
+from .prime import prime_ids, read_prime
 from .stepper import FastStepper
 
 
 MIN_TEMPERATURE = 1e-4
 MAX_SAMPLES = 100_000  # one batch; beyond this, run the command several times
+MAX_BEAM = 1000  # each step looks at 2N candidates in Python
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class SampleConfig:
     num_samples: int = 1
     stop: str | None = None  # a sample ends once it has produced this string
     skip_unknown: bool = False  # drop prime characters the model has never seen
+    beam: int | None = None  # beam search with this many beams instead of drawing (charrnn/beam.py)
+    length_penalty: float = 0.0  # beam search: rank finished beams by logprob / length**penalty
 
     def __post_init__(self) -> None:
         if self.length < 0:
@@ -50,6 +55,22 @@ class SampleConfig:
             raise CharRNNError(f"--num-samples must be in 1..{MAX_SAMPLES:,}, not {self.num_samples}")
         if self.stop == "":
             raise CharRNNError("--stop must not be empty")
+        self._check_beam()
+
+    def _check_beam(self) -> None:
+        if self.beam is None:
+            if self.length_penalty != 0:
+                raise CharRNNError("--length-penalty ranks beams: it needs --beam")
+            return
+        if not 1 <= self.beam <= MAX_BEAM:
+            raise CharRNNError(f"--beam must be in 1..{MAX_BEAM:,}, not {self.beam}")
+        if self.temperature != 1 or self.top_k is not None or self.top_p is not None:
+            raise CharRNNError("--beam finds the most likely text under the model itself: "
+                               "drop --temperature, --top-k and --top-p")  # fmt: skip
+        if self.num_samples > self.beam:
+            raise CharRNNError(f"--num-samples gives the N best of the beams: it must be <= --beam ({self.beam})")
+        if not math.isfinite(self.length_penalty):
+            raise CharRNNError(f"--length-penalty must be a finite number, not {self.length_penalty}")
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
@@ -79,6 +100,8 @@ def sample_checkpoint(path: Path | None, prime: str, config: SampleConfig, devic
         raise CharRNNError(
             f"the prime holds characters the model has never seen: {describe_chars(unknown)} (--unknown skip drops them)"
         )
+    if config.beam is not None:
+        return beam_columns(model, checkpoint.vocab, prime, config)
     return generate(model, checkpoint.vocab, prime, config)
 
 
@@ -88,13 +111,9 @@ def generate(model: CharRNN, vocab: Vocab, prime: str, config: SampleConfig) -> 
     of num_samples strings; "" for a sample that has already stopped)."""
     device = model.head.weight.device
     model.eval()
-    ids = vocab.encode(prime, skip_unknown=config.skip_unknown) if prime else None
-    if ids is None or len(ids) == 0:
-        # No prime: start every sample after a newline, as if a new line began.
-        ids = vocab.encode("\n" if "\n" in vocab.chars else vocab.chars[0])
     b = config.num_samples
     scale = 1.0 / config.temperature if config.temperature > 0 else 1.0
-    logits, state = read_prime(model, torch.as_tensor(ids.astype("int64"), device=device))
+    logits, state = read_prime(model, prime_ids(vocab, prime, config.skip_unknown, device))
     # every sample starts from the same prime: copy its state and logits to the batch
     state = tuple(s.expand(-1, b, -1).contiguous() for s in state)
     logits = logits.expand(b, -1) * scale  # (B, V), tempered like every later step's
@@ -109,17 +128,6 @@ def generate(model: CharRNN, vocab: Vocab, prime: str, config: SampleConfig) -> 
         if stops.all_done:
             return
         logits = stepper.step(nxt)
-
-
-def read_prime(model: CharRNN, ids: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, tuple]:
-    """Run the prime (P,) through the fused layers once, at batch 1, a chunk
-    at a time with the state carried, so a long --prime-file costs bounded
-    memory. Returns the last position's logits (1, V) and the state."""
-    state = model.init_state(1, ids.device)
-    with ieee_fp32(ids.device):
-        for start in range(0, len(ids), chunk):
-            logits, state = model(ids[start : start + chunk][None], state)
-    return logits[:, -1], state
 
 
 class Draws:

@@ -56,6 +56,18 @@ class FastStepper:
         for k, layer in enumerate(self.layers):
             layer.load(tuple(part[k] for part in state))
 
+    @torch.no_grad()
+    def state(self) -> State:
+        """A copy of the state, as `load_state` takes it ((layers, B, H) tensors)."""
+        per_layer = [layer.state() for layer in self.layers]
+        return tuple(torch.stack(parts) for parts in zip(*per_layer))
+
+    @torch.no_grad()
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Make row j of the batch a copy of row rows[j] (beam search's
+        parents), every layer and state part."""
+        self.load_state(tuple(part[:, rows] for part in self.state()))
+
     def step(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (B,) -> logits (B, V), in a buffer reused by the next step.
 

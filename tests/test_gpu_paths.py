@@ -87,7 +87,7 @@ def test_inference_asks_for_ieee_fp32_where_the_model_is(monkeypatch):
     from charrnn.evaluate import score
     from charrnn.inspection.analysis import gradient_flow
     from charrnn.inspection.record import record
-    from charrnn.sample import read_prime
+    from charrnn.prime import read_prime
 
     seen = []
     real = dev.exact_fp32

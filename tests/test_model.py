@@ -92,7 +92,7 @@ def test_state_shapes_and_detach():
 def test_every_path_makes_its_tensors_on_the_models_device(kind):
     """On the meta device, a tensor made without device= would land on the
     CPU and the op mixing the two would raise: the GPU paths, checked here."""
-    from charrnn.sample import read_prime
+    from charrnn.prime import read_prime
     from charrnn.stepper import FastStepper
 
     with torch.device("meta"):

@@ -205,7 +205,7 @@ def test_long_samples_cross_noise_blocks_and_stay_reproducible():
 
 
 def test_long_prime_is_read_in_chunks_exactly():
-    from charrnn.sample import read_prime
+    from charrnn.prime import read_prime
 
     model = model_of("gru")
     ids = torch.randint(0, VOCAB.size, (300,))

@@ -64,6 +64,9 @@ class _Packed:
     def load(self, prev) -> None:
         self.h.copy_(prev[0])
 
+    def state(self):
+        return (self.h,)
+
     def step(self, ids: torch.Tensor) -> None:
         h = self.h
         if self.table is not None:

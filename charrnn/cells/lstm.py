@@ -89,6 +89,9 @@ class _Packed:
         self.h.copy_(prev[0])
         self.c.copy_(prev[1])
 
+    def state(self):
+        return (self.h, self.c)
+
     def step(self, ids: torch.Tensor) -> None:
         self.pre(ids)
         torch.sigmoid(self.sig_in, out=self.sig_out)

@@ -60,6 +60,9 @@ class PackedLayer(Protocol):
     def load(self, prev: LayerState) -> None:
         """Take the layer's state (one (B, H) tensor per state part)."""
 
+    def state(self) -> LayerState:
+        """The layer's state as `load` takes it (views of live buffers: copy to keep)."""
+
     def step(self, ids: torch.Tensor) -> None:
         """Advance one character: read the slot's input (layer 0: ids (B,)), write the new h into the slot."""
 
@@ -99,6 +102,9 @@ class StepLayer:
     def load(self, prev: LayerState) -> None:
         self.slot.h.copy_(prev[0])
         self.rest = tuple(p.to(self.slot.h) for p in prev[1:])
+
+    def state(self) -> LayerState:
+        return (self.slot.h, *self.rest)
 
     @torch.no_grad()  # as the stepper promises: callers need no autograd context
     def step(self, ids: torch.Tensor) -> None:

@@ -37,5 +37,8 @@ class _Packed:
     def load(self, prev) -> None:
         self.h.copy_(prev[0])
 
+    def state(self):
+        return (self.h,)
+
     def step(self, ids: torch.Tensor) -> None:
         torch.tanh(self.pre(ids), out=self.h)

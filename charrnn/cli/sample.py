@@ -35,10 +35,20 @@ def sample(
     output: Annotated[Optional[Path], typer.Option(help="Write to this file instead of stdout.")] = None,
     force: ForceOpt = False,
     unknown: UnknownPrimeOpt = Unknown.error,
+    beam: Annotated[Optional[int], typer.Option(
+        help="Beam search with N beams: the most likely continuation instead of a drawn one "
+             "(--num-samples: the best few). Printed once found, not streamed.")] = None,  # fmt: skip
+    length_penalty: Annotated[float, typer.Option(
+        help="With --beam and --stop: rank beams by log-probability / length**P, so P > 0 favours "
+             "longer ones (default 0: the most likely).")] = 0.0,  # fmt: skip
     device: DeviceOpt = DeviceName.auto,
+    ctx: typer.Context = None,  # type: ignore[assignment]  # typer fills it in
 ) -> None:
     """Generate text from a model, one character at a time."""
-    config = SampleConfig(length, temperature, top_k, top_p, seed, num_samples, stop, unknown is Unknown.skip)
+    if beam is not None and _given(ctx, "temperature"):
+        raise CharRNNError("--beam finds the most likely text under the model itself: drop --temperature")
+    config = SampleConfig(length, temperature, top_k, top_p, seed, num_samples, stop, unknown is Unknown.skip, beam,
+                          length_penalty)  # fmt: skip
     prime = _prime(prime, prime_file)
     steps = sample_checkpoint(checkpoint, prime, config, device.value)
     echoed = prime if echo else ""
@@ -53,6 +63,12 @@ def sample(
         return
     with files.atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as stream:  # all of it, or nothing
         _write_to(stream, steps, config.num_samples, echoed)
+
+
+def _given(ctx: typer.Context | None, name: str) -> bool:
+    """Whether the user gave option `name` (and did not just get its default)."""
+    source = ctx.get_parameter_source(name) if ctx is not None else None
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
 
 
 def _write_to(stream, steps, num_samples: int, echoed: str) -> None:

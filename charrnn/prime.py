@@ -1,0 +1,30 @@
+"""Reading a prime: the text a model reads before it generates, turned
+into the state and logits that sampling and beam search start from."""
+
+from __future__ import annotations
+
+import torch
+
+from .data import Vocab
+from .device import ieee_fp32
+from .model import CharRNN
+
+
+def prime_ids(vocab: Vocab, prime: str, skip_unknown: bool, device: torch.device) -> torch.Tensor:
+    """The prime's ids (P,); with no prime (or none left once unknown
+    characters are skipped), a newline, as if a new line began."""
+    ids = vocab.encode(prime, skip_unknown=skip_unknown) if prime else None
+    if ids is None or len(ids) == 0:
+        ids = vocab.encode("\n" if "\n" in vocab.chars else vocab.chars[0])
+    return torch.as_tensor(ids.astype("int64"), device=device)
+
+
+def read_prime(model: CharRNN, ids: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, tuple]:
+    """Run the prime (P,) through the fused layers once, at batch 1, a chunk
+    at a time with the state carried, so a long --prime-file costs bounded
+    memory. Returns the last position's logits (1, V) and the state."""
+    state = model.init_state(1, ids.device)
+    with ieee_fp32(ids.device):
+        for start in range(0, len(ids), chunk):
+            logits, state = model(ids[start : start + chunk][None], state)
+    return logits[:, -1], state
