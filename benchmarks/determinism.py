@@ -90,10 +90,18 @@ def worker(args: argparse.Namespace) -> None:
         print(json.dumps(one_run(args.precision, args.corpus, args.deterministic)), flush=True)
 
 
+# A busy loop takes one core; a torch hog runs 2-thread matmuls, so its
+# OpenMP threads contend with the run's own as the test suite's do.
+HOGS = {
+    "loop": "while True: pass",
+    "torch": "import torch\ntorch.set_num_threads(2)\na = torch.randn(512, 512)\nwhile True: a @ a",
+}
+
+
 def setting(precision: str, threads: int, hogs: int, runs: int, per_process: int, corpus: Path,
-            extra: list[str], env: dict[str, str]) -> list[dict]:  # fmt: skip
+            extra: list[str], env: dict[str, str], hog_kind: str = "loop") -> list[dict]:  # fmt: skip
     """`runs` runs in fresh processes of `per_process` each, beside `hogs` busy processes."""
-    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(hogs)]
+    busy = [subprocess.Popen([sys.executable, "-c", HOGS[hog_kind]]) for _ in range(hogs)]
     run_env = {**os.environ, "OMP_NUM_THREADS": str(threads), **env}
     results: list[dict] = []
     try:
@@ -133,6 +141,8 @@ def main() -> None:
     ap.add_argument("--deterministic", action="store_true", help="train with --deterministic")
     ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="set in every run's environment")
     ap.add_argument("--hogs", type=int, default=1, help="busy processes in the hog settings (default 1)")
+    ap.add_argument("--hog-kind", choices=sorted(HOGS), default="loop",
+                    help="loop: a Python busy loop (one core); torch: 2-thread matmuls (default loop)")
     ap.add_argument("--only", default=None, metavar="PRECISION:THREADS:HOG", help="one setting, e.g. fp32:2:hog")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--precision", default="bf16", help=argparse.SUPPRESS)
@@ -152,7 +162,7 @@ def main() -> None:
         if args.cost:
             return cost(corpus)
         env = dict(item.split("=", 1) for item in args.env)
-        print(f"--deterministic: {args.deterministic}; environment: {env or 'as is'}")
+        print(f"--deterministic: {args.deterministic}; environment: {env or 'as is'}; hog: {args.hogs} {args.hog_kind}")
         print("precision threads hog   runs identical distinct loss-spread seconds")
         settings = [(p, t, h) for p in ("fp32", "bf16") for t in (1, 2) for h in (False, True)]
         if args.only:
@@ -162,7 +172,7 @@ def main() -> None:
         for precision, threads, hog in settings:
             t0 = time.monotonic()
             results = setting(precision, threads, args.hogs if hog else 0, args.runs, args.per_process, corpus, extra,
-                              env)  # fmt: skip
+                              env, args.hog_kind)  # fmt: skip
             report(precision, threads, hog, results, time.monotonic() - t0)
 
 
