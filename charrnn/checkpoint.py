@@ -19,7 +19,7 @@ import json
 import math
 import struct
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -110,6 +110,7 @@ class Run:
     carried: State = field(metadata=_numbered("carried"))  # recurrent state for the next batch, on CPU
     rng: dict[str, torch.Tensor] = field(default_factory=dict, metadata=_prefixed("rng"))
     scaler: dict = field(default_factory=dict, metadata=_plain(dict, default={}))  # fp16 gradient scaler
+    parent: dict = field(default_factory=dict, metadata=_plain(dict, default={}))  # fine-tuned from (finetune.Parent)
 
     def encode(self) -> tuple[dict, Tensors]:
         meta, tensors = {}, {}
@@ -164,6 +165,7 @@ class Checkpoint:
     model: CharRNN  # on CPU, eval mode
     run: Run | None  # None for a weights-only export
     path: Path | None = None
+    sha256: str = ""  # the file's checksum (its header's), as read
 
 
 # --------------------------------------------------------------------------
@@ -265,7 +267,7 @@ def load_checkpoint(path: str | Path, prefer: str = BEST) -> Checkpoint:
             f"checkpoint {p} has format version {version}, newer than this charrnn reads ({VERSION}): upgrade charrnn"
         )
     try:
-        return _rebuild(p, meta, tensors)
+        return replace(_rebuild(p, meta, tensors), sha256=checksum)
     except CharRNNError as e:  # a config that fails its own checks
         raise CharRNNError(f"checkpoint {p} is inconsistent: {e}") from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
@@ -297,6 +299,8 @@ def _rebuild(p: Path, meta: dict, tensors: dict[str, torch.Tensor]) -> Checkpoin
     if vocab.size != config.vocab_size:
         raise ValueError(f"vocab has {vocab.size} characters but the model expects {config.vocab_size}")
     weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    if any(v.dtype not in (torch.float32, torch.bfloat16, torch.float16) for v in weights.values()):
+        raise ValueError("its weights are not float32, bfloat16 or float16")  # an export may be halved
     # Building even a meta model costs time per declared layer: a crafted
     # config asking for millions must be refused by what the file holds.
     if config.layers != sum(name.startswith("rnn.weight_hh_l") for name in weights):

@@ -241,8 +241,10 @@ def shipped_corpus() -> Path:
     return SHIPPED_CORPUS
 
 
-def load_corpus(path: str | Path, encoding: str = "utf-8") -> Corpus:
-    """Read and encode a corpus (a text file, or a directory of them)."""
+def load_corpus(path: str | Path, encoding: str = "utf-8", extra_chars: Iterable[str] = ()) -> Corpus:
+    """Read and encode a corpus (a text file, or a directory of them). Its
+    vocab is the corpus's characters and any `extra_chars` (a fine-tuned
+    model keeps its parent's)."""
     path = Path(path)
     try:
         codecs.lookup(encoding)
@@ -253,7 +255,7 @@ def load_corpus(path: str | Path, encoding: str = "utf-8") -> Corpus:
         charset, n_chars, sha = _scan(files, encoding)
         if n_chars == 0:
             raise CharRNNError(f"corpus {path} is empty")
-        vocab = Vocab.from_chars(charset)
+        vocab = Vocab.from_chars(charset | set(extra_chars))
         ids = np.empty(n_chars, dtype=vocab.dtype)
         pos = 0
         for text in _read_chunks(files, encoding, hashlib.sha256()):

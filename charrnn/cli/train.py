@@ -16,13 +16,14 @@ from tqdm import tqdm
 
 from .. import cells, rundir
 from ..data import shipped_corpus
+from ..errors import CharRNNError
 from ..model import ModelConfig
 from ..terminal import safe_for_terminal
 from ..training import distributed
 from ..training.config import DEFAULT_MAX_STEPS, TrainConfig, parse_duration
 from ..training.loop import TrainResult
 from ..training.memory import keep_freed_memory
-from ..training.runs import new_run, resume_run
+from ..training.runs import finetune_run, new_run, resume_run
 from .options import CellKind, DEVICE_HELP, DeviceName, Precision, default_lrs, err, kinds_help
 
 # Option defaults come from the config dataclasses, so they cannot drift.
@@ -121,7 +122,9 @@ def train(
     weight_decay: Annotated[float, _optim("AdamW weight decay (matrices only).", min=0.0)] = _T.weight_decay,
     grad_clip: Annotated[float, _optim("Clip the global gradient norm to this.", min=0.0)] = _T.grad_clip,
     seed: Annotated[int, _optim("Random seed (initialisation and dropout).", min=0, max=2**63 - 1)] = _T.seed,
-    val_frac: Annotated[float, _data("Fraction of the corpus for validation (after train).")] = _T.val_frac,
+    val_frac: Annotated[Optional[float], _data(
+        "Fraction of the corpus for validation (after train). Default: 0.05, or up to 0.1 to hold at least 8192"
+        " characters.", show_default=False)] = None,  # fmt: skip
     test_frac: Annotated[float, _data("Fraction of the corpus held out for testing (the end).")] = _T.test_frac,
     encoding: Annotated[str, _data("Text encoding of the corpus files.")] = _T.encoding,
     max_steps: Annotated[
@@ -131,7 +134,12 @@ def train(
     time_limit: Annotated[
         Optional[str], _run("Stop after this much time, e.g. 90s, 10m, 1h30m; the learning-rate schedule fits it.")
     ] = None,
-    eval_every: Annotated[int, _run("Evaluate on the whole val split and save, every N steps.", min=1)] = _T.eval_every,
+    eval_every: Annotated[Optional[int], _run(
+        "Evaluate on the whole val split and save, every N steps. Default: once per epoch, at most 500 steps apart.",
+        min=1, show_default=False)] = None,  # fmt: skip
+    patience: Annotated[Optional[int], _run(
+        "Stop after N evaluations without a new best val loss; 0 never stops early. Default: 5 for a run planned"
+        " for 10 or more epochs (a small corpus), else 0.", min=0, show_default=False)] = None,  # fmt: skip
     sample_every: Annotated[
         Optional[int], _run("Print and log a 200-character sample every N steps (a multiple of --eval-every).", min=1)
     ] = None,
@@ -141,6 +149,10 @@ def train(
     resume: Annotated[
         Optional[Path], _run("Continue a run exactly, from a checkpoint or a run directory (meaning its last).")
     ] = None,
+    init_from: Annotated[
+        Optional[Path], _run("Fine-tune: start a new run from a trained model's weights (a checkpoint, a run directory"
+                             " meaning its best, or an export). Its shape is kept; the learning rate defaults lower.")
+    ] = None,  # fmt: skip
     force: Annotated[bool, _run("Replace a run already in --out.", "--force")] = False,
     device: Annotated[DeviceName, _run(DEVICE_HELP)] = DeviceName.auto,
     precision: Annotated[Precision, _run(PRECISION_HELP)] = Precision(_T.precision),
@@ -155,14 +167,22 @@ def train(
         weight_decay=weight_decay, grad_clip=grad_clip, max_steps=max_steps, epochs=epochs, time_limit_s=limit,
         eval_every=eval_every, sample_every=sample_every, val_frac=val_frac, test_frac=test_frac, seed=seed,
         device=device.value, encoding=encoding, precision=precision.value, deterministic=deterministic,
+        patience=patience,
     )  # fmt: skip
     keep_freed_memory()  # process-wide: every step reuses the last one's buffers (training/memory.py)
     try:
+        if resume is not None and init_from is not None:
+            raise CharRNNError("--resume continues a run and --init-from starts a new one: give one of them")
         if resume is not None:
             given = _given(ctx) - {"resume", "corpus"}
             as_field = {name: "time_limit_s" if name == "time_limit" else name for name in given}
             overrides = {as_field[name]: options.get(as_field[name]) for name in given}
             result = resume_run(resume, overrides, corpus, reporter=TqdmReporter())
+        elif init_from is not None:
+            values = {"kind": model.value, "layers": layers, "hidden": hidden, "embedding": embedding, "dropout": dropout}
+            given = {field: values[field] for field in values if ("model" if field == "kind" else field) in _given(ctx)}
+            result = finetune_run(corpus or shipped_corpus(), init_from, TrainConfig(**options), given, out, force,
+                                  reporter=TqdmReporter())  # fmt: skip
         else:
             shape = ModelConfig(model.value, 1, embedding, hidden, layers, dropout)  # vocab size comes with the corpus
             config = TrainConfig(**options)

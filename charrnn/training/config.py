@@ -15,7 +15,8 @@ MAX_LR, MAX_WEIGHT_DECAY = 10.0, 100.0
 DEFAULT_MAX_STEPS = 3000  # when no --max-steps, --epochs or --time-limit is given
 # Options that may change when a run is resumed: they say how long and where
 # to run, not what is trained. Everything else is fixed by the checkpoint.
-RESUMABLE = ("max_steps", "epochs", "time_limit_s", "eval_every", "sample_every", "device", "precision", "deterministic")
+RESUMABLE = ("max_steps", "epochs", "time_limit_s", "eval_every", "sample_every", "device", "precision", "deterministic",
+             "patience")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -30,20 +31,21 @@ class TrainConfig:
     max_steps: int | None = None  # counted from the run's start
     epochs: int | None = None  # counted from the run's start
     time_limit_s: float | None = None  # counted from this invocation's start
-    eval_every: int = 500
+    eval_every: int | None = None  # None: once per epoch, at most 500 steps apart (defaults.py)
     sample_every: int | None = None  # print and log a short sample every N steps (a multiple of eval_every)
-    val_frac: float = 0.05
+    val_frac: float | None = None  # None: 5%, or up to 10% for at least 8192 characters (defaults.py)
     test_frac: float = 0.05
     seed: int = 1337
     device: str = "auto"
     encoding: str = "utf-8"
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler)
     deterministic: bool = False  # deterministic kernels only (device.deterministic_kernels), at a cost
+    patience: int | None = None  # stop after this many evaluations without a new best; 0 never; None: defaults.py
 
     def __post_init__(self) -> None:
         check_types(self)
         for name in ("seq_len", "batch_size", "eval_every"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise CharRNNError(f"{flag(name)} must be at least 1, not {getattr(self, name)}")
         for name in ("max_steps", "epochs", "time_limit_s"):
             v = getattr(self, name)
@@ -56,8 +58,12 @@ class TrainConfig:
             raise CharRNNError(f"--weight-decay must be in [0, {MAX_WEIGHT_DECAY:g}], not {self.weight_decay}")
         if not 0 <= self.min_lr_frac <= 1:
             raise CharRNNError(f"--min-lr-frac must be in [0, 1], not {self.min_lr_frac}")
-        check_split(self.val_frac, self.test_frac)
-        if self.sample_every is not None and (self.sample_every < 1 or self.sample_every % self.eval_every):
+        check_split(self.val_frac if self.val_frac is not None else 0.05, self.test_frac)
+        if self.patience is not None and self.patience < 0:
+            raise CharRNNError(f"--patience must be >= 0 (0: never stop early), not {self.patience}")
+        if self.sample_every is not None and self.sample_every < 1:
+            raise CharRNNError(f"--sample-every must be at least 1, not {self.sample_every}")
+        if self.sample_every is not None and self.eval_every is not None and self.sample_every % self.eval_every:
             raise CharRNNError(
                 f"--sample-every {self.sample_every} must be a multiple of --eval-every ({self.eval_every}):"
                 " samples are logged with the evaluations"

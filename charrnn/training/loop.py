@@ -31,7 +31,7 @@ from ..errors import CharRNNError, TrainingDiverged
 from ..evaluate import score
 from ..model import CharRNN, ModelConfig
 from ..sample import SampleConfig, generate
-from . import distributed
+from . import defaults, distributed, finetune
 from .advice import rising_val_advice
 from .config import DEFAULT_MAX_STEPS, TrainConfig
 from .schedule import lr_at, progress
@@ -97,13 +97,15 @@ def train(
     model_config: ModelConfig | None = None,
     resume: ckpt.Checkpoint | None = None,
     reporter: Reporter | None = None,
+    init_from: ckpt.Checkpoint | None = None,
 ) -> TrainResult:
-    """Train a new model (model_config) or continue a checkpoint's run (resume).
+    """Train a new model (model_config; starting from init_from's weights
+    when given, see finetune.py) or continue a checkpoint's run (resume).
 
     Everything that can refuse the request (device, splits, batch fit, run
     length) is checked before anything in `out_dir` is touched; only then is
     a previous run there (allowed by --force) replaced."""
-    return Trainer(corpus, config, out_dir, model_config, resume, reporter or SilentReporter()).fit()
+    return Trainer(corpus, config, out_dir, model_config, resume, reporter or SilentReporter(), init_from).fit()
 
 
 @dataclass
@@ -199,9 +201,12 @@ class Trainer:
     `fit` steps it to a stop."""
 
     def __init__(self, corpus: Corpus, config: TrainConfig, out_dir: Path, model_config: ModelConfig | None,
-                 resume: ckpt.Checkpoint | None, reporter: Reporter):  # fmt: skip
+                 resume: ckpt.Checkpoint | None, reporter: Reporter,
+                 init_from: ckpt.Checkpoint | None = None):  # fmt: skip
         shape = model_config if resume is None else resume.config
-        config = config.for_kind(shape.kind)
+        self.init_from = init_from
+        asked = config.for_kind(shape.kind)
+        config = defaults.val_frac(asked, len(corpus.ids))
         self.corpus, self.config, self.out_dir = corpus, config, out_dir
         self.device = resolve_device(config.device)
         self.precision = resolve_precision(config.precision, self.device)
@@ -212,7 +217,9 @@ class Trainer:
         self.local_batch = config.batch_size // self.dist.world
         self.splits = split_corpus(corpus.ids, config.val_frac, config.test_frac)
         self.batches = StreamBatches(self.splits.train, config.batch_size, config.seq_len, self.rows)
+        self.config = config = defaults.eval_every(config, len(self.batches))
         self.total_steps = self._total_steps(resume)
+        self.fitted = defaults.describe(asked, config, len(corpus.ids), len(self.batches), self.total_steps)
         self.model = self._build_model(model_config, resume)
         # DDP averages gradients over processes; each process's loss is the
         # mean over its equal share of streams, so the average is the
@@ -256,7 +263,10 @@ class Trainer:
     def _build_model(self, model_config: ModelConfig | None, resume: ckpt.Checkpoint | None) -> CharRNN:
         torch.manual_seed(self.config.seed)
         try:
-            model = (CharRNN(model_config) if resume is None else resume.model).to(self.device).train()
+            model = CharRNN(model_config) if resume is None else resume.model
+            if self.init_from is not None:
+                finetune.inherit(model, self.corpus.vocab, self.init_from)
+            model = model.to(self.device).train()
         except RuntimeError as e:  # torch.OutOfMemoryError is one
             if not _out_of_memory(e):
                 raise
@@ -276,6 +286,7 @@ class Trainer:
             train_config=self.config, corpus=self.corpus.info, step=0, epoch=0, step_in_epoch=0, chars_seen=0,
             progress=0.0, elapsed_s=0.0, best_val_loss=None, metrics=[], optimizer={},
             carried=self.model.init_state(self.config.batch_size, "cpu"),
+            parent=finetune.parent_record(self.init_from).to_dict() if self.init_from is not None else {},
         )  # fmt: skip
 
     def _restore(self, resume: ckpt.Checkpoint) -> ckpt.Run:
@@ -304,6 +315,8 @@ class Trainer:
         run, config = self.run, self.config
         self.started, self.elapsed0, progress0 = time.monotonic(), run.elapsed_s, run.progress
         self.reporter.start(self.total_steps, run.step, self._info())
+        if self.fitted:
+            self.reporter.note(self.fitted)
         stop_reason = None
         try:
             with (StopFlag(repeat_interrupts=not self.dist.enabled) as stop, exact_fp32(self.precision, self.device),
@@ -320,6 +333,7 @@ class Trainer:
                     elif run.step % config.eval_every == 0 or stop_reason:
                         started = time.monotonic()
                         self._save(self._evaluate(), started)
+                        stop_reason = stop_reason or self._out_of_patience()
         except RuntimeError as e:  # torch.OutOfMemoryError is one
             if not _out_of_memory(e):
                 raise
@@ -333,6 +347,21 @@ class Trainer:
             self.out_dir, run.step, stop_reason, run.best_val_loss, self.last_entry,
             self.model.num_parameters(), run.elapsed_s, self.dist.is_main, self.signal,
         )  # fmt: skip
+
+    def _out_of_patience(self) -> str | None:
+        """"patience" once the evaluations since the best reach the run's
+        patience (see defaults.py); every process decides alike, from the
+        metrics and the agreed progress."""
+        run = self.run
+        planned = self.total_steps or (run.step / run.progress if run.progress > 0 else None)
+        wait = defaults.patience(self.config, planned, len(self.batches))
+        since = defaults.evals_since_best(run.metrics)
+        if not wait or since < wait:
+            return None
+        best = run.metrics[-1 - since]
+        self.reporter.note(f"val loss has not improved for {since} evaluations (best {best['val_loss']:.4f} at step"
+                           f" {best['step']:,}): stopping; --patience 0 trains to the end")  # fmt: skip
+        return "patience"
 
     def _elapsed(self) -> float:
         return time.monotonic() - self.started

@@ -1,7 +1,8 @@
 """Starting and resuming runs: the policies around the training loop.
 
-    new_run:    corpus -> Vocab and ids -> a fresh run directory -> CharRNN -> Trainer
-    resume_run: run directory -> its last checkpoint -> its corpus again -> Trainer
+    new_run:      corpus -> Vocab and ids -> a fresh run directory -> CharRNN -> Trainer
+    finetune_run: a trained model + corpus -> the union Vocab -> a fresh run directory -> its weights -> Trainer
+    resume_run:   run directory -> its last checkpoint -> its corpus again -> Trainer
 
 Both return the loop's TrainResult; neither prints (notes go to the reporter).
 """
@@ -16,7 +17,7 @@ from .. import rundir
 from ..data import describe_chars, load_corpus
 from ..errors import CharRNNError
 from ..model import ModelConfig
-from . import distributed
+from . import distributed, finetune
 from .config import TrainConfig, check_resumable
 from .loop import Reporter, TrainResult, train
 
@@ -29,6 +30,25 @@ def new_run(corpus: Path, config: TrainConfig, shape: ModelConfig, out: Path | N
     data = load_corpus(corpus, config.encoding)
     out_dir = rundir.prepare_out_dir(out, rundir.default_out_dir(corpus, shape.kind), force)
     return train(data, config, out_dir, model_config=replace(shape, vocab_size=data.vocab.size), reporter=reporter)
+
+
+def finetune_run(corpus: Path, parent_path: Path, config: TrainConfig, given_shape: dict, out: Path | None = None,
+                 force: bool = False, reporter: Reporter | None = None) -> TrainResult:  # fmt: skip
+    """Train a new run on `corpus` starting from the model in `parent_path`
+    (a checkpoint, a run directory meaning its best, or an export). The
+    shape is the parent's (`given_shape`, the ModelConfig fields the user
+    gave, may change only dropout); the learning rate defaults lower."""
+    parent = ckpt.load_checkpoint(parent_path)
+    shape = finetune.child_shape(parent, given_shape)
+    config = finetune.child_config(config, shape.kind)
+    data = load_corpus(corpus, config.encoding, extra_chars=parent.vocab.chars)
+    out_dir = rundir.prepare_out_dir(out, rundir.default_out_dir(corpus, shape.kind), force)
+    if reporter is not None and distributed.is_main_process():
+        added, _ = parent.vocab.diff(data.vocab)
+        new = f"{len(added)} new ({describe_chars(added)})" if added else "no new ones"
+        reporter.note(f"fine-tuning {parent.path}: {parent.vocab.size} characters and {new}; lr {config.lr:.2e}")
+    model_config = replace(shape, vocab_size=data.vocab.size)
+    return train(data, config, out_dir, model_config=model_config, reporter=reporter, init_from=parent)
 
 
 def resume_run(path: Path, overrides: dict | None = None, corpus: Path | None = None,
@@ -46,7 +66,8 @@ def resume_run(path: Path, overrides: dict | None = None, corpus: Path | None = 
     _refuse_rewinding(checkpoint)
     config = replace(checkpoint.run.train_config, **({"device": "auto"} | overrides))
     corpus_path = corpus if corpus is not None else Path(checkpoint.run.corpus.path)
-    data = load_corpus(corpus_path, config.encoding)
+    # A fine-tuned run's vocab holds its parent's characters beside its corpus's.
+    data = load_corpus(corpus_path, config.encoding, checkpoint.vocab.chars if checkpoint.run.parent else ())
     added, removed = checkpoint.vocab.diff(data.vocab)
     if added or removed:
         raise CharRNNError(

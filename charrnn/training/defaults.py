@@ -1,0 +1,92 @@
+"""Defaults fitted to the corpus: what a run does when the user did not say.
+
+A 5 MB corpus and a user's own 65 kB one need different cadences. With
+fixed defaults (evaluate every 500 steps, 5% for validation) a small corpus
+is evaluated once or twice in a run of dozens of epochs, on a validation
+split of a few thousand characters, and its `best` is whichever of those
+few evaluations was least bad. So, where the option was not given:
+
+- validation: 5% of the corpus, but at least MIN_VAL_CHARS (up to 10%);
+- evaluation: once per epoch, and at least every 500 steps;
+- patience: a run planned for OVERFIT_EPOCHS epochs or more, where a small
+  corpus is learned by heart long before the end, stops after PATIENCE
+  evaluations without a new best (it would spend most of its time past
+  its best); other runs go to their end.
+
+The split and the cadence are written into the run's config, so a resumed
+run keeps them; patience left to its default is decided at each
+evaluation from the run's plan and its metrics, both saved, so a resumed
+run decides as the straight one would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .config import TrainConfig
+
+DEFAULT_VAL_FRAC, MAX_VAL_FRAC, MIN_VAL_CHARS = 0.05, 0.10, 8192
+MAX_EVAL_EVERY = 500
+OVERFIT_EPOCHS, PATIENCE = 10, 5
+
+
+def val_frac(config: TrainConfig, n_chars: int) -> TrainConfig:
+    """The config with its validation fraction settled."""
+    if config.val_frac is not None:
+        return config
+    frac = min(MAX_VAL_FRAC, max(DEFAULT_VAL_FRAC, MIN_VAL_CHARS / n_chars))
+    return replace(config, val_frac=round(frac, 4))
+
+
+def eval_every(config: TrainConfig, steps_per_epoch: int) -> TrainConfig:
+    """The config with its evaluation cadence settled: once per epoch, at
+    most MAX_EVAL_EVERY steps apart, and dividing --sample-every (samples
+    are logged with evaluations)."""
+    if config.eval_every is not None:
+        return config
+    every = max(1, min(MAX_EVAL_EVERY, steps_per_epoch))
+    if config.sample_every is not None:
+        every = max(d for d in range(1, every + 1) if config.sample_every % d == 0)
+    return replace(config, eval_every=every)
+
+
+def patience(config: TrainConfig, planned_steps: float | None, steps_per_epoch: int) -> int:
+    """Evaluations without a new best before the run stops (0: never). Not
+    given, it is PATIENCE for a run planned for OVERFIT_EPOCHS epochs or
+    more, else 0. A time-limited run's plan is its pace so far (the caller
+    passes steps / progress), so it is asked at every evaluation."""
+    if config.patience is not None:
+        return config.patience
+    overfits = planned_steps is not None and expects_overfitting(planned_steps, steps_per_epoch)
+    return PATIENCE if overfits else 0
+
+
+def expects_overfitting(planned_steps: float, steps_per_epoch: int) -> bool:
+    return planned_steps >= OVERFIT_EPOCHS * steps_per_epoch
+
+
+def evals_since_best(metrics: list[dict]) -> int:
+    """Evaluations since the best one (0: the last evaluation is the best)."""
+    vals = [m["val_loss"] for m in metrics]
+    return len(vals) - 1 - min(range(len(vals)), key=vals.__getitem__) if vals else 0
+
+
+def describe(before: TrainConfig, after: TrainConfig, n_chars: int, steps_per_epoch: int,
+             planned_steps: int | None) -> str | None:  # fmt: skip
+    """One line saying what was fitted to a small corpus and why, or None
+    when the defaults came out as for a large one."""
+    parts = []
+    stops = f"stop after {PATIENCE} evaluations without a new best (--patience 0 runs to the end)"
+    if before.val_frac is None and after.val_frac != DEFAULT_VAL_FRAC:
+        parts.append(f"val split {after.val_frac:.0%} ({int(n_chars * after.val_frac):,} chars)")
+    if before.eval_every is None and after.eval_every != MAX_EVAL_EVERY:
+        parts.append(f"eval every {after.eval_every:,} steps")
+    if after.patience is None and planned_steps is None and parts:  # a small corpus, time-limited
+        parts.append(f"{stops} if the run lasts {OVERFIT_EPOCHS}+ epochs")
+    elif patience(after, planned_steps, steps_per_epoch) and after.patience is None:
+        parts.append(stops)
+    if not parts:
+        return None
+    return f"small corpus: {n_chars:,} chars, {steps_per_epoch:,} steps per epoch -> " + ", ".join(parts)
+
+

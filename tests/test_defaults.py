@@ -1,0 +1,73 @@
+"""Defaults fitted to the corpus (training/defaults.py): the validation
+split, the evaluation cadence and patience, and the line that says so."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from charrnn import checkpoint as ckpt
+from charrnn import rundir
+from charrnn.training import defaults
+from charrnn.training.config import TrainConfig
+
+from conftest import TINY, make_text, run_cli
+
+
+def test_val_split_holds_at_least_8192_characters_up_to_a_tenth():
+    assert defaults.val_frac(TrainConfig(), 5_000_000).val_frac == 0.05
+    assert defaults.val_frac(TrainConfig(), 100_000).val_frac == pytest.approx(0.0819, abs=1e-4)
+    assert defaults.val_frac(TrainConfig(), 20_000).val_frac == 0.10
+    assert defaults.val_frac(TrainConfig(val_frac=0.2), 20_000).val_frac == 0.2  # given: kept
+
+
+def test_eval_cadence_is_once_per_epoch_at_most_500_steps_and_divides_sample_every():
+    assert defaults.eval_every(TrainConfig(), 14).eval_every == 14
+    assert defaults.eval_every(TrainConfig(), 1110).eval_every == 500
+    assert defaults.eval_every(TrainConfig(sample_every=30), 14).eval_every == 10
+    assert defaults.eval_every(TrainConfig(eval_every=7), 14).eval_every == 7
+
+
+def test_patience_is_on_by_default_only_for_runs_of_ten_epochs_or_more():
+    assert defaults.patience(TrainConfig(), planned_steps=140, steps_per_epoch=14) == defaults.PATIENCE
+    assert defaults.patience(TrainConfig(), planned_steps=139, steps_per_epoch=14) == 0
+    assert defaults.patience(TrainConfig(), planned_steps=None, steps_per_epoch=14) == 0
+    assert defaults.patience(TrainConfig(patience=0), planned_steps=10_000, steps_per_epoch=14) == 0
+    assert defaults.patience(TrainConfig(patience=2), planned_steps=1, steps_per_epoch=14) == 2
+    vals = [3.0, 2.0, 2.5, 2.1, 2.4]
+    assert defaults.evals_since_best([{"val_loss": v} for v in vals]) == 3
+
+
+@pytest.fixture
+def small_corpus(tmp_path):
+    p = tmp_path / "small.txt"
+    p.write_text(make_text(40), encoding="utf-8")  # about 1,300 characters: 15 steps per epoch at TINY
+    return p
+
+
+def test_a_small_corpus_run_says_what_it_fitted_and_stops_when_patience_runs_out(small_corpus, tmp_path):
+    out = tmp_path / "run"
+    done = run_cli("train", small_corpus, "--out", out, *TINY, "--max-steps", "3000", "--lr", "0.05")
+    assert done.exit_code == 0, done.output
+    line = next(ln for ln in done.stderr.splitlines() if ln.startswith("small corpus:"))
+    steps_per_epoch = int(line.split(" chars, ")[1].split(" steps per epoch")[0])
+    assert f"eval every {steps_per_epoch} steps" in line and "val split 10%" in line and "stop after 5" in line
+    metrics = [json.loads(x) for x in (out / rundir.METRICS).read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [steps_per_epoch * (i + 1) for i in range(len(metrics))]
+    assert metrics[-1]["step"] < 3000 and "not improved for 5 evaluations" in done.stderr
+    assert defaults.evals_since_best(metrics) == 5  # stopped exactly when patience ran out
+    best = ckpt.load_checkpoint(out)
+    assert best.run.best_val_loss == min(m["val_loss"] for m in metrics) == best.run.metrics[-1]["val_loss"]
+    assert "patience" in done.stderr.split("stopped by")[1].splitlines()[0]
+
+
+def test_given_options_win_and_patience_zero_runs_to_the_end(small_corpus, tmp_path):
+    out = tmp_path / "run"
+    done = run_cli("train", small_corpus, "--out", out, *TINY, "--max-steps", "300", "--lr", "0.05", "--patience", "0",
+                   "--eval-every", "100", "--val-frac", "0.2")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert "small corpus:" not in done.stderr
+    run = ckpt.load_checkpoint(out, prefer=rundir.LAST).run
+    assert run.step == 300 and [m["step"] for m in run.metrics] == [100, 200, 300]
+    assert run.train_config.val_frac == 0.2 and run.train_config.patience == 0
