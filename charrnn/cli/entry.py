@@ -18,6 +18,7 @@ from ..errors import CharRNNError
 from ..terminal import safe_for_terminal
 from ..training import distributed
 from . import eval as eval_cmd
+from . import export as export_cmd
 from . import inspect as inspect_cmd
 from . import plot as plot_cmd
 from . import sample as sample_cmd
@@ -71,6 +72,7 @@ app.command("train")(train_cmd.train)
 app.command("sample")(sample_cmd.sample)
 app.command("eval")(eval_cmd.evaluate)
 app.command("inspect")(inspect_cmd.inspect)
+app.command("export")(export_cmd.export)
 app.command("plot")(plot_cmd.plot)
 app.command("synthetic")(synthetic_cmd.synthetic)
 
