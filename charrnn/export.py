@@ -45,3 +45,17 @@ def export_weights(source: Path, out: Path, dtype: str = "fp32", force: bool = F
     data = checkpoint_bytes(model, checkpoint.vocab)
     files.write_bytes_atomic(out, data)
     return Exported(checkpoint.path, out, checkpoint.path.stat().st_size, len(data), dtype)
+
+
+def export_page(source: Path, out: Path, dtype: str = "fp16", force: bool = False) -> Exported:
+    """Write one self-contained web page that generates text from the model
+    in `source` in the browser (charrnn/web), its weights in `dtype`."""
+    from .web import render  # the page's templates are read only by this command
+
+    if dtype not in DTYPES:
+        raise CharRNNError(f"--dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    files.check_replaceable(out, force, "--web")
+    checkpoint = load_checkpoint(source)
+    data = render(checkpoint, dtype).encode("utf-8")
+    files.write_bytes_atomic(out, data)
+    return Exported(checkpoint.path, out, checkpoint.path.stat().st_size, len(data), dtype)

@@ -41,6 +41,12 @@ class Cell:
     # The fused multi-layer module training runs; None: cells/stepped.py's
     # SteppedRNN, which steps `step` in a loop (exact, slow).
     fused: ClassVar[type[nn.RNNBase] | None] = None
+    # `step` in JavaScript, for the exported web page (charrnn/web): a
+    # function (gi, gh, prev, H) -> the new state parts, each a
+    # Float64Array(H), h first; gi and gh hold the G*H pre-activations of
+    # one character, prev the state parts. `sig` is in scope. None: the
+    # kind cannot be exported to a page.
+    web_step: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kw) -> None:
         super().__init_subclass__(**kw)

@@ -31,6 +31,16 @@ class GRU(Cell):
     default_lr = 2e-3  # 8e-3 made 2x512 GRUs peak at step 500 (README, "Quality per minute")
     blocks = 3
     fused = nn.GRU
+    web_step = """
+(gi, gh, prev, H) => {
+  const h = new Float64Array(H);
+  for (let j = 0; j < H; j++) {
+    const r = sig(gi[j] + gh[j]), z = sig(gi[H + j] + gh[H + j]);
+    const n = Math.tanh(gi[2 * H + j] + r * gh[2 * H + j]);
+    h[j] = (1 - z) * n + z * prev[0][j];
+  }
+  return [h];
+}"""
 
     def step(self, gi, gh, prev):
         g = gates(gi, gh)

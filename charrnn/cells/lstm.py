@@ -30,6 +30,17 @@ class LSTM(Cell):
     default_lr = 8e-3  # 5e-3 to 1.2e-2 were within 0.01 at 3.5 min (README, "Quality per minute")
     blocks = 4
     fused = nn.LSTM
+    web_step = """
+(gi, gh, prev, H) => {
+  const h = new Float64Array(H), c = new Float64Array(H);
+  for (let j = 0; j < H; j++) {
+    const i = sig(gi[j] + gh[j]), f = sig(gi[H + j] + gh[H + j]);
+    const g = Math.tanh(gi[2 * H + j] + gh[2 * H + j]), o = sig(gi[3 * H + j] + gh[3 * H + j]);
+    c[j] = f * prev[1][j] + i * g;
+    h[j] = o * Math.tanh(c[j]);
+  }
+  return [h, c];
+}"""
 
     def init_parameters(self, rnn: nn.Module, layers: int, hidden: int) -> None:
         # PyTorch adds two biases; their sum is the forget gate's bias.

@@ -19,6 +19,12 @@ class RNN(Cell):
     # per minute").
     default_lr = 2e-3
     fused = nn.RNN  # tanh, its default
+    web_step = """
+(gi, gh, prev, H) => {
+  const h = new Float64Array(H);
+  for (let j = 0; j < H; j++) h[j] = Math.tanh(gi[j] + gh[j]);
+  return [h];
+}"""
 
     def step(self, gi, gh, prev):
         return ((gi + gh).tanh(),), {}

@@ -1,14 +1,16 @@
-"""`charrnn export`: a checkpoint -> a weights-only model file."""
+"""`charrnn export`: a checkpoint -> a weights-only model file, and/or a
+web page that generates text in the browser."""
 
 from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-from ..export import export_weights
+from ..errors import CharRNNError
+from ..export import Exported, export_page, export_weights
 from .options import CheckpointArg, ForceOpt, err
 
 
@@ -20,13 +22,27 @@ class Dtype(str, enum.Enum):
 
 def export(
     checkpoint: CheckpointArg,
-    out: Annotated[Path, typer.Argument(help="The model file to write (e.g. model.safetensors).", show_default=False)],
-    dtype: Annotated[Dtype, typer.Option(help="Weights as fp32, or halved to bf16 or fp16.")] = Dtype.fp32,
+    out: Annotated[Optional[Path], typer.Argument(
+        help="The model file to write (e.g. model.safetensors).", show_default=False)] = None,  # fmt: skip
+    web: Annotated[Optional[Path], typer.Option(
+        help="Also, or instead, write one self-contained page that generates text in the browser.")] = None,  # fmt: skip
+    dtype: Annotated[Optional[Dtype], typer.Option(
+        help="Weights as fp32, or halved to bf16 or fp16. Default: fp32 in a model file, fp16 in a page.",
+        show_default=False)] = None,  # fmt: skip
     force: ForceOpt = False,
 ) -> None:
-    """Write a model's config, vocabulary and weights, without its training
-    state: for sample, eval, inspect and train --init-from."""
-    done = export_weights(checkpoint, out, dtype.value, force)
+    """Write a model's config, vocabulary and weights without its training
+    state (for sample, eval, inspect and train --init-from), or a web page
+    that runs it."""
+    if out is None and web is None:
+        raise CharRNNError("give an output file, --web PAGE, or both")
+    if out is not None:
+        _report(export_weights(checkpoint, out, dtype.value if dtype else "fp32", force))
+    if web is not None:
+        _report(export_page(checkpoint, web, dtype.value if dtype else "fp16", force))
+
+
+def _report(done: Exported) -> None:
     err.print(
         f"wrote {done.path}: {done.bytes:,} bytes ({done.dtype}), {done.bytes / done.source_bytes:.0%} of"
         f" {done.source} ({done.source_bytes:,} bytes)",

@@ -78,7 +78,7 @@ def page_data(rec: Recording, analysis: dict | None, max_chars: int) -> dict:
 _SCRIPT_ESCAPES = (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029"))
 
 
-def _json_for_script(obj) -> str:
+def json_for_script(obj) -> str:
     """JSON that cannot end its <script> block early (no <, >, &) and that older
     JavaScript parsers accept (U+2028 and U+2029 escaped)."""
     text = json.dumps(obj, ensure_ascii=False)
@@ -104,4 +104,4 @@ def _template() -> tuple[str, str]:
 
 def render(rec: Recording, analysis: dict | None = None, max_chars: int = 3000) -> str:
     before, after = _template()
-    return before + _json_for_script(page_data(rec, analysis, max_chars)) + after
+    return before + json_for_script(page_data(rec, analysis, max_chars)) + after
