@@ -5,6 +5,7 @@ cannot inject markup, and a screenshot can be taken."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -60,6 +61,16 @@ def test_page_in_a_real_browser(page, tmp_path):
     report = json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
     assert report["errors"] == [] and report["recoloured"] is True
     assert report["spans"] == len(EVIL * 6)
+    # The surprise view: each character by the probability the model gave it, from the position before.
+    data = json.loads(page.read_text(encoding="utf-8").split('id="data">', 1)[1].split("</script>", 1)[0])
+    probs = report["probabilities"]
+    assert probs[0] is None and report["surprise"][0] == ""
+    for j in range(1, len(probs)):
+        assert probs[j] == pytest.approx(math.exp(-data["loss"][j - 1]), rel=1e-9)
+    green = [int(re.findall(r"\d+", bg)[1]) if bg else None for bg in report["surprise"]]  # rgb(255, g, g): red as p falls
+    lo, hi = min(range(1, len(probs)), key=probs.__getitem__), max(range(1, len(probs)), key=probs.__getitem__)
+    assert green[lo] < green[hi]
+    assert report["tip"].startswith(f"p = {probs[3]:.3f}") and "expected: " in report["tip"]
     assert "<img" not in dom  # the corpus's tag stayed text
     shown = re.sub(r"</?span[^>]*>", "", dom)  # one span per character
     assert "&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in shown

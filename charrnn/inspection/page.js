@@ -38,18 +38,36 @@ function show(name, unit) {
   const legend = $("legend"); legend.textContent = "";
   for (const x of [-1, -0.5, 0, 0.5, 1]) { const s = el("span", (x * scale).toFixed(2)); s.style.background = colour(x); legend.appendChild(s); }
 }
+// The surprise view: each character coloured by the probability the model
+// gave it (from the position before), as in the blog post's figures.
+const SURPRISE = "surprise (probability of each character)";
+function showSurprise() {
+  values = Array.from(spans, (_, j) => j > 0 && D.loss[j - 1] !== null ? Math.exp(-D.loss[j - 1]) : null);
+  current = SURPRISE;
+  spans.forEach((s, j) => { s.style.background = values[j] === null ? "" : colour(1 - values[j]); });
+  $("now").textContent = "red: the model gave the character a low probability";
+  $("tensor").value = SURPRISE;
+  const legend = $("legend"); legend.textContent = "";
+  for (const p of [1, 0.75, 0.5, 0.25, 0]) { const s = el("span", `p ${p}`); s.style.background = colour(1 - p); legend.appendChild(s); }
+}
+const pick = () => $("tensor").value === SURPRISE ? showSurprise() : show($("tensor").value, +$("unit").value);
 for (const n of names) $("tensor").appendChild(el("option", n));
-$("tensor").addEventListener("change", () => show($("tensor").value, +$("unit").value));
-$("unit").addEventListener("change", () => show($("tensor").value, +$("unit").value));
+$("tensor").appendChild(el("option", SURPRISE));
+$("tensor").addEventListener("change", pick);
+$("unit").addEventListener("change", pick);
 $("ranked").addEventListener("change", () => { const [n, u] = $("ranked").value.split(":"); if (n) show(n, +u); });
 
 const tip = $("tip");
 spans.forEach((s, i) => {
   s.addEventListener("mousemove", ev => {
     tip.textContent = "";
-    tip.appendChild(el("div", `${current} = ${values[i].toFixed(3)}   loss ${D.loss[i] === null ? "-" : D.loss[i].toFixed(2)} nats`));
-    const row = el("div", "next: ");
-    for (const [c, p] of D.top[i]) {
+    const surprise = current === SURPRISE;
+    if (surprise && values[i] === null) { tip.style.display = "none"; return; }  // the first character: nothing predicted it
+    const at = surprise ? i - 1 : i;  // surprise: what the model expected here; a unit: what it expects next
+    tip.appendChild(el("div", surprise ? `p = ${values[i].toFixed(3)}   loss ${D.loss[at].toFixed(2)} nats`
+      : `${current} = ${values[i].toFixed(3)}   loss ${D.loss[i] === null ? "-" : D.loss[i].toFixed(2)} nats`));
+    const row = el("div", surprise ? "expected: " : "next: ");
+    for (const [c, p] of D.top[at]) {
       const b = el("span", JSON.stringify(c).slice(1, -1)); b.className = "pred";
       b.style.background = `rgba(40,120,255,${p})`; b.title = p.toFixed(3); row.appendChild(b);
     }
@@ -110,13 +128,18 @@ if (A.gradient_flow && Object.keys(A.gradient_flow).length) {
 }
 const first = (A.features && Object.values(A.features).flat()[0]) || {tensor: names[0], unit: D.tensors[names[0]].units[0]};
 show(first.tensor, first.unit);
+if (location.hash === "#surprise") showSurprise();
 
 if (location.hash === "#selftest") {  // used by the tests: recolour, then report
   const before = spans.map(s => s.style.background).join("|");
   const other = names.find(n => n !== first.tensor) || names[0];
   show(other, D.tensors[other].units[D.tensors[other].units.length - 1]);
   const after = spans.map(s => s.style.background).join("|");
+  $("tensor").value = SURPRISE; $("tensor").dispatchEvent(new Event("change"));
+  const surprise = spans.map(s => s.style.background);
+  spans[3].dispatchEvent(new MouseEvent("mousemove", {clientX: 5, clientY: 5}));
   const out = el("pre"); out.id = "selftest";
-  out.textContent = JSON.stringify({errors, recoloured: before !== after, spans: spans.length, shown: current});
+  out.textContent = JSON.stringify({errors, recoloured: before !== after, spans: spans.length, shown: current,
+                                    surprise, probabilities: values, tip: tip.textContent});
   document.body.appendChild(out);
 }
