@@ -23,7 +23,7 @@ from .config import TrainConfig
 # Fine-tuning starts near a minimum: the learning rate that trains from
 # scratch fastest knocks it out again. The default is the kind's lr times
 # this (benchmarks/finetune.py measured it; README, "Fine-tuning").
-LR_SCALE = 0.25
+LR_SCALE = 0.5
 SHAPE = ("kind", "embedding", "hidden", "layers")  # what fine-tuning keeps; dropout may change
 
 
