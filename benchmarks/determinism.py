@@ -42,8 +42,8 @@ def one_run(precision: str, corpus_path: Path, deterministic: bool = False) -> d
     from charrnn.training.loop import SilentReporter, train
 
     corpus = load_corpus(corpus_path)
-    config = TrainConfig(seq_len=24, batch_size=8, max_steps=40, eval_every=40, seed=11, precision=precision,
-                         device="cpu", deterministic=deterministic)  # fmt: skip
+    config = TrainConfig(seq_len=24, batch_size=8, max_steps=40, eval_every=40, val_frac=0.05, seed=11,
+                         precision=precision, device="cpu", deterministic=deterministic)  # fmt: skip
     shape = ModelConfig("lstm", corpus.vocab.size, embedding=16, hidden=48, layers=2, dropout=0.2)
     losses: list[float] = []
 

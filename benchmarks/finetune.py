@@ -61,8 +61,9 @@ def main() -> None:
     args = ap.parse_args()
     parent = ckpt.load_checkpoint(args.parent)
     lr = parent.config.cell.default_lr
-    print(f"parent: {parent.path} ({parent.config.layers}x{parent.config.hidden} {parent.config.kind}, step"
-          f" {parent.run.step if parent.run else '-'}); {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")  # fmt: skip
+    c, step = parent.config, parent.run.step if parent.run else "-"
+    print(f"parent: {parent.path} ({c.layers}x{c.hidden} {c.kind}, step {step}); {os.cpu_count()} CPUs,"
+          f" {platform.processor() or platform.machine()}")  # fmt: skip
     print(f"{'corpus':8} {'start':24} {'best val (nats/char)':>20}")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

@@ -52,6 +52,7 @@ from charrnn.data import load_corpus, split_corpus
 from charrnn.errors import CharRNNError
 from charrnn.device import resolve_device
 from charrnn.model import ModelConfig
+from charrnn.training import defaults
 from charrnn.training.config import TrainConfig
 from charrnn.training.loop import train
 from charrnn.training.memory import keep_freed_memory
@@ -183,6 +184,7 @@ def measure_throughput(setup: Setup, corpus, device: torch.device, steps: int, w
         precision="fp32",  # the bare loop's arithmetic: this measures the loop, not autocast
     )
     mc = ModelConfig("lstm", corpus.vocab.size, setup.embedding, setup.hidden, setup.layers)
+    tc = defaults.val_frac(tc, len(corpus.ids))  # as train() settles it
     train_ids = split_corpus(corpus.ids, tc.val_frac, tc.test_frac).train  # the same split train() uses
     chars = setup.batch_size * setup.seq_len
     c_all, b_all, rounds = [], [], []
@@ -255,8 +257,9 @@ class _Recorder:
 
 def measure_overhead(setup: Setup, corpus, device: torch.device, scale: float, quick: bool) -> dict:
     base = TrainConfig(precision="fp32")
-    eval_every = max(1, round(base.eval_every * scale)) if not quick else 10
-    val_frac = base.val_frac * scale if not quick else 0.01
+    # The cadence and split a large corpus gets by default (training/defaults.py), scaled.
+    eval_every = max(1, round(defaults.MAX_EVAL_EVERY * scale)) if not quick else 10
+    val_frac = defaults.DEFAULT_VAL_FRAC * scale if not quick else 0.01
     tc = replace(
         base,
         seq_len=setup.seq_len,

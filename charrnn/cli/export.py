@@ -25,7 +25,8 @@ def export(
     out: Annotated[Optional[Path], typer.Argument(
         help="The model file to write (e.g. model.safetensors).", show_default=False)] = None,  # fmt: skip
     web: Annotated[Optional[Path], typer.Option(
-        help="Also, or instead, write one self-contained page that generates text in the browser.")] = None,  # fmt: skip
+        help="Also, or instead, write one self-contained page that generates text in the browser.",
+    )] = None,  # fmt: skip
     dtype: Annotated[Optional[Dtype], typer.Option(
         help="Weights as fp32, or halved to bf16 or fp16. Default: fp32 in a model file, fp16 in a page.",
         show_default=False)] = None,  # fmt: skip
