@@ -62,10 +62,12 @@ def beam_search(model: CharRNN, vocab: Vocab, prime: str, config: SampleConfig) 
     logits, state = read_prime(model, prime_ids(vocab, prime, config.skip_unknown, device))
     stepper = FastStepper(model, n, device)
     stepper.load_state(tuple(s.expand(-1, n, -1).contiguous() for s in state))
-    scores = torch.full((n,), -math.inf, dtype=torch.float64, device=device)
+    # The bookkeeping lives on the CPU in float64 (MPS has none); only the
+    # stepper's batch is on the device.
+    scores = torch.full((n,), -math.inf, dtype=torch.float64)
     scores[0] = 0.0  # at first every row holds the same state: one live beam, not N copies
-    beams = _Beams(scores, torch.zeros(n, config.length, dtype=torch.long, device=device), [""] * n)
-    logp = torch.log_softmax(logits.double(), -1).expand(n, -1)  # (N, V)
+    beams = _Beams(scores, torch.zeros(n, config.length, dtype=torch.long), [""] * n)
+    logp = _log_probs(logits).expand(n, -1)  # (N, V)
     finished: list[Hypothesis] = []
     for t in range(config.length):
         step = _extend(beams, logp, t, vocab, config, finished)
@@ -73,8 +75,8 @@ def beam_search(model: CharRNN, vocab: Vocab, prime: str, config: SampleConfig) 
             break
         if t + 1 < config.length:
             rows, chars = step
-            stepper.reorder(rows)
-            logp = torch.log_softmax(stepper.step(chars).double(), -1)
+            stepper.reorder(rows.to(device))
+            logp = _log_probs(stepper.step(chars.to(device)))
     else:
         finished += [_hypothesis(vocab, beams.ids[j], s, False, config) for j, s in _live(beams)]
     return sorted(finished, key=lambda h: -h.score)[: config.num_samples]
@@ -117,6 +119,12 @@ def _extend(beams: _Beams, logp: torch.Tensor, t: int, vocab: Vocab, config: Sam
     beams.scores = beams.scores.new_tensor([k[2] for k in keep])
     beams.tails = [k[3] for k in keep]
     return rows, chars
+
+
+def _log_probs(logits: torch.Tensor) -> torch.Tensor:
+    """(B, V) logits -> float64 log-probabilities on the CPU, in the logits'
+    own order (so one beam picks exactly argmax's character)."""
+    return torch.log_softmax(logits.to("cpu", torch.float64), -1)
 
 
 def _settled(beams: _Beams, finished: list[Hypothesis], want: int, length_penalty: float) -> bool:

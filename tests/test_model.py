@@ -102,5 +102,6 @@ def test_every_path_makes_its_tensors_on_the_models_device(kind):
     _, state = model.step(ids[:, 0], model.init_state(3))
     stepper = FastStepper(model, 3)
     stepper.load_state(state)
-    outputs = [logits, stepper.step(ids[:, 0]), read_prime(model, ids[0])[0], *state]
+    stepper.reorder(torch.tensor([2, 0, 0], device="meta"))  # beam search's parents
+    outputs = [logits, stepper.step(ids[:, 0]), read_prime(model, ids[0])[0], *state, *stepper.state()]
     assert {t.device.type for t in outputs} == {"meta"}
