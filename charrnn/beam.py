@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .data import Vocab
+from .errors import CharRNNError
 from .model import CharRNN
 from .prime import prime_ids, read_prime
 from .stepper import FastStepper
@@ -79,6 +80,9 @@ def beam_search(model: CharRNN, vocab: Vocab, prime: str, config: SampleConfig) 
             logp = _log_probs(stepper.step(chars.to(device)))
     else:
         finished += [_hypothesis(vocab, beams.ids[j], s, False, config) for j, s in _live(beams)]
+    if len(finished) < config.num_samples:
+        raise CharRNNError(f"--num-samples {config.num_samples}: only {len(finished)} continuations exist"
+                           f" of --length {config.length} from this vocabulary")  # fmt: skip
     return sorted(finished, key=lambda h: -h.score)[: config.num_samples]
 
 
@@ -124,7 +128,7 @@ def _extend(beams: _Beams, logp: torch.Tensor, t: int, vocab: Vocab, config: Sam
 def _log_probs(logits: torch.Tensor) -> torch.Tensor:
     """(B, V) logits -> float64 log-probabilities on the CPU, in the logits'
     own order (so one beam picks exactly argmax's character)."""
-    return torch.log_softmax(logits.to("cpu", torch.float64), -1)
+    return torch.log_softmax(logits.float().cpu().double(), -1)  # to the CPU first: no float64 on MPS
 
 
 def _settled(beams: _Beams, finished: list[Hypothesis], want: int, length_penalty: float) -> bool:

@@ -111,6 +111,7 @@ def test_beam_through_the_cli_with_prime_stop_num_samples_and_output(trained_run
         (["--beam", "0"], "--beam must be in"),
         (["--length-penalty", "1"], "needs --beam"),
         (["--beam", "2", "--length-penalty", "nan"], "--length-penalty"),
+        (["--beam", "100", "--num-samples", "100", "--length", "1"], "only"),  # fewer characters than samples
     ],
 )
 def test_beam_refuses_what_does_not_apply(trained_run, extra, fragment):

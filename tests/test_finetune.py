@@ -82,8 +82,16 @@ def test_fine_tuning_defaults_to_a_lower_learning_rate_and_may_change_dropout(tr
         (["--layers", "2"], "--layers 2 does not fit"),
         (["--resume", "x"], "give one of them"),
     ],
+    ids=["hidden", "model", "layers", "resume"],
 )
 def test_fine_tuning_refuses_another_shape_or_resume(trained_run, new_text, tmp_path, extra, fragment):
     out = tmp_path / "c"
     assert_one_line_error(run_cli("train", new_text, "--init-from", trained_run, "--out", out, *extra), fragment)
     assert not out.exists()
+
+
+def test_fine_tuning_into_the_parents_own_directory_is_refused(trained_run, new_text):
+    before = ckpt.load_checkpoint(trained_run).sha256
+    done = run_cli("train", new_text, "--init-from", trained_run, "--out", trained_run, "--force")
+    assert_one_line_error(done, "choose another --out")
+    assert ckpt.load_checkpoint(trained_run).sha256 == before

@@ -41,13 +41,13 @@ def selftest(page, tmp_path, prime: str, length: int = 300) -> tuple[dict, str]:
 
 
 @needs_browser
-@pytest.mark.parametrize("kind", BUILTIN_KINDS)
-def test_the_page_generates_what_charrnn_sample_does(kind, tmp_path):
+@pytest.mark.parametrize("kind, dtype", list(zip(BUILTIN_KINDS, ["bf16", "fp32", "fp16"])))  # every kind and dtype
+def test_the_page_generates_what_charrnn_sample_does(kind, dtype, tmp_path):
     source, page, half = model_file(tmp_path, kind), tmp_path / "page.html", tmp_path / "half.safetensors"
-    assert run_cli("export", source, half, "--web", page, "--dtype", "fp16").exit_code == 0
+    assert run_cli("export", source, half, "--web", page, "--dtype", dtype).exit_code == 0
     prime = EVIL if kind == "lstm" else "the "
     report, dom = selftest(page, tmp_path, prime)
-    # The page holds fp16 weights: the reference is the same model exported as fp16.
+    # The reference is the same weights: the model exported in the page's dtype.
     done = run_cli("sample", half, "--temperature", "0", "--prime", prime, "--length", "300", "--no-echo")
     assert done.exit_code == 0, done.output
     assert report["errors"] == []

@@ -58,7 +58,8 @@ class TrainConfig:
             raise CharRNNError(f"--weight-decay must be in [0, {MAX_WEIGHT_DECAY:g}], not {self.weight_decay}")
         if not 0 <= self.min_lr_frac <= 1:
             raise CharRNNError(f"--min-lr-frac must be in [0, 1], not {self.min_lr_frac}")
-        check_split(self.val_frac if self.val_frac is not None else 0.05, self.test_frac)
+        # Not given, the val split is fitted later (defaults.py), to at most half of what --test-frac leaves.
+        check_split(self.val_frac if self.val_frac is not None else min(0.05, (1 - self.test_frac) / 2), self.test_frac)
         if self.patience is not None and self.patience < 0:
             raise CharRNNError(f"--patience must be >= 0 (0: never stop early), not {self.patience}")
         if self.sample_every is not None and self.sample_every < 1:

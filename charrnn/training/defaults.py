@@ -34,7 +34,7 @@ def val_frac(config: TrainConfig, n_chars: int) -> TrainConfig:
     """The config with its validation fraction settled."""
     if config.val_frac is not None:
         return config
-    frac = min(MAX_VAL_FRAC, max(DEFAULT_VAL_FRAC, MIN_VAL_CHARS / n_chars))
+    frac = min(MAX_VAL_FRAC, max(DEFAULT_VAL_FRAC, MIN_VAL_CHARS / n_chars), (1 - config.test_frac) / 2)
     return replace(config, val_frac=round(frac, 4))
 
 

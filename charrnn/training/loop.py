@@ -72,7 +72,7 @@ class SilentReporter:
 class TrainResult:
     out_dir: Path
     step: int
-    stop_reason: str  # "max_steps" | "epochs" | "time_limit" | "interrupted"
+    stop_reason: str  # "max_steps" | "epochs" | "time_limit" | "patience" | "interrupted"
     best_val_loss: float | None
     last_entry: dict | None  # the last evaluation's metrics
     parameters: int

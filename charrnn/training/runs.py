@@ -43,6 +43,9 @@ def finetune_run(corpus: Path, parent_path: Path, config: TrainConfig, given_sha
     config = finetune.child_config(config, shape.kind)
     data = load_corpus(corpus, config.encoding, extra_chars=parent.vocab.chars)
     out_dir = rundir.prepare_out_dir(out, rundir.default_out_dir(corpus, shape.kind), force)
+    if parent.path.resolve().parent == out_dir.resolve():
+        raise CharRNNError(f"--init-from {parent.path} is in --out {out_dir}, which the new run would replace:"
+                           " choose another --out")  # fmt: skip
     if reporter is not None and distributed.is_main_process():
         added, _ = parent.vocab.diff(data.vocab)
         new = f"{len(added)} new ({describe_chars(added)})" if added else "no new ones"
