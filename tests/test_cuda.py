@@ -113,3 +113,17 @@ def test_deterministic_training_on_cuda_repeats_bit_for_bit(tmp_path, corpus_fil
         train(corpus, config, tmp_path / name, shape, reporter=Losses())
         runs.append(seen)
     assert len(runs[0]) == 12 and runs[0] == runs[1]
+
+
+def test_beam_search_on_cuda_finds_what_the_cpu_finds():
+    from charrnn.beam import beam_search
+
+    cpu, gpu = model_pair("lstm")
+    with torch.no_grad():  # sharpen the output: argmax margins far above fp32 rounding
+        for m in (cpu, gpu):
+            m.head.weight.mul_(4)
+    config = SampleConfig(length=40, beam=4, num_samples=2, stop="\n")
+    on_cpu, on_gpu = beam_search(cpu, VOCAB, "ab", config), beam_search(gpu, VOCAB, "ab", config)
+    assert [h.text for h in on_gpu] == [h.text for h in on_cpu]
+    for a, b in zip(on_gpu, on_cpu):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
