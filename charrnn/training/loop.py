@@ -371,7 +371,10 @@ class Trainer:
         by each process at its own moment: they are agreed on together."""
         limit = self.config.time_limit_s
         interrupted = False
-        if not self.dist.enabled or self.run.step % self.sync_every == 0:  # under DDP an agreement is an all-reduce
+        # Under DDP an agreement is an all-reduce: every SYNC_EVERY steps, and at
+        # each evaluation, whose patience reads the clock (defaults.patience).
+        step = self.run.step
+        if not self.dist.enabled or step % self.sync_every == 0 or step % self.config.eval_every == 0:
             mine = self._elapsed() if self.dist.is_main else 0.0  # rank 0's clock is everyone's
             flags = distributed.sum_all([float(signum is not None), mine, float(signum or 0)], self.dist, self.device)
             interrupted, self.elapsed = flags[0] > 0, flags[1]
