@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -56,3 +58,20 @@ def test_export_refuses_to_overwrite_and_a_range_it_cannot_hold(trained_run, tmp
     ckpt.save_checkpoint(big, loaded.model, loaded.vocab)
     assert_one_line_error(run_cli("export", big, tmp_path / "half.safetensors", "--dtype", "fp16"), "overflow fp16")
     assert not (tmp_path / "half.safetensors").exists()
+
+
+@pytest.mark.parametrize("flag", [[], ["--web"]], ids=["model", "page"])
+def test_a_full_disk_keeps_the_previous_export(trained_run, tmp_path, monkeypatch, flag):
+    out = tmp_path / "out"
+    assert run_cli("export", trained_run, *flag, out).exit_code == 0
+    before, real = out.read_bytes(), Path.write_bytes
+
+    def filling(self, data):  # the disk fills 100 bytes in
+        real(self, data[:100])
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", filling)
+    done = run_cli("export", trained_run, *flag, out, "--force")
+    monkeypatch.undo()
+    assert_one_line_error(done, "no space left on the device to write", "kB needed")
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir() if "out" in p.name) == ["out"]  # no temp
