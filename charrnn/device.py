@@ -16,6 +16,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # Training arithmetic: the autocast dtype of each precision (None: plain fp32).
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 PRECISIONS = ("auto", *AUTOCAST)
+STORAGE = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # what exported weights may be
 
 
 def resolve_device(name: str) -> torch.device:

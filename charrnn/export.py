@@ -11,16 +11,17 @@ refuses it, having nothing to resume.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from . import files
-from .checkpoint import checkpoint_bytes, load_checkpoint
+from .checkpoint import Checkpoint, checkpoint_bytes, load_checkpoint
+from .device import STORAGE
 from .errors import CharRNNError
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+from .web import render
 
 
 @dataclass(frozen=True)
@@ -35,27 +36,25 @@ class Exported:
 def export_weights(source: Path, out: Path, dtype: str = "fp32", force: bool = False) -> Exported:
     """Write the model in `source` (a checkpoint, or a run directory meaning
     its best) to `out`, weights only, in `dtype`."""
-    if dtype not in DTYPES:
-        raise CharRNNError(f"--dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
-    files.check_replaceable(out, force, "the output")
-    checkpoint = load_checkpoint(source)
-    model = checkpoint.model.to(DTYPES[dtype])
-    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-        raise CharRNNError(f"the weights overflow {dtype}'s range: export as bf16 or fp32")
-    data = checkpoint_bytes(model, checkpoint.vocab)
-    files.write_bytes_atomic(out, data)
-    return Exported(checkpoint.path, out, checkpoint.path.stat().st_size, len(data), dtype)
+    return _export(source, out, dtype, force, "the output", lambda c: checkpoint_bytes(c.model, c.vocab))
 
 
 def export_page(source: Path, out: Path, dtype: str = "fp16", force: bool = False) -> Exported:
     """Write one self-contained web page that generates text from the model
     in `source` in the browser (charrnn/web), its weights in `dtype`."""
-    from .web import render  # the page's templates are read only by this command
+    return _export(source, out, dtype, force, "--web", lambda c: render(c, dtype).encode("utf-8"))
 
-    if dtype not in DTYPES:
-        raise CharRNNError(f"--dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
-    files.check_replaceable(out, force, "--web")
+
+def _export(source: Path, out: Path, dtype: str, force: bool, flag: str,
+            build: Callable[[Checkpoint], bytes]) -> Exported:  # fmt: skip
+    """Check, load, convert the weights to `dtype`, `build` the file's bytes, write them atomically."""
+    if dtype not in STORAGE:
+        raise CharRNNError(f"--dtype must be one of {', '.join(STORAGE)}, not {dtype!r}")
+    files.check_replaceable(out, force, flag)
     checkpoint = load_checkpoint(source)
-    data = render(checkpoint, dtype).encode("utf-8")
+    checkpoint.model.to(STORAGE[dtype])
+    if not all(bool(torch.isfinite(p).all()) for p in checkpoint.model.parameters()):
+        raise CharRNNError(f"the weights overflow {dtype}'s range: use --dtype bf16 or fp32")
+    data = build(checkpoint)
     files.write_bytes_atomic(out, data)
     return Exported(checkpoint.path, out, checkpoint.path.stat().st_size, len(data), dtype)

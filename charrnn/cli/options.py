@@ -65,6 +65,13 @@ def unknown_opt(what: str):
     return Annotated[Unknown, typer.Option(help=f"{what} the model has never seen: error (naming them), or skip them.")]
 
 
+def given_options(ctx: typer.Context | None) -> set[str]:
+    """The options given on the command line (not defaults)."""
+    if ctx is None:
+        return set()
+    return {name for name in ctx.params if (s := ctx.get_parameter_source(name)) is not None and s.name == "COMMANDLINE"}
+
+
 CheckpointArg = Annotated[
     Path, typer.Argument(help="A checkpoint file, or a run directory (meaning its best checkpoint).")
 ]

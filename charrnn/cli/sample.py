@@ -15,7 +15,7 @@ from ..errors import CharRNNError
 from ..sample import SampleConfig, sample_checkpoint
 from ..terminal import safe_for_terminal
 from .options import (DeviceName, DeviceOpt, ForceOpt, NewestCheckpointArg, SeedOpt, TemperatureOpt, TopKOpt, TopPOpt,
-                      Unknown, unknown_opt)  # fmt: skip
+                      Unknown, given_options, unknown_opt)  # fmt: skip
 
 UnknownPrimeOpt = unknown_opt("Prime characters")
 
@@ -45,7 +45,7 @@ def sample(
     ctx: typer.Context = None,  # type: ignore[assignment]  # typer fills it in
 ) -> None:
     """Generate text from a model, one character at a time."""
-    if beam is not None and _given(ctx, "temperature"):
+    if beam is not None and "temperature" in given_options(ctx):
         raise CharRNNError("--beam finds the most likely text under the model itself: drop --temperature")
     config = SampleConfig(length, temperature, top_k, top_p, seed, num_samples, stop, unknown is Unknown.skip, beam,
                           length_penalty)  # fmt: skip
@@ -63,12 +63,6 @@ def sample(
         return
     with files.atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as stream:  # all of it, or nothing
         _write_to(stream, steps, config.num_samples, echoed)
-
-
-def _given(ctx: typer.Context | None, name: str) -> bool:
-    """Whether the user gave option `name` (and did not just get its default)."""
-    source = ctx.get_parameter_source(name) if ctx is not None else None
-    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
 
 
 def _write_to(stream, steps, num_samples: int, echoed: str) -> None:

@@ -24,7 +24,7 @@ from ..training.config import DEFAULT_MAX_STEPS, TrainConfig, parse_duration
 from ..training.loop import TrainResult
 from ..training.memory import keep_freed_memory
 from ..training.runs import finetune_run, new_run, resume_run
-from .options import CellKind, DEVICE_HELP, DeviceName, Precision, default_lrs, err, kinds_help
+from .options import CellKind, DEVICE_HELP, DeviceName, Precision, default_lrs, err, given_options, kinds_help
 
 # Option defaults come from the config dataclasses, so they cannot drift.
 _T = TrainConfig()
@@ -174,13 +174,13 @@ def train(
         if resume is not None and init_from is not None:
             raise CharRNNError("--resume continues a run and --init-from starts a new one: give one of them")
         if resume is not None:
-            given = _given(ctx) - {"resume", "corpus"}
+            given = given_options(ctx) - {"resume", "corpus"}
             as_field = {name: "time_limit_s" if name == "time_limit" else name for name in given}
             overrides = {as_field[name]: options.get(as_field[name]) for name in given}
             result = resume_run(resume, overrides, corpus, reporter=TqdmReporter())
         elif init_from is not None:
             values = {"kind": model.value, "layers": layers, "hidden": hidden, "embedding": embedding, "dropout": dropout}
-            given = {field: values[field] for field in values if ("model" if field == "kind" else field) in _given(ctx)}
+            given = {field: values[field] for field in values if ("model" if field == "kind" else field) in given_options(ctx)}
             result = finetune_run(corpus or shipped_corpus(), init_from, TrainConfig(**options), given, out, force,
                                   reporter=TqdmReporter())  # fmt: skip
         else:
@@ -194,11 +194,6 @@ def train(
     _summary(result)
     if result.interrupted:
         raise typer.Exit(result.exit_code)
-
-
-def _given(ctx: typer.Context) -> set[str]:
-    """The options given on the command line (not defaults)."""
-    return {name for name in ctx.params if (s := ctx.get_parameter_source(name)) is not None and s.name == "COMMANDLINE"}
 
 
 def _summary(result: TrainResult) -> None:

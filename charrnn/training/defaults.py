@@ -57,12 +57,8 @@ def patience(config: TrainConfig, planned_steps: float | None, steps_per_epoch: 
     passes steps / progress), so it is asked at every evaluation."""
     if config.patience is not None:
         return config.patience
-    overfits = planned_steps is not None and expects_overfitting(planned_steps, steps_per_epoch)
+    overfits = planned_steps is not None and planned_steps >= OVERFIT_EPOCHS * steps_per_epoch
     return PATIENCE if overfits else 0
-
-
-def expects_overfitting(planned_steps: float, steps_per_epoch: int) -> bool:
-    return planned_steps >= OVERFIT_EPOCHS * steps_per_epoch
 
 
 def evals_since_best(metrics: list[dict]) -> int:
@@ -83,10 +79,8 @@ def describe(before: TrainConfig, after: TrainConfig, n_chars: int, steps_per_ep
         parts.append(f"eval every {after.eval_every:,} steps")
     if after.patience is None and planned_steps is None and parts:  # a small corpus, time-limited
         parts.append(f"{stops} if the run lasts {OVERFIT_EPOCHS}+ epochs")
-    elif patience(after, planned_steps, steps_per_epoch) and after.patience is None:
+    elif after.patience is None and patience(after, planned_steps, steps_per_epoch):
         parts.append(stops)
     if not parts:
         return None
     return f"small corpus: {n_chars:,} chars, {steps_per_epoch:,} steps per epoch -> " + ", ".join(parts)
-
-

@@ -36,9 +36,6 @@ class Parent:
     step: int | None  # its run's step; None for a weights-only export
     vocab_size: int
 
-    def to_dict(self) -> dict:
-        return {"path": self.path, "sha256": self.sha256, "step": self.step, "vocab_size": self.vocab_size}
-
 
 def child_shape(parent: ckpt.Checkpoint, given: dict) -> ModelConfig:
     """The parent's shape, with `given` options (ModelConfig field -> value,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -286,7 +286,7 @@ class Trainer:
             train_config=self.config, corpus=self.corpus.info, step=0, epoch=0, step_in_epoch=0, chars_seen=0,
             progress=0.0, elapsed_s=0.0, best_val_loss=None, metrics=[], optimizer={},
             carried=self.model.init_state(self.config.batch_size, "cpu"),
-            parent=finetune.parent_record(self.init_from).to_dict() if self.init_from is not None else {},
+            parent=asdict(finetune.parent_record(self.init_from)) if self.init_from is not None else {},
         )  # fmt: skip
 
     def _restore(self, resume: ckpt.Checkpoint) -> ckpt.Run:

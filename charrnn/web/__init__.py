@@ -21,19 +21,16 @@ from importlib import resources
 import torch
 
 from ..checkpoint import Checkpoint
+from ..device import STORAGE
 from ..errors import CharRNNError
 from ..inspection.page import json_for_script
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def page_data(checkpoint: Checkpoint, dtype: str) -> dict:
     c = checkpoint.config
     weights = {}
     for name, t in checkpoint.model.state_dict().items():
-        half = t.detach().to(DTYPES[dtype]).contiguous()
-        if not bool(torch.isfinite(half).all()):
-            raise CharRNNError(f"the weights overflow {dtype}'s range: use --dtype bf16 or fp32")
+        half = t.detach().to(STORAGE[dtype]).contiguous()  # export.export_page checked that they fit
         raw = half.view(torch.int16 if half.element_size() == 2 else torch.int32).numpy().tobytes()
         weights[name] = {"shape": list(t.shape), "data": base64.b64encode(raw).decode("ascii")}
     return {
