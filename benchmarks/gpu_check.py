@@ -8,8 +8,10 @@ It runs, on the GPU:
 - the tests marked `cuda` (tests/test_cuda.py: each CUDA path against the CPU);
 - `charrnn train` for --seconds each in fp32, bf16 and fp16 on
   tinyshakespeare (../shared/data, else the shipped corpus): chars/s, val loss;
-- sampling chars/s at batch 1 and 64 from the fp32 run;
+- sampling chars/s at batch 1 and 64, and beam search's, from the fp32 run;
 - `charrnn inspect` on 100,000 characters;
+- `train --init-from` the fp32 run on this repository's README for 20 s;
+- `export` the fp32 run, and sample the exported model against the checkpoint;
 - a one-process torchrun over nccl: DDP, one training step, an all-reduce.
 
 Without a GPU it runs the same rows on the CPU, small (its self-check:
@@ -94,7 +96,37 @@ def sampling_row(run: Path, device: str, small: bool) -> tuple[bool, str]:
         for step in steps:
             chars += len(step)
         figures.append(f"batch {batch}: {chars / (time.perf_counter() - t0):,.0f} chars/s")
+    length = 100 if small else 500
+    t0 = time.perf_counter()
+    best = "".join(c[0] for c in sample_checkpoint(run, "", SampleConfig(length=length, beam=8), device))
+    figures.append(f"beam 8: {len(best) / (time.perf_counter() - t0):,.0f} chars/s")
     return True, "; ".join(figures)
+
+
+def finetune_row(run: Path, out: Path, device: str, seconds: float) -> tuple[bool, str]:
+    """`train --init-from` on the GPU, on a text the parent never saw (this
+    repository's README: new characters, new rows)."""
+    done = charrnn("train", REPO / "README.md", "--init-from", run, "--out", out, "--device", device,
+                   "--time-limit", f"{seconds}s", timeout=seconds + 300)  # fmt: skip
+    if done.returncode != 0:
+        return False, done.stderr.strip()[-200:]
+    entries = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return True, f"{entries[-1]['step']:,} steps, val {entries[0]['val_loss']:.3f} -> {min(e['val_loss'] for e in entries):.3f}"
+
+
+def export_row(run: Path, tmp: Path, device: str) -> tuple[bool, str]:
+    """An exported fp32 model samples on the GPU exactly as its checkpoint does."""
+    model = tmp / "model.safetensors"
+    done = charrnn("export", run, model, "--dtype", "fp32")
+    if done.returncode != 0:
+        return False, done.stderr.strip()[-200:]
+    texts = [charrnn("sample", src, "--device", device, "--temperature", "0", "--length", "300")
+             for src in (run / "best.safetensors", model)]  # fmt: skip
+    if any(t.returncode != 0 for t in texts):
+        return False, next(t.stderr.strip()[-200:] for t in texts if t.returncode != 0)
+    same = texts[0].stdout == texts[1].stdout
+    size = model.stat().st_size / (run / "best.safetensors").stat().st_size
+    return same, f"{size:.0%} of the checkpoint; argmax 300 chars {'equal' if same else 'DIFFER'} to the checkpoint's"
 
 
 def inspect_row(run: Path, corpus: Path, device: str, chars: int, tmp: Path) -> tuple[bool, str]:
@@ -155,6 +187,9 @@ def main() -> int:
         if (run / "best.safetensors").exists():
             rows.append(("sample", *guarded(sampling_row, run, device, small)))
             rows.append(("inspect", *guarded(inspect_row, run, corpus, device, 5_000 if small else 100_000, tmp)))
+            rows.append((f"fine-tune (--init-from), {min(seconds, 20):g} s",
+                         *guarded(finetune_row, run, tmp / "finetuned", device, min(seconds, 20))))  # fmt: skip
+            rows.append(("export + sample", *guarded(export_row, run, tmp, device)))
         rows.append(("torchrun, 1 process", *guarded(torchrun_row)))
     where = torch.cuda.get_device_name() if gpu else "no CUDA GPU found: the CPU-side self-check"
     table = Table(title=f"gpu_check: {where} (torch {torch.__version__})")

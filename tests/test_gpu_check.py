@@ -24,5 +24,5 @@ def test_the_gpu_check_runs_its_cpu_self_check(tmp_path):
                           capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no CUDA GPU found" in done.stdout and "FAILED" not in done.stdout
-    for row in ("tests marked cuda", "train fp32", "train bf16", "sample", "inspect", "torchrun"):
+    for row in ("tests marked cuda", "train fp32", "train bf16", "sample", "inspect", "fine-tune", "export + sample", "torchrun"):
         assert row in done.stdout
