@@ -1,18 +1,23 @@
-"""Defaults fitted to the corpus (training/defaults.py): the validation
-split, the evaluation cadence and patience, and the line that says so."""
+"""Defaults fitted to the corpus (training/defaults.py, training/size.py):
+the validation split, the evaluation cadence, patience, the model size,
+and the line that says so."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+import torch
 
 from charrnn import checkpoint as ckpt
 from charrnn import rundir
-from charrnn.training import defaults
+from charrnn.model import ModelConfig
+from charrnn.training import defaults, size
 from charrnn.training.config import TrainConfig
 
-from conftest import TINY, make_text, run_cli
+from conftest import TINY, assert_one_line_error, make_text, run_cli
+
+CPU = torch.device("cpu")
 
 
 def test_val_split_holds_at_least_8192_characters_up_to_a_tenth():
@@ -71,3 +76,55 @@ def test_given_options_win_and_patience_zero_runs_to_the_end(small_corpus, tmp_p
     run = ckpt.load_checkpoint(out, prefer=rundir.LAST).run
     assert run.step == 300 and [m["step"] for m in run.metrics] == [100, 200, 300]
     assert run.train_config.val_frac == 0.2 and run.train_config.patience == 0
+
+
+def test_the_size_rule_is_a_table_from_corpus_size_to_model_size():
+    for below, chosen in size.RULE:
+        if below != float("inf"):
+            assert size.auto_size(int(below) - 1) == chosen
+    assert size.auto_size(10**9) == size.FIXED  # the largest corpora get the fixed default
+    shape = ModelConfig("gru", 40)
+    fitted, note = size.fit_shape(shape, 10**9, CPU)
+    assert (fitted, note) == (shape, None)  # nothing to say when the rule's choice is the default
+    small = size.auto_size(1000)
+    fitted, note = size.fit_shape(shape, 1000, CPU)
+    assert (fitted.layers, fitted.hidden, fitted.dropout, fitted.kind) == (small.layers, small.hidden, small.dropout, "gru")
+    assert note.startswith(f"{small.layers}x{small.hidden} GRU") and note.endswith("(--size auto)")
+
+
+def test_the_size_rule_never_picks_what_the_device_refuses():
+    small = size.auto_size(1000)
+    assert small.layers > 1 and small.dropout > 0  # the LSTM on MPS refuses this
+    fitted, note = size.fit_shape(ModelConfig("lstm", 40), 1000, torch.device("mps"))
+    fitted.cell.check_device(torch.device("mps"), fitted.layers, fitted.dropout)  # not refused
+    assert fitted.dropout == 0 and "no dropout: lstm on mps refuses it" in note
+    assert size.fit_shape(ModelConfig("gru", 40), 1000, torch.device("mps"))[0].dropout == small.dropout
+
+
+QUICK = ["--seq-len", "16", "--batch-size", "4", "--max-steps", "1"]
+
+
+def test_size_auto_fits_an_unsized_model_to_the_corpus_and_says_so(small_corpus, tmp_path):
+    done = run_cli("train", small_corpus, "--out", tmp_path / "run", *QUICK)
+    assert done.exit_code == 0, done.output
+    chosen = size.auto_size(len(small_corpus.read_text(encoding="utf-8")))
+    assert chosen != size.FIXED  # else this corpus tests nothing
+    config = ckpt.load_checkpoint(tmp_path / "run").config
+    assert (config.layers, config.hidden, config.dropout) == (chosen.layers, chosen.hidden, chosen.dropout)
+    line = next(ln for ln in done.stderr.splitlines() if ln.startswith("small corpus:"))
+    assert f"-> {chosen.layers}x{chosen.hidden} LSTM" in line and "(--size auto)" in line
+
+
+@pytest.mark.parametrize("given", [["--hidden", "16", "--layers", "1"], ["--size", "fixed", "--layers", "1"]])
+def test_a_model_sized_by_hand_or_size_fixed_keeps_the_fixed_defaults(small_corpus, tmp_path, given):
+    done = run_cli("train", small_corpus, "--out", tmp_path / "run", *QUICK, *given)
+    assert done.exit_code == 0, done.output
+    config = ckpt.load_checkpoint(tmp_path / "run").config
+    assert config.dropout == size.FIXED.dropout and "(--size auto)" not in done.stderr
+    assert config.hidden == (16 if "--hidden" in given else size.FIXED.hidden)
+
+
+@pytest.mark.parametrize("flag", ["--resume", "--init-from"])
+def test_size_is_refused_where_the_model_exists_already(tmp_path, small_corpus, flag):
+    # refused before the checkpoint is read, so none is needed
+    assert_one_line_error(run_cli("train", small_corpus, flag, tmp_path, "--size", "auto"), "--size", flag)

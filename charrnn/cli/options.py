@@ -27,6 +27,7 @@ def _choices(name: str, values) -> type[Enum]:
 CellKind = _choices("CellKind", cells.names())  # the kinds registered when the CLI is built
 DeviceName = _choices("DeviceName", DEVICES)
 Precision = _choices("Precision", PRECISIONS)
+Size = _choices("Size", ("auto", "fixed"))
 
 
 def kinds_help() -> str:

@@ -24,7 +24,7 @@ from ..training.config import DEFAULT_MAX_STEPS, TrainConfig, parse_duration
 from ..training.loop import TrainResult
 from ..training.memory import keep_freed_memory
 from ..training.runs import finetune_run, new_run, resume_run
-from .options import CellKind, DEVICE_HELP, DeviceName, Precision, default_lrs, err, given_options, kinds_help
+from .options import CellKind, DEVICE_HELP, DeviceName, Precision, Size, default_lrs, err, given_options, kinds_help
 
 # Option defaults come from the config dataclasses, so they cannot drift.
 _T = TrainConfig()
@@ -112,6 +112,9 @@ def train(
     hidden: Annotated[int, _model("Hidden units per layer.", min=1)] = _M.hidden,
     embedding: Annotated[int, _model("Size of the character embedding.", min=1)] = _M.embedding,
     dropout: Annotated[float, _model("Dropout between layers and before the head.", min=0.0, max=0.99)] = _M.dropout,
+    size: Annotated[Size, _model(
+        "Where none of --layers, --hidden and --dropout is given: auto fits them to the corpus size (the README's"
+        " rule; the start-up line says what it chose), fixed keeps the defaults shown.")] = Size.auto,  # fmt: skip
     seq_len: Annotated[int, _optim("Characters per stream per step (truncated BPTT length).", min=1)] = _T.seq_len,
     batch_size: Annotated[int, _optim("Number of parallel contiguous streams.", min=1)] = _T.batch_size,
     lr: Annotated[
@@ -173,6 +176,8 @@ def train(
     try:
         if resume is not None and init_from is not None:
             raise CharRNNError("--resume continues a run and --init-from starts a new one: give one of them")
+        if "size" in given_options(ctx) and (resume is not None or init_from is not None):
+            raise CharRNNError(f"--size sizes a new model; {'--resume' if resume else '--init-from'} keeps its model's")
         if resume is not None:
             given = given_options(ctx) - {"resume", "corpus"}
             as_field = {name: "time_limit_s" if name == "time_limit" else name for name in given}
@@ -186,7 +191,9 @@ def train(
         else:
             shape = ModelConfig(model.value, 1, embedding, hidden, layers, dropout)  # vocab size comes with the corpus
             config = TrainConfig(**options)
-            result = new_run(corpus or shipped_corpus(), config, shape, out, force, reporter=TqdmReporter())
+            fit_size = size == Size.auto and not given_options(ctx) & {"layers", "hidden", "dropout"}
+            result = new_run(corpus or shipped_corpus(), config, shape, out, force, reporter=TqdmReporter(),
+                             fit_size=fit_size)  # fmt: skip
     finally:
         distributed.teardown()
     if not result.is_main:

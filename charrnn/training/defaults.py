@@ -68,16 +68,17 @@ def evals_since_best(metrics: list[dict]) -> int:
 
 
 def describe(before: TrainConfig, after: TrainConfig, n_chars: int, steps_per_epoch: int,
-             planned_steps: int | None) -> str | None:  # fmt: skip
-    """One line saying what was fitted to a small corpus and why, or None
-    when the defaults came out as for a large one."""
-    parts = []
+             planned_steps: int | None, size_note: str | None = None) -> str | None:  # fmt: skip
+    """One line saying what was fitted to a small corpus and why (with what
+    --size auto chose, size.py), or None when the defaults came out as for
+    a large one."""
+    parts = [size_note] if size_note else []
     stops = f"stop after {PATIENCE} evaluations without a new best (--patience 0 runs to the end)"
     if before.val_frac is None and after.val_frac != DEFAULT_VAL_FRAC:
         parts.append(f"val split {after.val_frac:.0%} ({int(n_chars * after.val_frac):,} chars)")
     if before.eval_every is None and after.eval_every != MAX_EVAL_EVERY:
         parts.append(f"eval every {after.eval_every:,} steps")
-    if after.patience is None and planned_steps is None and parts:  # a small corpus, time-limited
+    if after.patience is None and planned_steps is None and len(parts) > bool(size_note):  # small, time-limited
         parts.append(f"{stops} if the run lasts {OVERFIT_EPOCHS}+ epochs")
     elif after.patience is None and patience(after, planned_steps, steps_per_epoch):
         parts.append(stops)

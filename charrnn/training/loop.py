@@ -98,14 +98,17 @@ def train(
     resume: ckpt.Checkpoint | None = None,
     reporter: Reporter | None = None,
     init_from: ckpt.Checkpoint | None = None,
+    size_note: str | None = None,
 ) -> TrainResult:
     """Train a new model (model_config; starting from init_from's weights
     when given, see finetune.py) or continue a checkpoint's run (resume).
 
     Everything that can refuse the request (device, splits, batch fit, run
     length) is checked before anything in `out_dir` is touched; only then is
-    a previous run there (allowed by --force) replaced."""
-    return Trainer(corpus, config, out_dir, model_config, resume, reporter or SilentReporter(), init_from).fit()
+    a previous run there (allowed by --force) replaced. `size_note` says
+    what --size auto chose, for the start-up line."""
+    trainer = Trainer(corpus, config, out_dir, model_config, resume, reporter or SilentReporter(), init_from, size_note)
+    return trainer.fit()
 
 
 @dataclass
@@ -202,7 +205,7 @@ class Trainer:
 
     def __init__(self, corpus: Corpus, config: TrainConfig, out_dir: Path, model_config: ModelConfig | None,
                  resume: ckpt.Checkpoint | None, reporter: Reporter,
-                 init_from: ckpt.Checkpoint | None = None):  # fmt: skip
+                 init_from: ckpt.Checkpoint | None = None, size_note: str | None = None):  # fmt: skip
         shape = model_config if resume is None else resume.config
         self.init_from = init_from
         asked = config.for_kind(shape.kind)
@@ -219,7 +222,7 @@ class Trainer:
         self.batches = StreamBatches(self.splits.train, config.batch_size, config.seq_len, self.rows)
         self.config = config = defaults.eval_every(config, len(self.batches))
         self.total_steps = self._total_steps(resume)
-        self.fitted = defaults.describe(asked, config, len(corpus.ids), len(self.batches), self.total_steps)
+        self.fitted = defaults.describe(asked, config, len(corpus.ids), len(self.batches), self.total_steps, size_note)
         self.model = self._build_model(model_config, resume)
         # DDP averages gradients over processes; each process's loss is the
         # mean over its equal share of streams, so the average is the

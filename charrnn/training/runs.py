@@ -15,21 +15,25 @@ from pathlib import Path
 from .. import checkpoint as ckpt
 from .. import rundir
 from ..data import describe_chars, load_corpus
+from ..device import resolve_device
 from ..errors import CharRNNError
 from ..model import ModelConfig
-from . import distributed, finetune
+from . import distributed, finetune, size
 from .config import TrainConfig, check_resumable
 from .loop import Reporter, TrainResult, train
 
 
 def new_run(corpus: Path, config: TrainConfig, shape: ModelConfig, out: Path | None = None, force: bool = False,
-            reporter: Reporter | None = None) -> TrainResult:  # fmt: skip
-    """Train a new model of `shape` (its vocab size comes from the corpus)
-    in `out`, or in checkpoints/<corpus>-<kind>[-N] when out is None. An
-    `out` that holds a run is replaced only with `force`."""
+            reporter: Reporter | None = None, fit_size: bool = False) -> TrainResult:  # fmt: skip
+    """Train a new model of `shape` (its vocab size comes from the corpus;
+    with `fit_size`, its layers, hidden size and dropout too: size.py) in
+    `out`, or in checkpoints/<corpus>-<kind>[-N] when out is None. An `out`
+    that holds a run is replaced only with `force`."""
     data = load_corpus(corpus, config.encoding)
     out_dir = rundir.prepare_out_dir(out, rundir.default_out_dir(corpus, shape.kind), force)
-    return train(data, config, out_dir, model_config=replace(shape, vocab_size=data.vocab.size), reporter=reporter)
+    shape, chosen = size.fit_shape(shape, len(data.ids), resolve_device(config.device)) if fit_size else (shape, None)
+    return train(data, config, out_dir, model_config=replace(shape, vocab_size=data.vocab.size), reporter=reporter,
+                 size_note=chosen)  # fmt: skip
 
 
 def finetune_run(corpus: Path, parent_path: Path, config: TrainConfig, given_shape: dict, out: Path | None = None,
