@@ -74,7 +74,7 @@ def cuda_tests() -> tuple[bool, str]:
 
 
 def train_row(corpus: Path, out: Path, precision: str, device: str, seconds: float, small: bool) -> tuple[bool, str]:
-    size = ["--hidden", "64", "--layers", "1", "--eval-every", "20"] if small else ["--eval-every", "200"]
+    size = ["--hidden", "64", "--layers", "1", "--eval-every", "20"] if small else ["--size", "fixed", "--eval-every", "200"]
     done = charrnn("train", corpus, "--out", out, "--device", device, "--precision", precision,
                    "--time-limit", f"{seconds}s", *size, timeout=seconds + 300)  # fmt: skip
     if done.returncode != 0:

@@ -34,7 +34,7 @@ def one_run(mode: str, steps: int, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         args = ["train", str(CORPUS), "--out", str(out), "--max-steps", str(steps), "--eval-every", str(steps),
-                "--val-frac", "0.01", "--test-frac", "0", *extra]  # fmt: skip
+                "--val-frac", "0.01", "--test-frac", "0", "--size", "fixed", *extra]  # fmt: skip
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run(
             [sys.executable, "-c", CHILD, mode, *args],

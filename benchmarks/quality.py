@@ -9,8 +9,10 @@ val), and report val loss, bits per char, chars/s and parameters.
     python benchmarks/quality.py --table benchmarks/results/quality.jsonl
     python benchmarks/quality.py --table benchmarks/results/quality.jsonl --best
 
-Everything after `--` goes to `charrnn train` as is. The learning rate
-decays to its floor exactly when the time runs out (--time-limit).
+Everything after `--` goes to `charrnn train` as is. A model not sized there
+is the fixed default (`--size fixed`), so a row is the model its options
+name. The learning rate decays to its floor exactly when the time runs out
+(--time-limit).
 `--log` appends each result (with the machine, torch version and commit)
 to a JSON-lines file; `--table` renders such a file as the README's
 markdown table: one row per configuration, one column per budget; with
@@ -48,7 +50,8 @@ def run(corpus: Path, minutes: float, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         cmd = [sys.executable, "-m", "charrnn", "train", str(corpus), "--out", str(out),
-               "--val-frac", "0.1", "--test-frac", "0", "--time-limit", f"{minutes * 60:.0f}s", *extra]  # fmt: skip
+               "--val-frac", "0.1", "--test-frac", "0", "--time-limit", f"{minutes * 60:.0f}s",
+               "--size", "fixed", *extra]  # fmt: skip
         done = subprocess.run(cmd, check=False, capture_output=True, text=True)
         if done.returncode != 0:
             sys.exit(f"error: training failed:\n{done.stderr[-2000:]}")

@@ -84,8 +84,14 @@ def logged(log: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
 
 
+def key(row: dict) -> tuple:
+    """What makes two logged runs the same: the slice (by name and length, so
+    another text under the same name is run anew) and the model."""
+    return row["corpus"], row["chars"], row["layers"], row["hidden"], row["dropout"]
+
+
 def run_grid(corpora: dict[str, Path], sizes: list[str], log: Path, steps: int) -> None:
-    done = {(r["corpus"], r["size"], r["layers"], r["hidden"], r["dropout"]) for r in logged(log) if r["steps_budget"] == steps}
+    done = {key(r) for r in logged(log) if r["steps_budget"] == steps}
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:  # every corpus's small slices first: their results come soonest
             for name, path in corpora.items():
@@ -93,7 +99,7 @@ def run_grid(corpora: dict[str, Path], sizes: list[str], log: Path, steps: int) 
                 slice_path = Path(tmp) / f"{name}-{size}.txt"
                 slice_path.write_text(text, encoding="utf-8")
                 for layers, hidden, dropout in GRID + EXTRA.get(size, []):
-                    if (name, size, layers, hidden, dropout) in done:
+                    if (name, len(text), layers, hidden, dropout) in done:
                         continue
                     result = train(slice_path, layers, hidden, dropout, steps)
                     row = {"corpus": name, "size": size, "chars": len(text), "layers": layers, "hidden": hidden,
@@ -105,13 +111,14 @@ def run_grid(corpora: dict[str, Path], sizes: list[str], log: Path, steps: int) 
                           f"(step {result['best_step']}/{result['steps']}, {result['seconds']:.0f} s)", flush=True)  # fmt: skip
 
 
-def table(log: Path) -> tuple[str, bool]:
-    """The README's table (one row per corpus and slice) and whether the
-    rule's choice is within TOLERANCE of the grid's best everywhere."""
+def table(log: Path, steps: int) -> tuple[str, bool]:
+    """The README's table (one row per corpus and slice, from the runs of a
+    `steps` budget) and whether the rule's choice is within TOLERANCE of the
+    grid's best everywhere."""
     from charrnn.training.size import auto_size
 
     cells: dict[tuple[str, str], dict] = {}
-    for r in logged(log):
+    for r in (r for r in logged(log) if r["steps_budget"] == steps):
         cells.setdefault((r["corpus"], r["size"]), {"chars": r["chars"], "runs": {}})
         cells[(r["corpus"], r["size"])]["runs"][(r["layers"], r["hidden"], r["dropout"])] = r["val_loss"]
     grid = GRID + sorted({g for extra in EXTRA.values() for g in extra})
@@ -125,11 +132,12 @@ def table(log: Path) -> tuple[str, bool]:
         choice = auto_size(cell["chars"])
         key = (choice.layers, choice.hidden, choice.dropout)
         gap = runs[key] - best if key in runs else float("nan")
-        ok &= gap <= TOLERANCE
+        ok &= key in runs and gap <= TOLERANCE
         marks = [("**" + f"{runs[g]:.3f}" + "**" if runs.get(g) == best else f"{runs[g]:.3f}") if g in runs else ""
                  for g in grid]  # fmt: skip
+        shown = f"{gap:+.3f}" if key in runs else "not run"
         lines.append(f"| {name} | {cell['chars']:,} | " + " | ".join(marks) +
-                     f" | {choice.layers}x{choice.hidden} d{choice.dropout:g} | {gap:+.3f} |")  # fmt: skip
+                     f" | {choice.layers}x{choice.hidden} d{choice.dropout:g} | {shown} |")  # fmt: skip
     return "\n".join(lines), ok
 
 
@@ -144,7 +152,7 @@ def main() -> int:
     ap.add_argument("--table", action="store_true", help="print the table from --log and check the rule; train nothing")
     args = ap.parse_args()
     if args.table:
-        text, ok = table(args.log)
+        text, ok = table(args.log, args.steps)
         print(text)
         print(f"rule within {TOLERANCE} of the best everywhere: {'yes' if ok else 'NO'}")
         return 0 if ok else 1

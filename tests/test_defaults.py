@@ -12,7 +12,7 @@ import torch
 from charrnn import checkpoint as ckpt
 from charrnn import rundir
 from charrnn.model import ModelConfig
-from charrnn.training import defaults, size
+from charrnn.training import defaults, runs, size
 from charrnn.training.config import TrainConfig
 
 from conftest import TINY, assert_one_line_error, make_text, run_cli
@@ -79,17 +79,19 @@ def test_given_options_win_and_patience_zero_runs_to_the_end(small_corpus, tmp_p
 
 
 def test_the_size_rule_is_a_table_from_corpus_size_to_model_size():
-    for below, chosen in size.RULE:
+    for below, chosen in size.RULES["lstm"]:
         if below != float("inf"):
             assert size.auto_size(int(below) - 1) == chosen
     assert size.auto_size(10**9) == size.FIXED  # the largest corpora get the fixed default
-    shape = ModelConfig("gru", 40)
+    assert size.auto_size(1000, "gru") == size.FIXED  # a kind the rule was not measured for
+    shape = ModelConfig("lstm", 40)
     fitted, note = size.fit_shape(shape, 10**9, CPU)
     assert (fitted, note) == (shape, None)  # nothing to say when the rule's choice is the default
     small = size.auto_size(1000)
     fitted, note = size.fit_shape(shape, 1000, CPU)
-    assert (fitted.layers, fitted.hidden, fitted.dropout, fitted.kind) == (small.layers, small.hidden, small.dropout, "gru")
-    assert note.startswith(f"{small.layers}x{small.hidden} GRU") and note.endswith("(--size auto)")
+    assert (fitted.layers, fitted.hidden, fitted.dropout) == (small.layers, small.hidden, small.dropout)
+    assert note.startswith(f"{small.layers}x{small.hidden} LSTM") and note.endswith("chars)")
+    assert f"{size.RULES['lstm'][0][0]:,.0f}" in note  # says why: the row of the rule that applies
 
 
 def test_the_size_rule_never_picks_what_the_device_refuses():
@@ -97,11 +99,24 @@ def test_the_size_rule_never_picks_what_the_device_refuses():
     assert small.layers > 1 and small.dropout > 0  # the LSTM on MPS refuses this
     fitted, note = size.fit_shape(ModelConfig("lstm", 40), 1000, torch.device("mps"))
     fitted.cell.check_device(torch.device("mps"), fitted.layers, fitted.dropout)  # not refused
-    assert fitted.dropout == 0 and "no dropout: lstm on mps refuses it" in note
-    assert size.fit_shape(ModelConfig("gru", 40), 1000, torch.device("mps"))[0].dropout == small.dropout
+    assert fitted.dropout == 0 and "no dropout: the lstm on mps refuses it" in note
+
+
+def test_the_start_up_line_names_the_size_beside_what_else_was_fitted():
+    before = TrainConfig(val_frac=0.05, eval_every=500)  # nothing else fitted
+    assert defaults.describe(before, before, 10**6, 230, None, "2x384 LSTM") == (
+        "small corpus: 1,000,000 chars, 230 steps per epoch -> 2x384 LSTM")  # no patience clause: nothing small
+    after = TrainConfig(val_frac=0.1, eval_every=14)
+    line = defaults.describe(TrainConfig(), after, 65_000, 14, None, "2x384 LSTM")
+    assert line.split(" -> ")[1].startswith("2x384 LSTM, val split 10%") and "if the run lasts 10+ epochs" in line
 
 
 QUICK = ["--seq-len", "16", "--batch-size", "4", "--max-steps", "1"]
+
+
+def model_of(run):
+    config = ckpt.load_checkpoint(run).config
+    return config.layers, config.hidden, config.dropout
 
 
 def test_size_auto_fits_an_unsized_model_to_the_corpus_and_says_so(small_corpus, tmp_path):
@@ -109,22 +124,35 @@ def test_size_auto_fits_an_unsized_model_to_the_corpus_and_says_so(small_corpus,
     assert done.exit_code == 0, done.output
     chosen = size.auto_size(len(small_corpus.read_text(encoding="utf-8")))
     assert chosen != size.FIXED  # else this corpus tests nothing
-    config = ckpt.load_checkpoint(tmp_path / "run").config
-    assert (config.layers, config.hidden, config.dropout) == (chosen.layers, chosen.hidden, chosen.dropout)
+    assert model_of(tmp_path / "run") == (chosen.layers, chosen.hidden, chosen.dropout)
     line = next(ln for ln in done.stderr.splitlines() if ln.startswith("small corpus:"))
-    assert f"-> {chosen.layers}x{chosen.hidden} LSTM" in line and "(--size auto)" in line
+    assert f"-> {chosen.layers}x{chosen.hidden} LSTM" in line and "(--size auto: under" in line
 
 
-@pytest.mark.parametrize("given", [["--hidden", "16", "--layers", "1"], ["--size", "fixed", "--layers", "1"]])
-def test_a_model_sized_by_hand_or_size_fixed_keeps_the_fixed_defaults(small_corpus, tmp_path, given):
+@pytest.mark.parametrize("given, expected", [
+    (["--size", "fixed"], (size.FIXED.layers, size.FIXED.hidden, size.FIXED.dropout)),
+    (["--dropout", "0.3"], (size.FIXED.layers, size.FIXED.hidden, 0.3)),  # one size given: the rest are fixed
+    (["--hidden", "16", "--layers", "1"], (1, 16, size.FIXED.dropout)),
+])  # fmt: skip
+def test_a_model_sized_by_hand_or_size_fixed_keeps_the_fixed_defaults(small_corpus, tmp_path, given, expected):
     done = run_cli("train", small_corpus, "--out", tmp_path / "run", *QUICK, *given)
     assert done.exit_code == 0, done.output
-    config = ckpt.load_checkpoint(tmp_path / "run").config
-    assert config.dropout == size.FIXED.dropout and "(--size auto)" not in done.stderr
-    assert config.hidden == (16 if "--hidden" in given else size.FIXED.hidden)
+    assert model_of(tmp_path / "run") == expected and "--size auto" not in done.stderr
+
+
+def test_a_new_run_sizes_for_the_device_it_will_train_on(small_corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(runs, "resolve_device", lambda name: torch.device("mps"))  # the fit asks; training stays on CPU
+    done = run_cli("train", small_corpus, "--out", tmp_path / "run", *QUICK)
+    assert done.exit_code == 0, done.output
+    assert model_of(tmp_path / "run")[2] == 0 and "the lstm on mps refuses it" in done.stderr
 
 
 @pytest.mark.parametrize("flag", ["--resume", "--init-from"])
 def test_size_is_refused_where_the_model_exists_already(tmp_path, small_corpus, flag):
     # refused before the checkpoint is read, so none is needed
     assert_one_line_error(run_cli("train", small_corpus, flag, tmp_path, "--size", "auto"), "--size", flag)
+
+
+def test_an_explicit_size_auto_is_not_half_ignored(tmp_path, small_corpus):
+    done = run_cli("train", small_corpus, "--out", tmp_path / "run", "--size", "auto", "--hidden", "16")
+    assert_one_line_error(done, "--size auto", "--hidden")

@@ -23,6 +23,7 @@ from ..training import distributed
 from ..training.config import DEFAULT_MAX_STEPS, TrainConfig, parse_duration
 from ..training.loop import TrainResult
 from ..training.memory import keep_freed_memory
+from ..training import size as size_rule
 from ..training.runs import finetune_run, new_run, resume_run
 from .options import CellKind, DEVICE_HELP, DeviceName, Precision, Size, default_lrs, err, given_options, kinds_help
 
@@ -113,8 +114,9 @@ def train(
     embedding: Annotated[int, _model("Size of the character embedding.", min=1)] = _M.embedding,
     dropout: Annotated[float, _model("Dropout between layers and before the head.", min=0.0, max=0.99)] = _M.dropout,
     size: Annotated[Size, _model(
-        "Where none of --layers, --hidden and --dropout is given: auto fits them to the corpus size (the README's"
-        " rule; the start-up line says what it chose), fixed keeps the defaults shown.")] = Size.auto,  # fmt: skip
+        "Where none of --layers, --hidden and --dropout is given, auto sizes the model from the corpus (an LSTM:"
+        f" {size_rule.describe_rule('lstm')}; other kinds as fixed); fixed keeps the defaults shown. The start-up"
+        " line says what auto chose.")] = Size.auto,  # fmt: skip
     seq_len: Annotated[int, _optim("Characters per stream per step (truncated BPTT length).", min=1)] = _T.seq_len,
     batch_size: Annotated[int, _optim("Number of parallel contiguous streams.", min=1)] = _T.batch_size,
     lr: Annotated[
@@ -176,8 +178,7 @@ def train(
     try:
         if resume is not None and init_from is not None:
             raise CharRNNError("--resume continues a run and --init-from starts a new one: give one of them")
-        if "size" in given_options(ctx) and (resume is not None or init_from is not None):
-            raise CharRNNError(f"--size sizes a new model; {'--resume' if resume else '--init-from'} keeps its model's")
+        _check_size(given_options(ctx), size, resume, init_from)
         if resume is not None:
             given = given_options(ctx) - {"resume", "corpus"}
             as_field = {name: "time_limit_s" if name == "time_limit" else name for name in given}
@@ -191,7 +192,7 @@ def train(
         else:
             shape = ModelConfig(model.value, 1, embedding, hidden, layers, dropout)  # vocab size comes with the corpus
             config = TrainConfig(**options)
-            fit_size = size == Size.auto and not given_options(ctx) & {"layers", "hidden", "dropout"}
+            fit_size = size == Size.auto and not given_options(ctx) & SIZE_OPTIONS
             result = new_run(corpus or shipped_corpus(), config, shape, out, force, reporter=TqdmReporter(),
                              fit_size=fit_size)  # fmt: skip
     finally:
@@ -201,6 +202,18 @@ def train(
     _summary(result)
     if result.interrupted:
         raise typer.Exit(result.exit_code)
+
+
+SIZE_OPTIONS = {"layers", "hidden", "dropout"}
+
+
+def _check_size(given: set[str], size, resume: Path | None, init_from: Path | None) -> None:
+    """--size only sizes a new model, and an explicit auto is not half-ignored."""
+    if "size" in given and (resume is not None or init_from is not None):
+        raise CharRNNError(f"--size sizes a new model; {'--resume' if resume else '--init-from'} keeps its model's")
+    if "size" in given and size == Size.auto and given & SIZE_OPTIONS:
+        named = ", ".join(f"--{name}" for name in sorted(given & SIZE_OPTIONS))
+        raise CharRNNError(f"--size auto sizes the model itself: drop {named}, or --size auto")
 
 
 def _summary(result: TrainResult) -> None:
