@@ -120,11 +120,11 @@ def export_row(run: Path, tmp: Path, device: str) -> tuple[bool, str]:
     done = charrnn("export", run, model, "--dtype", "fp32")
     if done.returncode != 0:
         return False, done.stderr.strip()[-200:]
-    texts = [charrnn("sample", src, "--device", device, "--temperature", "0", "--length", "300")
-             for src in (run / "best.safetensors", model)]  # fmt: skip
-    if any(t.returncode != 0 for t in texts):
-        return False, next(t.stderr.strip()[-200:] for t in texts if t.returncode != 0)
-    same = texts[0].stdout == texts[1].stdout
+    from charrnn.sample import SampleConfig, sample_checkpoint
+
+    config = SampleConfig(length=300, temperature=0)
+    first, second = ("".join(c[0] for c in sample_checkpoint(src, "", config, device)) for src in (run, model))
+    same = first == second
     size = model.stat().st_size / (run / "best.safetensors").stat().st_size
     return same, f"{size:.0%} of the checkpoint; argmax 300 chars {'equal' if same else 'DIFFER'} to the checkpoint's"
 
