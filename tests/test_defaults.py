@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 
+from charrnn import cells
 from charrnn import checkpoint as ckpt
 from charrnn import rundir
 from charrnn.model import ModelConfig
@@ -79,10 +80,11 @@ def test_given_options_win_and_patience_zero_runs_to_the_end(small_corpus, tmp_p
 
 
 def test_the_size_rule_is_a_table_from_corpus_size_to_model_size():
-    for below, chosen in size.RULES["lstm"]:
-        if below != float("inf"):
-            assert size.auto_size(int(below) - 1) == chosen
-    assert size.auto_size(10**9) == size.FIXED  # the largest corpora get the fixed default
+    rows = cells.get("lstm").size_rule
+    assert rows  # else the rule is only the fixed default
+    for row in rows:
+        assert size.auto_size(row.below - 1) == size.ModelSize(row.layers, row.hidden, row.dropout)
+    assert size.auto_size(rows[-1].below) == size.auto_size(10**9) == size.FIXED  # past the rows: the fixed default
     assert size.auto_size(1000, "gru") == size.FIXED  # a kind the rule was not measured for
     shape = ModelConfig("lstm", 40)
     fitted, note = size.fit_shape(shape, 10**9, CPU)
@@ -91,7 +93,7 @@ def test_the_size_rule_is_a_table_from_corpus_size_to_model_size():
     fitted, note = size.fit_shape(shape, 1000, CPU)
     assert (fitted.layers, fitted.hidden, fitted.dropout) == (small.layers, small.hidden, small.dropout)
     assert note.startswith(f"{small.layers}x{small.hidden} LSTM") and note.endswith("chars)")
-    assert f"{size.RULES['lstm'][0][0]:,.0f}" in note  # says why: the row of the rule that applies
+    assert f"under {rows[0].below:,} chars" in note  # says why: the row of the rule that applies
 
 
 def test_the_size_rule_never_picks_what_the_device_refuses():

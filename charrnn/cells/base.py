@@ -23,7 +23,7 @@ from torch import nn
 from ..errors import CharRNNError
 from .packing import PackedLayer, Slot, StepLayer
 from .stepped import SteppedRNN
-from .types import LayerState, Range, State
+from .types import LayerState, Range, SizeRow, State
 
 
 class Cell:
@@ -38,6 +38,11 @@ class Cell:
     ranges: ClassVar[Mapping[str, Range]]  # every state part and gate
     default_lr: ClassVar[float]  # peak learning rate when --lr is not given
     blocks: ClassVar[int] = 1  # rows of W_ih and W_hh per hidden unit (gate blocks)
+    # --size auto's rule for this kind, measured by benchmarks/size_rule.py:
+    # the first row whose `below` exceeds the corpus's characters applies,
+    # and a corpus past every row gets the fixed default. () : not measured,
+    # always the fixed default.
+    size_rule: ClassVar[tuple[SizeRow, ...]] = ()
     # The fused multi-layer module training runs; None: cells/stepped.py's
     # SteppedRNN, which steps `step` in a loop (exact, slow).
     fused: ClassVar[type[nn.RNNBase] | None] = None

@@ -24,6 +24,16 @@ class Range(str, Enum):
     unbounded = "unbounded"
 
 
+class SizeRow(NamedTuple):
+    """One row of a kind's --size auto rule: a corpus of fewer than `below`
+    characters gets this model (training/size.py)."""
+
+    below: int
+    layers: int
+    hidden: int
+    dropout: float
+
+
 class LayerWeights(NamedTuple):
     w_ih: torch.Tensor  # (blocks*H, in)
     w_hh: torch.Tensor  # (blocks*H, H)

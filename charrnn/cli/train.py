@@ -114,9 +114,9 @@ def train(
     embedding: Annotated[int, _model("Size of the character embedding.", min=1)] = _M.embedding,
     dropout: Annotated[float, _model("Dropout between layers and before the head.", min=0.0, max=0.99)] = _M.dropout,
     size: Annotated[Size, _model(
-        "Where none of --layers, --hidden and --dropout is given, auto sizes the model from the corpus (an LSTM:"
-        f" {size_rule.describe_rule('lstm')}; other kinds as fixed); fixed keeps the defaults shown. The start-up"
-        " line says what auto chose.")] = Size.auto,  # fmt: skip
+        "Where none of --layers, --hidden and --dropout is given, auto sizes the model from the corpus (an"
+        f" {cells.DEFAULT.upper()}: {size_rule.describe_rule()}; kinds not measured as fixed); fixed keeps the defaults"
+        " shown. The start-up line says what auto chose.")] = Size.auto,  # fmt: skip
     seq_len: Annotated[int, _optim("Characters per stream per step (truncated BPTT length).", min=1)] = _T.seq_len,
     batch_size: Annotated[int, _optim("Number of parallel contiguous streams.", min=1)] = _T.batch_size,
     lr: Annotated[

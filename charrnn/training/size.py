@@ -6,9 +6,10 @@ At the default budget (3000 steps) a 5 MB corpus is seen about twice and
 wants all the capacity the budget's time allows, with no dropout; a 50 kB
 one is learned by heart within a few hundred steps, and the same model then
 needs dropout to generalise. The rule is a table from corpus size to model
-size, measured by benchmarks/size_rule.py on slices of verse, prose and
-code (the README's table): at every slice its choice is within 0.03
-nats/char of the best model of the grid.
+size, which each cell kind declares (Cell.size_rule), measured by
+benchmarks/size_rule.py on slices of verse, prose and code (the README's
+table): at every slice the LSTM's choice is within 0.03 nats/char of the
+best model of the grid. Kinds not measured keep the fixed default.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from .. import cells
+from ..cells.types import SizeRow
 from ..errors import CharRNNError
 from ..model import ModelConfig
 
@@ -31,35 +34,31 @@ class ModelSize:
 
 
 FIXED = ModelSize(ModelConfig.layers, ModelConfig.hidden, ModelConfig.dropout)  # --size fixed
-# Per cell kind, rows of (corpus characters below which, size): the first
-# row that holds applies. Measured for the LSTM only; other kinds keep FIXED.
-RULES: dict[str, tuple[tuple[float, ModelSize], ...]] = {
-    "lstm": (
-        (2_000_000, ModelSize(2, 384, 0.2)),
-        (float("inf"), FIXED),
-    ),
-}
 
 
-def auto_size(n_chars: int, kind: str = "lstm") -> ModelSize:
+def _row(n_chars: int, kind: str) -> SizeRow | None:
+    """The kind's rule row for this corpus (cells' size_rule), or None: the fixed default."""
+    return next((row for row in cells.get(kind).size_rule if n_chars < row.below), None)
+
+
+def auto_size(n_chars: int, kind: str = cells.DEFAULT) -> ModelSize:
     """The rule's model size for a corpus of n_chars characters."""
-    return next((size for below, size in RULES.get(kind, ()) if n_chars < below), FIXED)
+    row = _row(n_chars, kind)
+    return FIXED if row is None else ModelSize(row.layers, row.hidden, row.dropout)
 
 
 def _why(n_chars: int, kind: str) -> str:
-    """'under 1,500,000 chars' or '1,500,000 chars or more': the rule's row that applies."""
-    bounds = [0.0, *(below for below, _ in RULES[kind])]
-    i = next(i for i, below in enumerate(bounds[1:]) if n_chars < below)
-    return f"under {bounds[i + 1]:,.0f} chars" if bounds[i + 1] != float("inf") else f"{bounds[i]:,.0f} chars or more"
+    """'under 2,000,000 chars' or '2,000,000 chars or more': the rule's row that applies."""
+    row = _row(n_chars, kind)
+    return f"under {row.below:,} chars" if row else f"{cells.get(kind).size_rule[-1].below:,} chars or more"
 
 
-def describe_rule(kind: str = "lstm") -> str:
-    """The rule in words, for --size's help: 'under 1,500,000 characters 2x384 with dropout 0.2; ...'."""
-    rows = []
-    for below, size in RULES[kind]:
-        where = f"under {below:,.0f} characters" if below != float("inf") else "larger"
-        rows.append(f"{where} {size.layers}x{size.hidden} " + (f"with dropout {size.dropout:g}" if size.dropout else "without dropout"))
-    return "; ".join(rows)
+def describe_rule(kind: str = cells.DEFAULT) -> str:
+    """The rule in words, for --size's help: 'under 2,000,000 characters 2x384 with dropout 0.2; ...'."""
+    rows = [(f"under {r.below:,} characters", ModelSize(r.layers, r.hidden, r.dropout)) for r in cells.get(kind).size_rule]
+    words = [f"{where} {s.layers}x{s.hidden} " + (f"with dropout {s.dropout:g}" if s.dropout else "without dropout")
+             for where, s in [*rows, ("larger", FIXED)]]  # fmt: skip
+    return "; ".join(words)
 
 
 def fit_shape(shape: ModelConfig, n_chars: int, device: torch.device) -> tuple[ModelConfig, str | None]:
