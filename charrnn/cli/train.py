@@ -178,21 +178,22 @@ def train(
     try:
         if resume is not None and init_from is not None:
             raise CharRNNError("--resume continues a run and --init-from starts a new one: give one of them")
-        _check_size(given_options(ctx), size, resume, init_from)
+        asked = given_options(ctx)
+        _check_size(asked, size, resume, init_from)
         if resume is not None:
-            given = given_options(ctx) - {"resume", "corpus"}
+            given = asked - {"resume", "corpus"}
             as_field = {name: "time_limit_s" if name == "time_limit" else name for name in given}
             overrides = {as_field[name]: options.get(as_field[name]) for name in given}
             result = resume_run(resume, overrides, corpus, reporter=TqdmReporter())
         elif init_from is not None:
             values = {"kind": model.value, "layers": layers, "hidden": hidden, "embedding": embedding, "dropout": dropout}
-            given = {field: values[field] for field in values if ("model" if field == "kind" else field) in given_options(ctx)}
+            given = {field: values[field] for field in values if ("model" if field == "kind" else field) in asked}
             result = finetune_run(corpus or shipped_corpus(), init_from, TrainConfig(**options), given, out, force,
                                   reporter=TqdmReporter())  # fmt: skip
         else:
             shape = ModelConfig(model.value, 1, embedding, hidden, layers, dropout)  # vocab size comes with the corpus
             config = TrainConfig(**options)
-            fit_size = size == Size.auto and not given_options(ctx) & SIZE_OPTIONS
+            fit_size = size == Size.auto and not asked & SIZE_OPTIONS
             result = new_run(corpus or shipped_corpus(), config, shape, out, force, reporter=TqdmReporter(),
                              fit_size=fit_size)  # fmt: skip
     finally:

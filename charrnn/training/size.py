@@ -14,7 +14,7 @@ best model of the grid. Kinds not measured keep the fixed default.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
@@ -23,11 +23,10 @@ from ..cells.types import SizeRow
 from ..errors import CharRNNError
 from ..model import ModelConfig
 
-FIELDS = ("layers", "hidden", "dropout")
-
-
 @dataclass(frozen=True)
 class ModelSize:
+    """A model's size as --size chooses it."""
+
     layers: int
     hidden: int
     dropout: float
@@ -41,21 +40,19 @@ def _row(n_chars: int, kind: str) -> SizeRow | None:
     return next((row for row in cells.get(kind).size_rule if n_chars < row.below), None)
 
 
+def _size(row: SizeRow) -> ModelSize:
+    return ModelSize(row.layers, row.hidden, row.dropout)
+
+
 def auto_size(n_chars: int, kind: str = cells.DEFAULT) -> ModelSize:
     """The rule's model size for a corpus of n_chars characters."""
     row = _row(n_chars, kind)
-    return FIXED if row is None else ModelSize(row.layers, row.hidden, row.dropout)
-
-
-def _why(n_chars: int, kind: str) -> str:
-    """'under 2,000,000 chars' or '2,000,000 chars or more': the rule's row that applies."""
-    row = _row(n_chars, kind)
-    return f"under {row.below:,} chars" if row else f"{cells.get(kind).size_rule[-1].below:,} chars or more"
+    return FIXED if row is None else _size(row)
 
 
 def describe_rule(kind: str = cells.DEFAULT) -> str:
     """The rule in words, for --size's help: 'under 2,000,000 characters 2x384 with dropout 0.2; ...'."""
-    rows = [(f"under {r.below:,} characters", ModelSize(r.layers, r.hidden, r.dropout)) for r in cells.get(kind).size_rule]
+    rows = [(f"under {r.below:,} characters", _size(r)) for r in cells.get(kind).size_rule]
     words = [f"{where} {s.layers}x{s.hidden} " + (f"with dropout {s.dropout:g}" if s.dropout else "without dropout")
              for where, s in [*rows, ("larger", FIXED)]]  # fmt: skip
     return "; ".join(words)
@@ -67,15 +64,17 @@ def fit_shape(shape: ModelConfig, n_chars: int, device: torch.device) -> tuple[M
     Where the cell kind cannot train the rule's dropout on `device` (the
     LSTM on Apple MPS), the rule's model goes without dropout, and says so:
     a default must never be refused."""
-    chosen = auto_size(n_chars, shape.kind)
-    without = ""
+    row = _row(n_chars, shape.kind)
+    if row is None:
+        return replace(shape, **asdict(FIXED)), None
+    chosen, without = _size(row), ""
     try:
         shape.cell.check_device(device, chosen.layers, chosen.dropout)
     except CharRNNError:
         chosen, without = replace(chosen, dropout=0.0), f", no dropout: the {shape.kind} on {device.type} refuses it"
-    fitted = replace(shape, **{f: getattr(chosen, f) for f in FIELDS})
+    fitted = replace(shape, **asdict(chosen))
     if chosen == FIXED and not without:
         return fitted, None
     dropout = f", dropout {chosen.dropout:g}" if chosen.dropout else without
-    why = _why(n_chars, shape.kind)
-    return fitted, f"{chosen.layers}x{chosen.hidden} {fitted.kind.upper()}{dropout} (--size auto: {why})"
+    why = f"--size auto: under {row.below:,} chars"
+    return fitted, f"{chosen.layers}x{chosen.hidden} {fitted.kind.upper()}{dropout} ({why})"
