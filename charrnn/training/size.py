@@ -23,6 +23,7 @@ from ..cells.types import SizeRow
 from ..errors import CharRNNError
 from ..model import ModelConfig
 
+
 @dataclass(frozen=True)
 class ModelSize:
     """A model's size as --size chooses it."""
