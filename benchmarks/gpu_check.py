@@ -8,6 +8,8 @@ It runs, on the GPU:
 - the tests marked `cuda` (tests/test_cuda.py: each CUDA path against the CPU);
 - `charrnn train` for --seconds each in fp32, bf16 and fp16 on
   tinyshakespeare (../shared/data, else the shipped corpus): chars/s, val loss;
+- the same for a minGRU in bf16, and the minimal cells' two scans timed
+  (which one `scan` should pick on this device);
 - sampling chars/s at batch 1 and 64, and beam search's, from the fp32 run;
 - `charrnn inspect` on 100,000 characters;
 - `train --init-from` the fp32 run on this repository's README for 20 s;
@@ -73,10 +75,11 @@ def cuda_tests() -> tuple[bool, str]:
     return done.returncode in (0, 5), summary  # 5: nothing ran (all skipped without a GPU)
 
 
-def train_row(corpus: Path, out: Path, precision: str, device: str, seconds: float, small: bool) -> tuple[bool, str]:
+def train_row(corpus: Path, out: Path, precision: str, device: str, seconds: float, small: bool,
+              *extra: str) -> tuple[bool, str]:  # fmt: skip
     size = ["--hidden", "64", "--layers", "1", "--eval-every", "20"] if small else ["--size", "fixed", "--eval-every", "200"]
     done = charrnn("train", corpus, "--out", out, "--device", device, "--precision", precision,
-                   "--time-limit", f"{seconds}s", *size, timeout=seconds + 300)  # fmt: skip
+                   "--time-limit", f"{seconds}s", *size, *extra, timeout=seconds + 300)  # fmt: skip
     if done.returncode != 0:
         return False, done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
     entries = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -101,6 +104,38 @@ def sampling_row(run: Path, device: str, small: bool) -> tuple[bool, str]:
     best = "".join(c[0] for c in sample_checkpoint(run, "", SampleConfig(length=length, beam=8), device))
     figures.append(f"beam 8: {len(best) / (time.perf_counter() - t0):,.0f} chars/s")
     return True, "; ".join(figures)
+
+
+def scan_row(device: str, small: bool) -> tuple[bool, str]:
+    """The minimal cells' two scans on this device, forward and backward:
+    `scan` runs the parallel one off the CPU, on the belief (unmeasured
+    before this row) that few large kernels beat 2T small ones there."""
+    from charrnn.cells import scan
+
+    shape = (32, 128, 64 if small else 384)
+    ms, outs = {}, {}
+    for name, fn in (("sequential", scan.sequential), ("parallel", scan.parallel)):
+        times = []
+        for _ in range(4):
+            torch.manual_seed(0)
+            a = torch.rand(shape, device=device, requires_grad=True)
+            b = torch.rand(shape, device=device, requires_grad=True)
+            h0 = torch.rand(shape[0], shape[2], device=device)
+            _sync(device)
+            t0 = time.perf_counter()
+            outs[name] = fn(a, b, h0)
+            outs[name].sum().backward()
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+        ms[name] = 1000 * sorted(times[1:])[1]
+    rel = ((outs["parallel"] - outs["sequential"]).abs() / outs["sequential"]).max().item()
+    return rel < 1e-5, (f"B32 T128 H{shape[2]}, forward + backward: sequential {ms['sequential']:.2f} ms, parallel "
+                        f"{ms['parallel']:.2f} ms; max relative difference {rel:.1e}")  # fmt: skip
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
 
 
 def finetune_row(run: Path, out: Path, device: str, seconds: float) -> tuple[bool, str]:
@@ -183,6 +218,9 @@ def main() -> int:
                 continue
             rows.append((f"train {precision}, {seconds:g} s", *guarded(train_row, corpus, tmp / precision, precision,
                                                                                device, seconds, small)))  # fmt: skip
+        rows.append((f"train mingru bf16, {seconds:g} s", *guarded(train_row, corpus, tmp / "mingru", "bf16", device,
+                                                                    seconds, small, "--model", "mingru")))  # fmt: skip
+        rows.append(("minimal cells' scan", *guarded(scan_row, device, small)))
         run = tmp / "fp32"
         if (run / "best.safetensors").exists():
             rows.append(("sample", *guarded(sampling_row, run, device, small)))

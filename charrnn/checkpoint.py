@@ -303,7 +303,7 @@ def _rebuild(p: Path, meta: dict, tensors: dict[str, torch.Tensor]) -> Checkpoin
         raise ValueError("its weights are not float32, bfloat16 or float16")  # an export may be halved
     # Building even a meta model costs time per declared layer: a crafted
     # config asking for millions must be refused by what the file holds.
-    if config.layers != sum(name.startswith("rnn.weight_hh_l") for name in weights):
+    if config.layers != sum(name.startswith("rnn.weight_ih_l") for name in weights):
         raise ValueError(f"the model config declares {config.layers} layers, the weights hold another number")
     with torch.device("meta"):  # check shapes before allocating what the config asks for
         expected = {k: tuple(v.shape) for k, v in CharRNN(config).state_dict().items()}

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from . import cells
@@ -125,7 +124,7 @@ class CharRNN(nn.Module):
         for k in range(self.config.layers):
             w = self.layer_weights(k)
             prev = tuple(s[k] for s in state)
-            new, gates = self.cell.step(F.linear(x, w.w_ih, w.b_ih), F.linear(prev[0], w.w_hh, w.b_hh), prev)
+            new, gates = self.cell.step(w.input(x), w.recurrent(prev[0]), prev)
             layers.append(new)
             if trace is not None:
                 trace.update({f"l{k}.{name}": t for name, t in zip(self.cell.state_names, new)})

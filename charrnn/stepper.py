@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .cells import LayerWeights, Slot, State
+from .cells import Slot, State
 from .model import CharRNN
 
 
@@ -35,7 +35,7 @@ class FastStepper:
         embed = model.embed.weight.detach().to(dev, torch.float32)
         self.layers = []
         for k in range(c.layers):
-            weights = LayerWeights(*(t.detach().to(dev, torch.float32) for t in model.layer_weights(k)))
+            weights = model.layer_weights(k).map(lambda t: t.detach().to(dev, torch.float32))
             slot = Slot(
                 weights,
                 embed=embed if k == 0 else None,

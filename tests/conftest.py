@@ -86,4 +86,6 @@ def trained_run(tmp_path: Path, corpus_file: Path) -> Path:
     return out
 
 
-BUILTIN_KINDS = ["rnn", "gru", "lstm"]
+FUSED_KINDS = ["rnn", "gru", "lstm"]  # trained by PyTorch's fused modules
+SCAN_KINDS = ["mingru", "minlstm"]  # trained by a scan over each window (charrnn/cells/scan.py)
+BUILTIN_KINDS = FUSED_KINDS + SCAN_KINDS

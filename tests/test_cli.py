@@ -79,7 +79,7 @@ def test_learning_rate_default_follows_the_model_kind(tmp_path, corpus_file):
     assert stored_lr(tmp_path / "g", "--model", "gru") == 2e-3
     assert stored_lr(tmp_path / "l", "--model", "lstm") == 8e-3
     assert stored_lr(tmp_path / "x", "--model", "gru", "--lr", "1e-2") == 1e-2
-    assert default_lrs() == "8e-3 for lstm, 2e-3 for gru and rnn"  # what --help says
+    assert default_lrs() == "8e-3 for lstm, mingru and minlstm; 2e-3 for rnn and gru"  # what --help says
 
 
 def test_resume_continues_to_max_steps(trained_run):

@@ -80,7 +80,7 @@ def test_gradcheck(kind):
 
 
 def test_state_shapes_and_detach():
-    for kind, n in [("rnn", 1), ("gru", 1), ("lstm", 2)]:
+    for kind, n in [("rnn", 1), ("gru", 1), ("lstm", 2), ("mingru", 1), ("minlstm", 1)]:
         model = tiny(kind)
         state = model.init_state(3)
         assert len(state) == n and all(s.shape == (2, 3, 4) for s in state)

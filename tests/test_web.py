@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import urllib.parse
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,7 +15,7 @@ from charrnn import checkpoint as ckpt
 from charrnn.data import Vocab
 from charrnn.model import CharRNN, ModelConfig
 
-from conftest import BUILTIN_KINDS, assert_one_line_error, make_text, run_cli
+from conftest import BUILTIN_KINDS, SCAN_KINDS, assert_one_line_error, make_text, run_cli
 from test_page import EVIL, chromium, needs_browser
 
 VOCAB = Vocab.from_chars(make_text(30) + EVIL)
@@ -41,17 +43,24 @@ def selftest(page, tmp_path, prime: str, length: int = 300) -> tuple[dict, str]:
 
 
 @needs_browser
-@pytest.mark.parametrize("kind, dtype", list(zip(BUILTIN_KINDS, ["bf16", "fp32", "fp16"])))  # every kind and dtype
+@pytest.mark.parametrize("kind, dtype", list(zip(BUILTIN_KINDS, itertools.cycle(["bf16", "fp32", "fp16"]))))  # every kind and dtype
 def test_the_page_generates_what_charrnn_sample_does(kind, dtype, tmp_path):
     source, page, half = model_file(tmp_path, kind), tmp_path / "page.html", tmp_path / "half.safetensors"
     assert run_cli("export", source, half, "--web", page, "--dtype", dtype).exit_code == 0
-    prime = EVIL if kind == "lstm" else "the "
+    prime = EVIL if kind == "lstm" else make_text(2, seed=5)
     report, dom = selftest(page, tmp_path, prime)
     # The reference is the same weights: the model exported in the page's dtype.
+    model = ckpt.load_checkpoint(half).model.float()
+    with torch.no_grad():
+        logits, _ = model(torch.as_tensor(VOCAB.encode(prime).astype("int64"))[None])
+    np.testing.assert_allclose(np.array(report["logits"]), logits[0].numpy(), atol=1e-3, rtol=0)  # every prime position (float64 against 32)
     done = run_cli("sample", half, "--temperature", "0", "--prime", prime, "--length", "300", "--no-echo")
     assert done.exit_code == 0, done.output
     assert report["errors"] == []
-    assert report["text"] == done.stdout[:-1] and len(set(report["text"])) > 10
+    assert report["text"] == done.stdout[:-1]
+    # A random model's argmax text may settle into a short cycle: a scanning
+    # kind's h, an average of its inputs, always did. The logits above cover it.
+    assert len(set(report["text"])) > 10 or kind in SCAN_KINDS
     streamed = report["streamed"]  # the form's run: sampled at 0.9, top-k 5, 80 characters after the prime
     assert streamed.startswith(prime) and len(streamed) == len(prime) + 80 and set(streamed) <= set(VOCAB.chars)
     if prime == EVIL:  # a hostile prime stays text: no element made of it

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 from ..errors import CharRNNError
 from .base import Cell, check_kind
-from .types import LayerState, LayerWeights, Range, State, layer_weights
+from .types import WEIGHT_NAMES, LayerState, LayerWeights, Range, State, layer_weights
 from .gru import GRU
 from .lstm import LSTM
+from .mingru import MinGRU
+from .minlstm import MinLSTM
 from .packing import Slot
 from .rnn import RNN
 
-__all__ = ["DEFAULT", "Cell", "LayerState", "LayerWeights", "Range", "Slot", "State", "get", "layer_weights", "names",
+__all__ = ["DEFAULT", "WEIGHT_NAMES", "Cell", "LayerState", "LayerWeights", "Range", "Slot", "State", "get", "layer_weights", "names",
            "register", "unregister"]  # fmt: skip
 
 # The kind `charrnn train` builds when --model is not given. The GRU wins
@@ -54,9 +56,9 @@ def get(name: str) -> Cell:
 
 
 def names() -> list[str]:
-    """Registered kinds, in registration order (built-ins: rnn, gru, lstm)."""
+    """Registered kinds, in registration order (built-ins: rnn, gru, lstm, mingru, minlstm)."""
     return list(_registry)
 
 
-for _cell in (RNN(), GRU(), LSTM()):
+for _cell in (RNN(), GRU(), LSTM(), MinGRU(), MinLSTM()):
     register(_cell)

@@ -9,7 +9,9 @@ default learning rate. Nothing outside `charrnn/cells/` branches on kind.
 Every kind keeps PyTorch's `nn.RNNBase` weight layout, so a layer's input
 and recurrent contributions are `gi = W_ih x + b_ih` and `gh = W_hh h + b_hh`
 (each (..., blocks*H)), and its step is a function of gi, gh and the
-layer's previous state.
+layer's previous state. A kind whose gates read the input alone (minGRU,
+minLSTM: `recurrent = False`) has no W_hh and b_hh, and gets gh = None;
+if it also writes `scan`, it trains over a whole window at once.
 """
 
 from __future__ import annotations
@@ -44,8 +46,14 @@ class Cell:
     # always the fixed default.
     size_rule: ClassVar[tuple[SizeRow, ...]] = ()
     # The fused multi-layer module training runs; None: cells/stepped.py's
-    # SteppedRNN, which steps `step` in a loop (exact, slow).
+    # SteppedRNN, which runs the kind's `scan` over each window if it has
+    # one (`scans`), else steps `step` in a loop (exact, slow).
     fused: ClassVar[type[nn.RNNBase] | None] = None
+    # Whether the gates read h(t-1) through W_hh. False: the layer has no
+    # weight_hh/bias_hh, and `step` and `record` get gh = None.
+    recurrent: ClassVar[bool] = True
+    # Whether the kind writes `scan` (only a kind that is not `recurrent` can).
+    scans: ClassVar[bool] = False
     # `step` in JavaScript, for the exported web page (charrnn/web): a
     # function (gi, gh, prev, H) -> the new state parts, each a
     # Float64Array(H), h first; gi and gh hold the G*H pre-activations of
@@ -91,21 +99,28 @@ class Cell:
 
     # -- the step: the gate maths, written once ----------------------------
 
-    def step(self, gi: torch.Tensor, gh: torch.Tensor, prev: LayerState) -> tuple[LayerState, dict[str, torch.Tensor]]:
+    def step(self, gi: torch.Tensor, gh: torch.Tensor | None, prev: LayerState) -> tuple[LayerState, dict[str, torch.Tensor]]:
         """One step of one layer: gi, gh (B, blocks*H) and the previous state
-        -> (the new state, {gate name: (B, H)}). Works on any leading shape."""
+        -> (the new state, {gate name: (B, H)}). Works on any leading shape.
+        gh is None for a kind that is not `recurrent`."""
         raise NotImplementedError
 
-    def record(self, gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor, prev: LayerState) -> dict[str, torch.Tensor]:
+    def scan(self, gi: torch.Tensor, prev: LayerState) -> tuple[torch.Tensor, LayerState]:
+        """A whole window of one layer at once (kinds with `scans`): gi
+        (B, T, blocks*H) and the state before it ((B, H) each) -> h (B, T, H)
+        and the state after it. Equal to `step` over the window."""
+        raise NotImplementedError
+
+    def record(self, gi: torch.Tensor, gh: torch.Tensor | None, h: torch.Tensor, prev: LayerState) -> dict[str, torch.Tensor]:
         """Every traced tensor but h for a chunk of T characters, given the
         fused kernel's h (T, H) for the chunk and gi, gh (T, blocks*H) made
-        from it (gh from h(t-1)); prev is the state before the chunk, (H,)
+        from it (gh from h(t-1); None for a kind that is not `recurrent`); prev is the state before the chunk, (H,)
         each. This default steps once per character; built-in kinds compute
         their gates for the whole chunk at once."""
         parts: dict[str, list[torch.Tensor]] = {name: [] for name in self.traced[1:]}
         state = tuple(p[None] for p in prev)
         for t in range(len(gi)):
-            new, gates = self.step(gi[t : t + 1], gh[t : t + 1], state)
+            new, gates = self.step(gi[t : t + 1], None if gh is None else gh[t : t + 1], state)
             state = (h[t : t + 1], *new[1:])  # carry the fused kernel's h, as training computes it
             for name, value in zip(self.state_names[1:], new[1:]):
                 parts[name].append(value)
@@ -133,5 +148,7 @@ def check_kind(cell: Cell) -> None:
     missing = [n for n in cell.traced if n not in cell.ranges]
     if missing:
         raise CharRNNError(f"cell {cell.name!r} gives no range for {', '.join(missing)}")
+    if cell.scans and cell.recurrent:
+        raise CharRNNError(f"cell {cell.name!r}: only a kind that is not recurrent can scan")
     if len(set(cell.traced)) != len(cell.traced):
         raise CharRNNError(f"cell {cell.name!r} uses a name twice among {cell.traced}")

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import torch
-import torch.nn.functional as F
 
 from .types import LayerState, LayerWeights
 
@@ -97,6 +96,8 @@ class StepLayer:
 
     def __init__(self, cell: Cell, slot: Slot):
         self.cell, self.slot = cell, slot
+        # layer 0: each character's whole input contribution, one row lookup
+        self.table = None if slot.embed is None else slot.weights.input(slot.embed)
         self.rest = tuple(torch.zeros_like(slot.h) for _ in cell.state_names[1:])  # state parts beyond h
 
     def load(self, prev: LayerState) -> None:
@@ -109,9 +110,8 @@ class StepLayer:
     @torch.no_grad()  # as the stepper promises: callers need no autograd context
     def step(self, ids: torch.Tensor) -> None:
         s, w = self.slot, self.slot.weights
-        x = F.embedding(ids, s.embed) if s.embed is not None else s.below
-        gi, gh = F.linear(x, w.w_ih, w.b_ih), F.linear(s.h, w.w_hh, w.b_hh)
-        new, _ = self.cell.step(gi, gh, (s.h, *self.rest))
+        gi = self.table[ids] if self.table is not None else w.input(s.below)
+        new, _ = self.cell.step(gi, w.recurrent(s.h), (s.h, *self.rest))
         s.h.copy_(new[0])
         self.rest = tuple(new[1:])
 

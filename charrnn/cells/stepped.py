@@ -1,12 +1,17 @@
-"""A multi-layer module for any cell kind, stepping its cell in a Python
-loop over time: what a kind without a fused kernel trains with.
+"""A multi-layer module for any cell kind without a fused kernel: what
+such a kind trains with.
 
-It keeps nn.RNNBase's parameter names and initialisation (every weight
-uniform in +-1/sqrt(H)), and its calling convention: batch-first input
-(B, T, in), the state as the kind's `to_fused` gives it, dropout between
-layers while training. Exact, and slow: each character of each layer is a
-few small PyTorch calls, so it suits tests and experiments with new kinds,
-not long runs.
+A kind that scans (`Cell.scans`: minGRU, minLSTM) runs its parallel scan
+over each window, every op covering the whole (B, T, H) at once. Any other
+kind steps its cell in a Python loop over time: exact, and slow (each
+character of each layer is a few small PyTorch calls), so it suits tests
+and experiments with new kinds, not long runs.
+
+It keeps nn.RNNBase's parameter names (without weight_hh and bias_hh for a
+kind that is not `recurrent`) and initialisation (every weight uniform in
++-1/sqrt(H)), and its calling convention: batch-first input (B, T, in),
+the state as the kind's `to_fused` gives it, dropout between layers while
+training.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .types import layer_weights
+from .types import WEIGHT_NAMES, LayerState, layer_weights
 
 
 class SteppedRNN(nn.Module):
@@ -27,8 +32,9 @@ class SteppedRNN(nn.Module):
         bound = 1 / math.sqrt(hidden)
         rows = cell.blocks * hidden
         for k in range(layers):
-            shapes = {"weight_ih": (rows, input_size if k == 0 else hidden), "weight_hh": (rows, hidden),
-                      "bias_ih": (rows,), "bias_hh": (rows,)}  # fmt: skip
+            shapes = dict(zip(WEIGHT_NAMES, [(rows, input_size if k == 0 else hidden), (rows, hidden), (rows,), (rows,)]))
+            if not cell.recurrent:
+                del shapes["weight_hh"], shapes["bias_hh"]
             for name, shape in shapes.items():
                 self.register_parameter(f"{name}_l{k}", nn.Parameter(torch.empty(shape).uniform_(-bound, bound)))
 
@@ -37,15 +43,21 @@ class SteppedRNN(nn.Module):
         state = self.cell.from_fused(state)  # parts of (layers, B, H)
         new_state = []
         for k in range(self.layers):
-            w = layer_weights(self, k)
-            gi = F.linear(x, w.w_ih, w.b_ih)  # (B, T, blocks*H): the whole sequence's input at once
             prev = tuple(part[k] for part in state)
-            outs = []
-            for t in range(x.shape[1]):
-                prev, _ = self.cell.step(gi[:, t], F.linear(prev[0], w.w_hh, w.b_hh), prev)
-                outs.append(prev[0])
-            new_state.append(prev)
-            x = torch.stack(outs, 1)
+            x, last = self._layer(k, x, prev)
+            new_state.append(last)
             if k < self.layers - 1:
                 x = F.dropout(x, self.dropout, self.training)
         return x, self.cell.to_fused(tuple(torch.stack(part) for part in zip(*new_state)))
+
+    def _layer(self, k: int, x: torch.Tensor, prev: LayerState) -> tuple[torch.Tensor, LayerState]:
+        """Layer k over a window: x (B, T, in) -> h (B, T, H), its last state."""
+        w = layer_weights(self, k)
+        gi = w.input(x)  # (B, T, blocks*H): the whole window's input at once
+        if self.cell.scans:
+            return self.cell.scan(gi, prev)
+        outs = []
+        for t in range(x.shape[1]):
+            prev, _ = self.cell.step(gi[:, t], w.recurrent(prev[0]), prev)
+            outs.append(prev[0])
+        return torch.stack(outs, 1), prev

@@ -7,6 +7,7 @@ from enum import Enum
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # A model's recurrent state: one (layers, B, H) tensor per state part, h first.
@@ -36,12 +37,27 @@ class SizeRow(NamedTuple):
 
 class LayerWeights(NamedTuple):
     w_ih: torch.Tensor  # (blocks*H, in)
-    w_hh: torch.Tensor  # (blocks*H, H)
+    w_hh: torch.Tensor | None  # (blocks*H, H); None: a kind whose gates read the input alone (Cell.recurrent)
     b_ih: torch.Tensor  # (blocks*H,)
-    b_hh: torch.Tensor  # (blocks*H,)
+    b_hh: torch.Tensor | None  # (blocks*H,); None with w_hh
+
+    def input(self, x: torch.Tensor) -> torch.Tensor:
+        """gi = W_ih x + b_ih, (..., blocks*H)."""
+        return F.linear(x, self.w_ih, self.b_ih)
+
+    def recurrent(self, h: torch.Tensor) -> torch.Tensor | None:
+        """gh = W_hh h + b_hh, (..., blocks*H); None for a kind without W_hh."""
+        return None if self.w_hh is None else F.linear(h, self.w_hh, self.b_hh)
+
+    def map(self, fn) -> LayerWeights:
+        """fn applied to every weight there is (None stays None)."""
+        return LayerWeights(*(None if t is None else fn(t) for t in self))
+
+
+WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # nn.RNNBase's, in LayerWeights' order
 
 
 def layer_weights(rnn: nn.Module, k: int) -> LayerWeights:
-    """Layer k's weights from a module with nn.RNNBase's parameter names."""
-    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-    return LayerWeights(*(getattr(rnn, f"{name}_l{k}") for name in names))
+    """Layer k's weights from a module with nn.RNNBase's parameter names
+    (weight_hh and bias_hh None where the module has none)."""
+    return LayerWeights(*(getattr(rnn, f"{name}_l{k}", None) for name in WEIGHT_NAMES))

@@ -33,7 +33,7 @@ Size = _choices("Size", ("auto", "fixed"))
 def kinds_help() -> str:
     """'rnn (Elman, tanh), gru or lstm': every registered kind, as --model's help names it."""
     summaries = [cells.get(name).summary or name for name in cells.names()]
-    return ", ".join(summaries[:-1]) + " or " + summaries[-1] if len(summaries) > 1 else summaries[0]
+    return _listed(summaries, "or")
 
 
 def format_lr(lr: float) -> str:
@@ -43,11 +43,17 @@ def format_lr(lr: float) -> str:
 
 
 def default_lrs() -> str:
-    """'8e-3 for lstm, 2e-3 for gru and rnn': the kinds' defaults, grouped."""
+    """'8e-3 for lstm and mingru; 2e-3 for rnn and gru': the kinds' defaults,
+    grouped, the default kind's group first."""
     kinds: dict[float, list[str]] = {}
-    for name in reversed(cells.names()):  # the default kind (registered last) first, as the README words it
+    for name in sorted(cells.names(), key=lambda n: n != cells.DEFAULT):  # stable: registration order after it
         kinds.setdefault(cells.get(name).default_lr, []).append(name)
-    return ", ".join(f"{format_lr(lr)} for {' and '.join(ks)}" for lr, ks in kinds.items())
+    return "; ".join(f"{format_lr(lr)} for {_listed(ks, 'and')}" for lr, ks in kinds.items())
+
+
+def _listed(words: list[str], conjunction: str) -> str:
+    """'a, b and c'."""
+    return f"{', '.join(words[:-1])} {conjunction} {words[-1]}" if len(words) > 1 else words[0]
 
 
 DEVICE_HELP = "Where to run: auto picks cuda, then mps, then cpu."

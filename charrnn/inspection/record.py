@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..cells import WEIGHT_NAMES
 from ..data import Vocab
 from ..device import ieee_fp32
 from ..errors import CharRNNError
@@ -190,7 +191,7 @@ def _chunk(model: CharRNN, layers: list, ids: torch.Tensor, state: tuple) -> tup
         h, _ = layers[k](x[None], cell.to_fused(tuple(p[None, None] for p in prev)))  # a batch of 1
         h = h[0]  # (T, H): the fused kernel's numbers, as training computes them
         h_prev = torch.cat([prev[0][None], h[:-1]])
-        rest = cell.record(F.linear(x, w.w_ih, w.b_ih), F.linear(h_prev, w.w_hh, w.b_hh), h, prev)
+        rest = cell.record(w.input(x), w.recurrent(h_prev), h, prev)
         parts = {"h": h, **rest}
         tensors.update({f"l{k}.{name}": parts[name] for name in cell.traced})
         new_state.append(tuple(parts[name][-1] for name in cell.state_names))
@@ -249,7 +250,6 @@ def single_layers(model: CharRNN) -> list[torch.nn.Module]:
         with torch.random.fork_rng(devices=[]):  # its random init is overwritten: leave the caller's generator be
             layer = model.cell.build(w.w_ih.shape[1], cfg.hidden, 1, 0.0)
         layer = layer.to(w.w_ih.device).eval()
-        layer.load_state_dict({"weight_ih_l0": w.w_ih, "weight_hh_l0": w.w_hh, "bias_ih_l0": w.b_ih,
-                               "bias_hh_l0": w.b_hh})  # fmt: skip
+        layer.load_state_dict({f"{name}_l0": t for name, t in zip(WEIGHT_NAMES, w) if t is not None})
         layers.append(layer)
     return layers

@@ -53,7 +53,8 @@ function step(state, id) {  // -> logits (V,); the state advances in place
   let x = W["embed.weight"].subarray(id * E, (id + 1) * E), width = E;
   for (let k = 0; k < D.layers; k++) {
     const gi = affine(W[`rnn.weight_ih_l${k}`], W[`rnn.bias_ih_l${k}`], x, G, width);
-    const gh = affine(W[`rnn.weight_hh_l${k}`], W[`rnn.bias_hh_l${k}`], state[k][0], G, H);
+    const whh = W[`rnn.weight_hh_l${k}`];  // none for a kind whose gates read the input alone
+    const gh = whh ? affine(whh, W[`rnn.bias_hh_l${k}`], state[k][0], G, H) : null;
     state[k] = cellStep(gi, gh, state[k], H);
     x = state[k][0]; width = H;
   }
@@ -125,9 +126,10 @@ $("go").addEventListener("click", () => {
 });
 $("stop").addEventListener("click", finish);
 
-if (location.hash.startsWith("#selftest")) {  // used by the tests: argmax from a prime, then a sampled run
+if (location.hash.startsWith("#selftest")) {  // used by the tests: the prime's logits, argmax from it, a sampled run
   const q = new URLSearchParams(location.hash.slice("#selftest".length + 1));
-  const prime = q.get("prime") || "";
+  const prime = q.get("prime") || "", state = freshState();
+  const logits = [...prime].filter(c => ids.has(c)).map(c => Array.from(step(state, ids.get(c))));
   const text = [...generate(prime, 0, 0, 0, Number(q.get("length") || 300))].join("");
   // Then the page's own path, as a user drives it: the form, sampling, streaming.
   $("prime").value = prime; $("temperature").value = "0.9"; $("topk").value = "5"; $("length").value = "80";
@@ -136,7 +138,7 @@ if (location.hash.startsWith("#selftest")) {  // used by the tests: argmax from 
     if (running) return setTimeout(report, 10);
     const pre = document.createElement("pre");
     pre.id = "selftest";
-    pre.textContent = JSON.stringify({errors, text, note: $("note").textContent, streamed: $("out").textContent});
+    pre.textContent = JSON.stringify({errors, logits, text, note: $("note").textContent, streamed: $("out").textContent});
     document.body.appendChild(pre);
   };
   report();
