@@ -124,15 +124,15 @@ def markdown_table(results: list[dict]) -> str:
 
 
 def best_table(results: list[dict]) -> str:
-    """Rows: cell kind and size (LSTM, GRU, RNN; small to large); cells: the
+    """Rows: cell kind and size (LSTM, GRU, RNN, minGRU, minLSTM; small to large); cells: the
     lowest val loss any logged configuration of that size reached in that
     budget, with the options that reached it."""
     budgets = sorted({r["minutes"] for r in results})
-    order = {"lstm": 0, "gru": 1, "rnn": 2}
+    order = {"lstm": 0, "gru": 1, "rnn": 2, "mingru": 3, "minlstm": 4}
     sizes: dict[tuple, dict[float, dict]] = {}
     for r in results:
         m = r["model"]
-        cells = sizes.setdefault((order.get(m["kind"], 3), m["layers"], m["hidden"], m["kind"]), {})
+        cells = sizes.setdefault((order.get(m["kind"], len(order)), m["layers"], m["hidden"], m["kind"]), {})
         if r["minutes"] not in cells or r["val_loss"] < cells[r["minutes"]]["val_loss"]:
             cells[r["minutes"]] = r
     lines = _header(["model", "parameters", *(f"{b:g} min" for b in budgets)])

@@ -53,7 +53,7 @@ from rich.table import Table
 from rich.text import Text
 
 REPO = Path(__file__).resolve().parent.parent
-KINDS = ("rnn", "gru", "lstm")
+KINDS = ("rnn", "gru", "lstm")  # the kinds both versions know: the default OLD ref predates mingru and minlstm
 RUN_FILES = ("best.safetensors", "last.safetensors", "metrics.jsonl")
 TIMING_FIELDS = ("elapsed_s", "chars_per_s", "eval_s", "save_s")  # wall-clock, differ on every run
 WORK, RUN = "<WORK>", "<RUN>"  # placeholders for the work directories' paths and a step's run directory name

@@ -74,8 +74,9 @@ def bytes_per_step(model: CharRNN) -> int:
     head matrix, but only one row of layer 0's folded input table."""
     c = model.config
     gates = model.cell.blocks
-    per_layer_above = gates * c.hidden * 2 * c.hidden
-    layer0 = gates * c.hidden * c.hidden
+    recurrent = c.hidden if model.cell.recurrent else 0  # W_hh's columns: none for a scanning kind
+    per_layer_above = gates * c.hidden * (c.hidden + recurrent)
+    layer0 = gates * c.hidden * recurrent
     head = c.hidden * c.vocab_size
     return 4 * (layer0 + (c.layers - 1) * per_layer_above + head + gates * c.hidden)
 

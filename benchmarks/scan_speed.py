@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from charrnn import cells
 from charrnn.cells import scan
+from charrnn.device import recurrence_in_fp32
 from charrnn.model import CharRNN, ModelConfig
 
 B, T, E, V = 32, 128, 64, 65
@@ -104,6 +105,7 @@ def _recurrence(a, b, h0):
 def make_step(kind: str, hidden: int, precision: str, device: torch.device):
     torch.manual_seed(0)
     model = CharRNN(ModelConfig(kind, V, E, hidden, 2)).to(device).train()
+    model.fp32_recurrence = recurrence_in_fp32(precision, device)  # as the trainer sets it
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x, y = torch.randint(0, V, (B, T), device=device), torch.randint(0, V, (B, T), device=device)
 

@@ -69,7 +69,8 @@ def recurrence_in_fp32(precision: str, device: torch.device) -> bool:
     autocast hands cuDNN's RNN kernels fp16 whatever dtype was asked for,
     and bf16 has no gradient scaler: `--precision bf16` would train the
     recurrence in unscaled fp16. There the embedding and head run in bf16
-    and the recurrence in fp32."""
+    and the recurrence in fp32 (a fused one: CharRNN.forward; a scanning
+    kind's recurrence is fp32 on every device, cells/scan.py)."""
     return precision == "bf16" and device.type == "cuda"
 
 

@@ -1,12 +1,13 @@
 """CharRNN: embedding -> recurrent layers of one cell kind -> dropout -> linear head.
 
 Training runs the kind's fused multi-layer module (`nn.RNN`, `nn.GRU`,
-`nn.LSTM` for the built-in kinds). `step` computes one character at a time
+`nn.LSTM`), or for a kind without one cells/stepped.py's module (the
+minimal cells' scan over each window). `step` computes one character at a time
 from the same weights, through the kind's own step function, so that every
 layer's state and gates can be seen; tests hold the two paths equal.
 
 State is always a tuple of (layers, B, H) tensors, one per state part of
-the kind, h first: `(h,)` for RNN and GRU, `(h, c)` for LSTM. That layout
+the kind, h first: `(h, c)` for LSTM, `(h,)` for the others. That layout
 is the contract (training slices its streams, sampling expands its batch,
 inspect takes a layer's part); how many parts there are is the kind's
 business, and `init_state` / `detach_state` make and cut them.
@@ -74,8 +75,9 @@ class CharRNN(nn.Module):
         self.drop = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.hidden, c.vocab_size)
         self.cell.init_parameters(self.rnn, c.layers, c.hidden)
-        # Set by the trainer where autocast must not reach the recurrence
-        # (device.recurrence_in_fp32: bf16 on CUDA).
+        # Set by the trainer where autocast must not reach a fused recurrence
+        # (device.recurrence_in_fp32: bf16 on CUDA). A scanning kind keeps
+        # its recurrence in fp32 anyway (cells/scan.py), and its matmuls in bf16.
         self.fp32_recurrence = False
 
     # -- state ---------------------------------------------------------------
@@ -98,7 +100,7 @@ class CharRNN(nn.Module):
         if state is None:
             state = self.init_state(ids.shape[0], ids.device)
         x = self.embed(ids)  # (B, T, E)
-        if self.fp32_recurrence:
+        if self.fp32_recurrence and self.cell.fused is not None:  # cuDNN's kernels are the reason (see device.py)
             with torch.autocast(x.device.type, enabled=False):
                 out, new = self.rnn(x.float(), self.cell.to_fused(tuple(s.float() for s in state)))
         else:
@@ -117,7 +119,8 @@ class CharRNN(nn.Module):
         weights (eval semantics: no dropout). If `trace` is a dict it
         receives every layer's tensors, each (B, H), under the names of
         `ModelConfig.trace_names`: `l{k}.h`, `l{k}.c` for an LSTM, and the
-        gates, `l{k}.i/f/g/o` (LSTM) or `l{k}.r/z/n` (GRU).
+        gates, e.g. `l{k}.i/f/g/o` (LSTM) or `l{k}.r/z/n` (GRU): the kind's
+        `gate_names`.
         """
         x = self.embed(ids)  # (B, E)
         layers = []

@@ -1,19 +1,25 @@
 """The minimal cells' scan (charrnn/cells/scan.py): both algorithms equal
 the plain recurrence, forward and backward; a scanning kind trains as its
-step computes; and the kinds refuse what cannot work."""
+step computes, and trains, samples, evaluates and is inspected through the
+CLI; and kinds that declare a contradiction are refused."""
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from charrnn import cells
+from charrnn import checkpoint as ckpt
 from charrnn.cells import Cell, Range, scan
 from charrnn.errors import CharRNNError
+from charrnn.evaluate import eval_text, score
 from charrnn.model import CharRNN, ModelConfig
 
-from conftest import SCAN_KINDS
+from conftest import SCAN_KINDS, run_cli
 
 
 def recurrence(a, b, h0):
@@ -43,18 +49,45 @@ def test_both_algorithms_equal_the_recurrence_within_1e_5(algorithm, spread):
     assert ((got.double() - want).abs() / want.abs().clamp_min(1e-3)).max() < 1e-5
 
 
+@pytest.mark.parametrize("length", [1, 2, 37])  # 1: nothing to combine; 37: not a power of two
 @pytest.mark.parametrize("algorithm", [scan.sequential, scan.parallel])
-def test_both_algorithms_have_the_recurrences_gradients(algorithm):
+def test_both_algorithms_have_the_recurrences_gradients(algorithm, length):
     torch.manual_seed(1)
-    a = torch.rand(2, 37, 5, dtype=torch.float64, requires_grad=True)  # 37: not a power of two
-    b = torch.rand(2, 37, 5, dtype=torch.float64, requires_grad=True)
+    a = torch.rand(2, length, 5, dtype=torch.float64, requires_grad=True)
+    b = torch.rand(2, length, 5, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(2, 5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(algorithm, (a, b, h0))
-    weights = torch.randn(2, 37, 5, dtype=torch.float64)
-    want = torch.autograd.grad((recurrence(a, b, h0) * weights).sum(), (a, b, h0))
-    got = torch.autograd.grad((algorithm(a, b, h0) * weights).sum(), (a, b, h0))
+    torch.testing.assert_close(algorithm(a, b, h0), recurrence(a, b, h0), atol=1e-12, rtol=1e-12)
+    # time-major tensors underneath, as a caller's may be: used as they are, never written to
+    weights = torch.randn(length, 2, 5, dtype=torch.float64).transpose(0, 1)
+    kept = weights.clone()
+    want = torch.autograd.grad(recurrence(a, b, h0), (a, b, h0), weights)
+    got = torch.autograd.grad(algorithm(a, b, h0), (a, b, h0), weights)
     for x, y in zip(got, want):
         torch.testing.assert_close(x, y, atol=1e-10, rtol=1e-10)
+    assert torch.equal(weights, kept)
+
+
+@pytest.mark.parametrize("kind", SCAN_KINDS)
+def test_a_model_scanned_in_parallel_equals_its_step_path_and_gradients(kind, monkeypatch):
+    """What CUDA and MPS run, inside a model, on the CPU."""
+    torch.manual_seed(5)
+    model = CharRNN(ModelConfig(kind, vocab_size=7, embedding=5, hidden=6, layers=2))
+    ids, targets = torch.randint(0, 7, (3, 21)), torch.randint(0, 7, (3, 21))
+
+    def run():
+        model.zero_grad()
+        logits, state = model(ids)
+        F.cross_entropy(logits.flatten(0, 1), targets.flatten()).backward()
+        return logits.detach(), state, [p.grad.clone() for p in model.parameters()]
+
+    sequential = run()
+    monkeypatch.setattr(scan, "algorithm", lambda device: scan.parallel)
+    parallel = run()
+    torch.testing.assert_close(parallel[0], sequential[0], atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(parallel[1], sequential[1], atol=1e-6, rtol=1e-6)
+    for x, y in zip(parallel[2], sequential[2]):
+        torch.testing.assert_close(x, y, atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.parametrize("kind", SCAN_KINDS)
@@ -97,24 +130,30 @@ def test_the_scan_has_the_step_loops_gradients(kind, monkeypatch):
 
 @pytest.mark.parametrize("kind", SCAN_KINDS)
 def test_the_scan_runs_in_float32_under_bf16_autocast(kind):
+    """The window's gates come from a bf16 matmul; from there on it is float32."""
     torch.manual_seed(4)
-    model = CharRNN(ModelConfig(kind, vocab_size=7, embedding=8, hidden=16, layers=2))
-    ids = torch.randint(0, 7, (2, 64))
-    with torch.no_grad():
-        full, _ = model(ids)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            half, state = model(ids)
-    assert state[0].dtype == torch.float32  # carried to the next window in float32
-    assert (half.float() - full).abs().max() < 0.05  # bf16 matmuls; a bf16 recurrence drifts further
+    cell = cells.get(kind)
+    gi = (torch.randn(2, 64, cell.blocks * 16) * 3).bfloat16()
+    prev = (torch.rand(2, 16),)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        h, state = cell.scan(gi, prev)
+    want, _ = cell.scan(gi.double(), tuple(p.double() for p in prev))
+    assert h.dtype == state[0].dtype == torch.float32  # carried to the next window in float32
+    torch.testing.assert_close(h.double(), want, atol=1e-5, rtol=1e-5)  # bf16 arithmetic would miss by 1e-2
 
 
-def test_a_kind_that_scans_must_not_read_h_through_weights():
+def test_kinds_whose_declarations_contradict_are_refused():
     class Both(Cell):
         name, ranges, default_lr, scans = "both-test", {"h": Range.tanh}, 1e-3, True
 
+    class Fused(Cell):
+        name, ranges, default_lr, recurrent, fused = "fused-test", {"h": Range.tanh}, 1e-3, False, torch.nn.GRU
+
     with pytest.raises(CharRNNError, match="only a kind that is not recurrent can scan"):
         cells.register(Both())
-    assert "both-test" not in cells.names()
+    with pytest.raises(CharRNNError, match="a fused module has W_hh"):
+        cells.register(Fused())
+    assert "both-test" not in cells.names() and "fused-test" not in cells.names()
 
 
 @pytest.mark.parametrize("kind", SCAN_KINDS)
@@ -125,3 +164,44 @@ def test_scanning_kinds_have_no_recurrent_weights(kind):
     assert model.layer_weights(1).w_hh is None and model.layer_weights(1).recurrent(torch.zeros(6)) is None
     blocks = cells.get(kind).blocks
     assert model.rnn.weight_ih_l1.shape == (blocks * 6, 6)
+
+
+@pytest.mark.parametrize("kind", SCAN_KINDS)
+def test_train_sample_eval_and_inspect_a_scanning_kind_through_the_cli(kind, tmp_path, corpus_file):
+    run = tmp_path / "run"
+    done = run_cli("train", corpus_file, "--out", run, "--model", kind, "--hidden", "8", "--embedding", "4",
+                   "--layers", "2", "--seq-len", "16", "--batch-size", "4", "--max-steps", "20", "--eval-every", "10")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    loaded = ckpt.load_checkpoint(run)
+    assert loaded.config.kind == kind and loaded.run.train_config.lr == cells.get(kind).default_lr
+    sampled = run_cli("sample", run, "--seed", "3", "--length", "40", "--prime", "ALICE:")
+    assert sampled.exit_code == 0 and sampled.output.startswith("ALICE:") and len(sampled.output) >= 46
+    assert run_cli("sample", run, "--seed", "3", "--length", "40", "--prime", "ALICE:").output == sampled.output
+    scored = run_cli("eval", run, "--json")
+    assert scored.exit_code == 0, scored.output
+    assert json.loads(scored.output)["loss"] == score(loaded.model, eval_text(loaded).ids).loss > 0
+    report = tmp_path / "report.json"
+    done = run_cli("inspect", run, "--file", corpus_file, "--max-chars", "300", "--report", report,
+                   "--out", tmp_path / "a.npz")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    found = json.loads(report.read_text())
+    gates = [f"l{k}.{g}" for k in range(2) for g in cells.get(kind).gate_names if g != "n"]
+    assert sorted(found["saturation"]) == sorted(gates) and len(found["gradient_flow"]["l1.h"]) > 0
+    with np.load(tmp_path / "a.npz") as npz:
+        assert npz["l1.n"].shape == (300, 8) and (npz["l1.h"] > 0).all()  # h: an average of positive candidates
+
+
+def test_the_coefficients_are_the_papers_formulas_in_the_traced_gates():
+    torch.manual_seed(6)
+    gi = torch.randn(4, 3 * 5, dtype=torch.float64) * 3
+    a, b = cells.get("mingru").coefficients(gi[:, :10])
+    g = cells.get("mingru").gates(gi[:, :10])
+    torch.testing.assert_close(a, 1 - g["z"])
+    torch.testing.assert_close(b, g["z"] * g["n"])
+    a, b = cells.get("minlstm").coefficients(gi)
+    g = cells.get("minlstm").gates(gi)
+    torch.testing.assert_close(a, g["f"] / (g["f"] + g["i"]))
+    torch.testing.assert_close(b, g["i"] / (g["f"] + g["i"]) * g["n"])
+    x = torch.tensor([-3.0, -0.5, 0.0, 0.5, 3.0], dtype=torch.float64)
+    torch.testing.assert_close(scan.g(x), torch.where(x >= 0, x + 0.5, torch.sigmoid(x)))
+    assert scan.g(x)[2] == 0.5 and bool((scan.g(x) > 0).all())

@@ -150,5 +150,7 @@ def check_kind(cell: Cell) -> None:
         raise CharRNNError(f"cell {cell.name!r} gives no range for {', '.join(missing)}")
     if cell.scans and cell.recurrent:
         raise CharRNNError(f"cell {cell.name!r}: only a kind that is not recurrent can scan")
+    if cell.fused is not None and not cell.recurrent:
+        raise CharRNNError(f"cell {cell.name!r}: a fused module has W_hh, so its kind must be recurrent")
     if len(set(cell.traced)) != len(cell.traced):
         raise CharRNNError(f"cell {cell.name!r} uses a name twice among {cell.traced}")

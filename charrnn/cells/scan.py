@@ -37,6 +37,8 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from .base import Cell
+
 
 def g(x: torch.Tensor) -> torch.Tensor:
     """The candidate's activation: x + 1/2 above 0, sigmoid below, so the
@@ -54,7 +56,12 @@ def scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
     if given it). No autocast context is needed: autocast lowers only
     matmul-like ops."""
     a, b, h0 = widen(a), widen(b), widen(h0)
-    return sequential(a, b, h0) if a.device.type in ("cpu", "meta") else parallel(a, b, h0)
+    return algorithm(a.device)(a, b, h0)
+
+
+def algorithm(device: torch.device):
+    """`sequential` on the CPU (and meta), `parallel` elsewhere (see above)."""
+    return sequential if device.type in ("cpu", "meta") else parallel
 
 
 def parallel(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
@@ -93,10 +100,44 @@ class _Sequential(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_h):
         a, h, h0 = ctx.saved_tensors
-        dh = grad_h.transpose(0, 1).contiguous()  # (T, B, H), a copy: accumulated into
+        # (T, B, H), accumulated into: a copy always (contiguous() would
+        # hand back the caller's own tensor where it is time-major already)
+        dh = grad_h.transpose(0, 1).clone(memory_format=torch.contiguous_format)
         for t in range(len(a) - 1, 0, -1):
             dh[t - 1].addcmul_(a[t], dh[t])
-        da = torch.empty_like(dh)
-        torch.mul(dh[1:], h[:-1], out=da[1:])
-        torch.mul(dh[0], h0, out=da[0])
-        return da.transpose(0, 1), dh.transpose(0, 1), a[0] * dh[0]
+        need_a, _, need_h0 = ctx.needs_input_grad
+        da = None
+        if need_a:
+            da = torch.empty_like(dh)
+            torch.mul(dh[1:], h[:-1], out=da[1:])
+            torch.mul(dh[0], h0, out=da[0])
+            da = da.transpose(0, 1)
+        return da, dh.transpose(0, 1), a[0] * dh[0] if need_h0 else None
+
+
+class LinearRecurrence(Cell):
+    """What a kind whose layer is h' = a h + b inherits: it writes
+    `coefficients` (gi -> a, b) and `gates` (gi -> the traced gates), and
+    its step, scan and recording all follow from those two, so the paths
+    cannot drift apart."""
+
+    recurrent = False
+    scans = True
+
+    def coefficients(self, gi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """gi (..., blocks*H) -> a, b (..., H)."""
+        raise NotImplementedError
+
+    def gates(self, gi: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def step(self, gi, gh, prev):
+        a, b = self.coefficients(gi)
+        return (a * prev[0] + b,), self.gates(gi)
+
+    def scan(self, gi, prev):
+        h = scan(*self.coefficients(widen(gi)), prev[0])
+        return h, (h[:, -1],)
+
+    def record(self, gi, gh, h, prev):
+        return self.gates(gi)

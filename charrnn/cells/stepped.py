@@ -1,7 +1,7 @@
 """A multi-layer module for any cell kind without a fused kernel: what
 such a kind trains with.
 
-A kind that scans (`Cell.scans`: minGRU, minLSTM) runs its parallel scan
+A kind that scans (`Cell.scans`: minGRU, minLSTM) runs its scan (cells/scan.py)
 over each window, every op covering the whole (B, T, H) at once. Any other
 kind steps its cell in a Python loop over time: exact, and slow (each
 character of each layer is a few small PyTorch calls), so it suits tests
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .types import WEIGHT_NAMES, LayerState, layer_weights
+from .types import LayerState, layer_weights
 
 
 class SteppedRNN(nn.Module):
@@ -32,9 +32,9 @@ class SteppedRNN(nn.Module):
         bound = 1 / math.sqrt(hidden)
         rows = cell.blocks * hidden
         for k in range(layers):
-            shapes = dict(zip(WEIGHT_NAMES, [(rows, input_size if k == 0 else hidden), (rows, hidden), (rows,), (rows,)]))
-            if not cell.recurrent:
-                del shapes["weight_hh"], shapes["bias_hh"]
+            shapes = {"weight_ih": (rows, input_size if k == 0 else hidden), "bias_ih": (rows,)}
+            if cell.recurrent:
+                shapes |= {"weight_hh": (rows, hidden), "bias_hh": (rows,)}
             for name, shape in shapes.items():
                 self.register_parameter(f"{name}_l{k}", nn.Parameter(torch.empty(shape).uniform_(-bound, bound)))
 

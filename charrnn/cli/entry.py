@@ -62,7 +62,7 @@ def _fail(message: str) -> None:
 
 app = typer.Typer(
     cls=_OneLineErrors,
-    help="Train, sample and inspect character-level RNN, GRU and LSTM language models.",
+    help="Train, sample and inspect character-level RNN, GRU, LSTM, minGRU and minLSTM language models.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

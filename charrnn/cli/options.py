@@ -31,7 +31,8 @@ Size = _choices("Size", ("auto", "fixed"))
 
 
 def kinds_help() -> str:
-    """'rnn (Elman, tanh), gru or lstm': every registered kind, as --model's help names it."""
+    """'rnn (Elman, tanh), gru, lstm, ... or minlstm (...)': every registered
+    kind, as --model's help names it."""
     summaries = [cells.get(name).summary or name for name in cells.names()]
     return _listed(summaries, "or")
 
@@ -43,7 +44,7 @@ def format_lr(lr: float) -> str:
 
 
 def default_lrs() -> str:
-    """'8e-3 for lstm and mingru; 2e-3 for rnn and gru': the kinds' defaults,
+    """'8e-3 for lstm, mingru and minlstm; 2e-3 for rnn and gru': the kinds' defaults,
     grouped, the default kind's group first."""
     kinds: dict[float, list[str]] = {}
     for name in sorted(cells.names(), key=lambda n: n != cells.DEFAULT):  # stable: registration order after it
