@@ -66,6 +66,15 @@ def test_bf16_on_cuda_keeps_the_recurrence_in_fp32():
             logits, state = model(ids)
         assert logits.dtype == torch.bfloat16  # the head stays in autocast either way
     assert seen == [torch.bfloat16, torch.float32]  # what the recurrence computed in
+    # Only a fused module is kept out: a scanning kind's matmuls stay in
+    # bf16, and its scan is fp32 on its own (cells/scan.py).
+    scanning = CharRNN(ModelConfig("mingru", 6, embedding=4, hidden=8, layers=2))
+    scanning.fp32_recurrence = True
+    inside = []
+    scanning.rnn.register_forward_pre_hook(lambda mod, args: inside.append(torch.is_autocast_enabled("cpu")))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, state = scanning(ids)
+    assert inside == [True] and state[0].dtype == torch.float32
 
 
 def test_fp32_on_cuda_turns_tf32_off_for_the_run_only():
