@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .base import Cell
-from .packing import Slot
+from .packing import InputHalf, Slot
 from .types import Range
 
 
@@ -59,13 +59,9 @@ class _Packed:
 
     def __init__(self, slot: Slot):
         w, h = slot.weights, slot.hidden
-        self.h, self.below = slot.h, slot.below
-        if slot.embed is not None:
-            self.table = slot.embed @ w.w_ih.t() + w.b_ih
-        else:
-            self.table, self.w_ih, self.b_ih = None, w.w_ih.t().contiguous(), w.b_ih
+        self.h, self.inputs = slot.h, InputHalf(slot, 3 * h)
         self.w_hh, self.b_hh = w.w_hh.t().contiguous(), w.b_hh
-        self.gi, self.gh, act = slot.buffer(3 * h), slot.buffer(3 * h), slot.buffer(3 * h)
+        self.gi, self.gh, act = self.inputs.out, slot.buffer(3 * h), slot.buffer(3 * h)
         self.tmp = slot.buffer(h)
         self.gi_rz, self.gi_n = self.gi[:, : 2 * h], self.gi[:, 2 * h :]
         self.gh_rz, self.gh_n = self.gh[:, : 2 * h], self.gh[:, 2 * h :]
@@ -79,10 +75,7 @@ class _Packed:
 
     def step(self, ids: torch.Tensor) -> None:
         h = self.h
-        if self.table is not None:
-            torch.index_select(self.table, 0, ids, out=self.gi)
-        else:
-            torch.addmm(self.b_ih, self.below, self.w_ih, out=self.gi)
+        self.inputs(ids)  # into self.gi
         torch.addmm(self.b_hh, h, self.w_hh, out=self.gh)
         torch.add(self.gi_rz, self.gh_rz, out=self.rz).sigmoid_()  # r, z
         n = self.gi_n.addcmul_(self.r, self.gh_n).tanh_()  # n = tanh(in + r * hn)

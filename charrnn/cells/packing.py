@@ -90,6 +90,26 @@ class SummedInputs:
         return torch.addmm(self.b, self.slot.below_and_h, self.w, out=self.out)
 
 
+class InputHalf:
+    """gi = W_ih x + b_ih of a layer alone (kinds that keep the recurrent
+    half apart, or have none: GRU, minGRU, minLSTM), in one call: layer 0
+    looks its row up in the folded table, a layer above it makes one addmm."""
+
+    def __init__(self, slot: Slot, width: int):
+        w = slot.weights
+        self.below, self.out = slot.below, slot.buffer(width)
+        if slot.embed is not None:  # (V, G*H): layer 0's whole input contribution per character
+            self.table = slot.embed @ w.w_ih.t() + w.b_ih
+        else:
+            self.table, self.w_ih, self.b_ih = None, w.w_ih.t().contiguous(), w.b_ih
+
+    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (B,) -> the (B, G*H) input half, in a reused buffer."""
+        if self.table is not None:
+            return torch.index_select(self.table, 0, ids, out=self.out)
+        return torch.addmm(self.b_ih, self.below, self.w_ih, out=self.out)
+
+
 class StepLayer:
     """Any kind's layer, stepped with the kind's own `step`: the default
     packing, exact and simple, at a few more calls per character."""

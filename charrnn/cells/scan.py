@@ -38,7 +38,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from .base import Cell
-from .packing import Slot
+from .packing import InputHalf, Slot
 
 
 def g(x: torch.Tensor) -> torch.Tensor:
@@ -152,11 +152,7 @@ class _Packed:
     then h = a h + b in place, with no gates made for a trace."""
 
     def __init__(self, cell: LinearRecurrence, slot: Slot):
-        w = slot.weights
-        self.cell, self.h, self.below = cell, slot.h, slot.below
-        self.table = None if slot.embed is None else w.input(slot.embed)  # (V, blocks*H)
-        self.w_ih, self.b_ih = w.w_ih.t().contiguous(), w.b_ih
-        self.gi = slot.buffer(cell.blocks * slot.hidden)
+        self.cell, self.h, self.inputs = cell, slot.h, InputHalf(slot, cell.blocks * slot.hidden)
 
     def load(self, prev) -> None:
         self.h.copy_(prev[0])
@@ -165,9 +161,5 @@ class _Packed:
         return (self.h,)
 
     def step(self, ids: torch.Tensor) -> None:
-        if self.table is not None:
-            torch.index_select(self.table, 0, ids, out=self.gi)
-        else:
-            torch.addmm(self.b_ih, self.below, self.w_ih, out=self.gi)
-        a, b = self.cell.coefficients(self.gi)
+        a, b = self.cell.coefficients(self.inputs(ids))
         torch.addcmul(b, a, self.h, out=self.h)
