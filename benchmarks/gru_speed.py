@@ -21,12 +21,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from charrnn.cells.gru_cpu import FastGRU
+
 B, T, E, V = 32, 128, 64, 65
+# charrnn's GRU is FastGRU (cells/gru_cpu.py); "nn.GRU" is PyTorch's own, for reference
+MODULES = {"LSTM": nn.LSTM, "GRU": FastGRU, "nn.GRU": nn.GRU}
 
 
 def make_step(kind: str, hidden: int, precision: str):
     torch.manual_seed(0)
-    emb, rnn, head = nn.Embedding(V, E), getattr(nn, kind)(E, hidden, 2, batch_first=True), nn.Linear(hidden, V)
+    emb, rnn, head = nn.Embedding(V, E), MODULES[kind](E, hidden, 2, batch_first=True), nn.Linear(hidden, V)
     params = [*emb.parameters(), *rnn.parameters(), *head.parameters()]
     opt = torch.optim.AdamW(params, lr=1e-3)
     x, y = torch.randint(0, V, (B, T)), torch.randint(0, V, (B, T))
@@ -46,14 +50,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hidden", type=int, nargs="+", default=[256, 512])
     ap.add_argument("--precision", nargs="+", default=["bf16", "fp32"], choices=["bf16", "fp32"])
-    ap.add_argument("--steps", type=int, default=6, help="timed steps per kind (after 2 untimed)")
+    ap.add_argument("--steps", type=int, default=10, help="timed steps per kind (after 2 untimed)")
     ap.add_argument("--profile", action="store_true", help="print each kind's top operators")
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; B={B} T={T}")
-    print(f"{'shape':8} {'precision':9} {'LSTM chars/s':>13} {'GRU chars/s':>12} {'GRU/LSTM':>9}")
+    print(f"{'shape':8} {'precision':9} {'LSTM chars/s':>13} {'GRU chars/s':>12} {'GRU/LSTM':>9}"
+          f" {'nn.GRU chars/s':>15} {'nn.GRU/LSTM':>12}")  # fmt: skip
     for hidden in args.hidden:
         for precision in args.precision:
-            steps = {kind: make_step(kind, hidden, precision) for kind in ("LSTM", "GRU")}
+            steps = {kind: make_step(kind, hidden, precision) for kind in MODULES}
             times: dict[str, list[float]] = {kind: [] for kind in steps}
             for i in range(args.steps + 2):
                 for kind, step in steps.items():
@@ -63,7 +68,8 @@ def main() -> None:
                         times[kind].append(time.perf_counter() - t0)
             speed = {kind: B * T / statistics.median(ts) for kind, ts in times.items()}
             print(f"2x{hidden:<6} {precision:9} {speed['LSTM']:13,.0f} {speed['GRU']:12,.0f}"
-                  f" {speed['GRU'] / speed['LSTM']:9.2f}", flush=True)  # fmt: skip
+                  f" {speed['GRU'] / speed['LSTM']:9.2f} {speed['nn.GRU']:15,.0f}"
+                  f" {speed['nn.GRU'] / speed['LSTM']:12.2f}", flush=True)  # fmt: skip
             if args.profile:
                 profile(steps)
 

@@ -74,9 +74,18 @@ class Setup:
     embedding: int
     seq_len: int
     batch_size: int
+    kind: str = "lstm"
+    precision: str = "fp32"  # both loops' arithmetic (bf16: autocast)
 
     def label(self) -> str:
-        return f"lstm {self.layers}x{self.hidden} E{self.embedding} T{self.seq_len} B{self.batch_size}"
+        return f"{self.kind} {self.layers}x{self.hidden} E{self.embedding} T{self.seq_len} B{self.batch_size} {self.precision}"
+
+
+def gru_setups() -> list[Setup]:
+    """Issue 12's shapes for the GRU against the LSTM: each kind at 2x256 and
+    2x512, T=128, B=32, in bf16 and fp32."""
+    return [Setup(f"{kind}-{h}-{prec}", h, 2, 64, 128, 32, kind, prec)
+            for h in (256, 512) for prec in ("bf16", "fp32") for kind in ("lstm", "gru")]  # fmt: skip
 
 
 def default_setup(name: str = "default") -> Setup:
@@ -96,9 +105,11 @@ class BareLoop:
         torch.manual_seed(0)
         self.s, self.V, self.device, self.clip = setup, vocab_size, device, clip
         self.embed = nn.Embedding(vocab_size, setup.embedding).to(device)
-        self.lstm = nn.LSTM(setup.embedding, setup.hidden, num_layers=setup.layers, batch_first=True).to(device)
+        module = {"lstm": nn.LSTM, "gru": nn.GRU}[setup.kind]  # PyTorch's own, as one would write it
+        self.rnn = module(setup.embedding, setup.hidden, num_layers=setup.layers, batch_first=True).to(device)
         self.head = nn.Linear(setup.hidden, vocab_size).to(device)
-        self.params = [*self.embed.parameters(), *self.lstm.parameters(), *self.head.parameters()]
+        self.params = [*self.embed.parameters(), *self.rnn.parameters(), *self.head.parameters()]
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=setup.precision == "bf16")
         self.opt = torch.optim.AdamW(self.params, lr=lr, betas=(0.9, 0.99), weight_decay=0.01)
         data = torch.from_numpy(train_ids.astype("int64")).to(device)  # contiguous int64
         B, T = setup.batch_size, setup.seq_len
@@ -114,9 +125,10 @@ class BareLoop:
             self.k, self.state = 0, None
         x = self.x[:, self.k * T : (self.k + 1) * T]
         y = self.y[:, self.k * T : (self.k + 1) * T]
-        out, state = self.lstm(self.embed(x), self.state)
-        self.state = tuple(s.detach() for s in state)
-        loss = F.cross_entropy(self.head(out).reshape(-1, self.V), y.reshape(-1))
+        with self.autocast:
+            out, state = self.rnn(self.embed(x), self.state)
+            loss = F.cross_entropy(self.head(out).reshape(-1, self.V).float(), y.reshape(-1))
+        self.state = tuple(s.detach().float() for s in state) if isinstance(state, tuple) else state.detach().float()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, self.clip)
@@ -181,9 +193,9 @@ def measure_throughput(setup: Setup, corpus, device: torch.device, steps: int, w
         max_steps=warmup + steps + 1,  # never reached: the reporter stops the run first
         eval_every=warmup + steps + 2,
         device=str(device),
-        precision="fp32",  # the bare loop's arithmetic: this measures the loop, not autocast
+        precision=setup.precision,  # the bare loop's arithmetic: this measures the loop, not autocast
     )
-    mc = ModelConfig("lstm", corpus.vocab.size, setup.embedding, setup.hidden, setup.layers)
+    mc = ModelConfig(setup.kind, corpus.vocab.size, setup.embedding, setup.hidden, setup.layers)
     tc = defaults.val_frac(tc, len(corpus.ids))  # as train() settles it
     train_ids = split_corpus(corpus.ids, tc.val_frac, tc.test_frac).train  # the same split train() uses
     chars = setup.batch_size * setup.seq_len
@@ -331,6 +343,7 @@ def print_tables(result: dict) -> None:
             " ".join(f"{x:.3f}" for x in r["ratio_per_round"]),
         )
     con.print(t)
+    print_kind_ratios(result["throughput"], con)
     o = result.get("overhead")
     if o:
         t2 = Table(title=f"Eval + checkpoint overhead ({o['config']}, scale {o['scale']:g})")
@@ -354,6 +367,29 @@ def print_tables(result: dict) -> None:
               f" benchmark wall {result['wall_s']:.0f}s")
 
 
+def print_kind_ratios(rows: list[dict], con) -> None:
+    """charrnn's GRU against its LSTM at each shape and precision measured
+    (issue 12's target: >= 0.9). The two kinds' rounds ran one after the
+    other in this run, not interleaved: benchmarks/gru_speed.py interleaves
+    bare steps of both."""
+    from rich.table import Table
+
+    by_name = {r["name"]: r for r in rows}
+    pairs = [(r, by_name.get(name.replace("gru-", "lstm-", 1))) for name, r in by_name.items() if name.startswith("gru-")]
+    pairs = [(gru, lstm) for gru, lstm in pairs if lstm is not None]
+    if not pairs:
+        return
+    t = Table(title="charrnn's GRU against its LSTM (chars/s, medians; target >= 0.9)")
+    for col in ("shape", "LSTM", "GRU", "GRU/LSTM", "bare nn.GRU/nn.LSTM"):
+        t.add_column(col, justify="left" if col == "shape" else "right")
+    for gru, lstm in pairs:
+        ratio = gru["charrnn_chars_per_s"] / lstm["charrnn_chars_per_s"]
+        t.add_row(gru["config"].removeprefix("gru "), f"{lstm['charrnn_chars_per_s']:,.0f}",
+                  f"{gru['charrnn_chars_per_s']:,.0f}", f"[{'green' if ratio >= 0.9 else 'red'}]{ratio:.2f}[/]",
+                  f"{gru['bare_chars_per_s'] / lstm['bare_chars_per_s']:.2f}")  # fmt: skip
+    con.print(t)
+
+
 def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()  # as `charrnn train` does, for both loops (it is process-wide)
     p = argparse.ArgumentParser(
@@ -371,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
                    " 500-step cadence (default %(default)s)")
     p.add_argument("--no-overhead", action="store_true", help="skip the eval + checkpoint overhead run")
     p.add_argument("--only", choices=["a", "default"], help="measure throughput for one configuration only")
+    p.add_argument("--gru", action="store_true",
+                   help="instead: the GRU and the LSTM at 2x256 and 2x512 (T128 B32), bf16 and fp32, with GRU/LSTM")
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"], help="(default %(default)s)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test that runs in seconds")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
@@ -396,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         setups = [Setup("a", 512, 2, 64, 100, 64), default_setup()]
     overhead_setup = setups[-1]
+    if a.gru:
+        setups = gru_setups()
     if a.only:
         setups = [s for s in setups if s.name == a.only]
 

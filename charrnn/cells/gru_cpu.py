@@ -1,0 +1,146 @@
+"""The GRU's training path on the CPU: nn.GRU's maths and weights, with a
+backward written by hand (issue 12, item 1).
+
+PyTorch's CPU nn.GRU is a loop of generic autograd ops: per character and
+layer about a dozen small ops forward and a dozen back, among them a
+weight-gradient GEMM per step. Here each layer is one autograd Function:
+
+- forward: one GEMM for the whole window's input half, then per step one
+  GEMM (W_hh h, added in place to the input half's r and z) and four
+  elementwise ops;
+- backward: per step four products that write the pre-activation gradients
+  side by side, and one GEMM for dh(t-1); the weight gradients and dx are
+  three GEMMs over the whole window after the loop.
+
+In fp32 this trains about 1.15x as fast as nn.GRU on 2 cores
+(benchmarks/gru_speed.py). Under autocast nn.GRU's loop already runs its
+GEMMs in bf16 (autocast reaches the matmuls inside it); a bf16 variant of
+this path, GEMMs in bf16 and gates in fp32, was measured no faster than that,
+the conversions eating the gain, so there nn.GRU's own path runs.
+
+`FastGRU` is an nn.GRU (same parameters and checkpoints, and nn.GRU's own
+path off the CPU and under autocast) whose forward takes this path on the
+CPU in fp32.
+tests/test_gru_cpu.py holds it to nn.GRU within 1e-5, forward and gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _blocks(w: torch.Tensor, order: tuple[int, int, int]) -> torch.Tensor:
+    """A (3H, ...) tensor's gate blocks (r=0, z=1, n=2) in another order."""
+    return torch.cat([w.chunk(3)[k] for k in order])
+
+
+# The backward's per-step gradient row is [dN | dz | dr | dgh_n] (N, n's
+# pre-activation; gh_n = W_hn h + b_hn): its first three blocks are the input
+# half's gradient in block order n, z, r, its last three the recurrent half's
+# in order z, r, n, so both GEMMs read it in place.
+INPUT_ORDER, RECURRENT_ORDER = (2, 1, 0), (1, 0, 2)
+
+
+class GRULayer(torch.autograd.Function):
+    """One layer over a window: x (T, B, I), h0 (B, H) -> h (T, B, H)."""
+
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh):
+        with torch.autocast(x.device.type, enabled=False):
+            hs, gates, n = _forward(x, h0, w_ih, w_hh, b_ih, b_hh)
+        ctx.save_for_backward(x, w_ih, w_hh, hs, gates, n)
+        return hs[1:]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dout):
+        with torch.autocast(dout.device.type, enabled=False):
+            return _backward(*ctx.saved_tensors, dout)
+
+
+def _forward(x, h0, w_ih, w_hh, b_ih, b_hh):
+    """-> hs (T+1, B, H) from h0 on, gates (T, B, 3H): [r | z | gh_n] per
+    step, and n (T, B, H)."""
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    gi = torch.addmm(b_ih, x.reshape(T * B, -1), w_ih.t()).view(T, B, 3 * H)
+    gi_n = gi[..., 2 * H :]
+    # gates(t) starts as [gi_r + b_hr | gi_z + b_hz | b_hn]; the step's GEMM adds W_hh h(t-1)
+    gates = torch.empty_like(gi)
+    torch.add(gi[..., : 2 * H], b_hh[: 2 * H], out=gates[..., : 2 * H])
+    gates[..., 2 * H :] = b_hh[2 * H :]
+    w_t = w_hh.t()
+    hs = x.new_empty(T + 1, B, H)
+    hs[0] = h0
+    n = x.new_empty(T, B, H)
+    for t in range(T):
+        g = gates[t]
+        g.addmm_(hs[t], w_t)
+        g[:, : 2 * H].sigmoid_()  # r, z
+        torch.addcmul(gi_n[t], g[:, :H], g[:, 2 * H :], out=n[t]).tanh_()
+        torch.lerp(n[t], hs[t], g[:, H : 2 * H], out=hs[t + 1])  # (1 - z) n + z h
+    return hs, gates, n
+
+
+def _backward(x, w_ih, w_hh, hs, gates, n, dout):
+    T, B, H = n.shape
+    r, z, gh_n = gates[..., :H], gates[..., H : 2 * H], gates[..., 2 * H :]
+    one = hs.new_ones(())
+    # Per step: [dN | dz] = dh * ab, then [dr | dgh_n] = dN * cr.
+    ab = hs.new_empty(T, B, 2 * H)
+    torch.mul(torch.sub(one, z), torch.addcmul(one, n, n, value=-1), out=ab[..., :H])  # (1 - z)(1 - n^2)
+    torch.mul(torch.sub(hs[:-1], n), torch.addcmul(z, z, z, value=-1), out=ab[..., H:])  # (h - n) z (1 - z)
+    cr = hs.new_empty(T, B, 2 * H)
+    torch.mul(gh_n, torch.addcmul(r, r, r, value=-1), out=cr[..., :H])  # gh_n r (1 - r)
+    cr[..., H:] = r
+    rows = hs.new_empty(T, B, 4 * H)
+    w = _blocks(w_hh, RECURRENT_ORDER)
+    dout = dout.contiguous()  # time-major: the caller's is often a transposed view
+    dh = dout[T - 1]
+    for t in range(T - 1, -1, -1):
+        row = rows[t]
+        d_n = torch.mul(dh, ab[t, :, :H], out=row[:, :H])
+        torch.mul(dh, ab[t, :, H:], out=row[:, H : 2 * H])
+        torch.mul(d_n, cr[t, :, :H], out=row[:, 2 * H : 3 * H])
+        torch.mul(d_n, cr[t, :, H:], out=row[:, 3 * H :])
+        carried = torch.addcmul(dout[t - 1], dh, z[t]) if t > 0 else dh * z[t]  # dh(t-1), direct part
+        dh = torch.addmm(carried, row[:, H:], w)
+    flat = rows.view(T * B, 4 * H)
+    dw_hh = _blocks(flat[:, H:].t() @ hs[:-1].reshape(T * B, H), RECURRENT_ORDER)
+    dw_ih = _blocks(flat[:, : 3 * H].t() @ x.reshape(T * B, -1), INPUT_ORDER)
+    dx = (flat[:, : 3 * H] @ _blocks(w_ih, INPUT_ORDER)).view(x.shape)
+    sums = flat.sum(0)
+    db_ih, db_hh = _blocks(sums[: 3 * H], INPUT_ORDER), _blocks(sums[H:], RECURRENT_ORDER)
+    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
+
+
+class FastGRU(nn.GRU):
+    """nn.GRU whose forward runs GRULayer on the CPU (batch_first, with biases,
+    one direction: what charrnn builds); elsewhere nn.GRU's own."""
+
+    def forward(self, input, hx=None):
+        if not self._handles(input):
+            return super().forward(input, hx)
+        acc = torch.promote_types(input.dtype, torch.float32)
+        B = input.shape[0]
+        if hx is None:
+            hx = input.new_zeros(self.num_layers, B, self.hidden_size, dtype=acc)
+        x, last = input.transpose(0, 1).to(acc).contiguous(), []
+        for k in range(self.num_layers):
+            weights = (getattr(self, f"{name}_l{k}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            x = GRULayer.apply(x, hx[k].to(acc), *(w.to(acc) for w in weights))
+            last.append(x[-1])
+            if k < self.num_layers - 1 and self.dropout and self.training:
+                x = F.dropout(x, self.dropout, True)
+        return x.transpose(0, 1), torch.stack(last)
+
+    def _handles(self, input) -> bool:
+        # Under autocast nn.GRU's own loop already runs its GEMMs in bf16;
+        # GRULayer's bf16 variant was measured no faster (gru_speed.py).
+        usual = self.batch_first and self.bias and not self.bidirectional and self.proj_size == 0
+        return (
+            usual and isinstance(input, torch.Tensor) and input.device.type == "cpu" and input.dim() == 3
+            and not torch.is_autocast_enabled("cpu")
+        )  # fmt: skip

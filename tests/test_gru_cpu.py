@@ -1,0 +1,86 @@
+"""The GRU's hand-written CPU path (charrnn/cells/gru_cpu.py) against nn.GRU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from charrnn.cells.gru_cpu import FastGRU, GRULayer
+from charrnn.model import CharRNN, ModelConfig
+
+
+def _pair(inputs: int, hidden: int, layers: int, dropout: float = 0.0) -> tuple[nn.GRU, FastGRU]:
+    torch.manual_seed(0)
+    ref = nn.GRU(inputs, hidden, layers, batch_first=True, dropout=dropout)
+    fast = FastGRU(inputs, hidden, layers, batch_first=True, dropout=dropout)
+    fast.load_state_dict(ref.state_dict())  # same parameter names: checkpoints move between them
+    return ref, fast
+
+
+def _run(module: nn.Module, x: torch.Tensor, h0: torch.Tensor | None, weights: torch.Tensor) -> list[torch.Tensor]:
+    """Outputs and every gradient of a loss that reads both the outputs and the last state."""
+    leaves = [x, *module.parameters()] + ([h0] if h0 is not None else [])
+    for leaf in leaves:
+        leaf.grad = None
+    out, last = module(x, h0)
+    ((out * weights).sum() + (last**2).sum()).backward()
+    return [out.detach(), last.detach(), *(leaf.grad for leaf in leaves)]
+
+
+@pytest.mark.parametrize(("layers", "steps", "with_h0"), [(1, 1, True), (2, 37, True), (3, 5, False)])
+def test_equals_nn_gru_forward_and_gradients(layers: int, steps: int, with_h0: bool):
+    ref, fast = _pair(5, 7, layers)
+    x = torch.randn(3, steps, 5, requires_grad=True)
+    h0 = torch.randn(layers, 3, 7, requires_grad=True) if with_h0 else None
+    weights = torch.randn(3, steps, 7)
+    expected, got = _run(ref, x, h0, weights), _run(fast, x, h0, weights)
+    assert len(got) == len(expected)
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g, e, rtol=0, atol=1e-5)
+
+
+def test_gradcheck_in_float64():
+    torch.manual_seed(1)
+    T, B, In, H = 4, 2, 3, 5
+
+    def leaf(*shape):
+        return torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+
+    args = (leaf(T, B, In), leaf(B, H), leaf(3 * H, In), leaf(3 * H, H), leaf(3 * H), leaf(3 * H))
+    assert torch.autograd.gradcheck(GRULayer.apply, args)
+
+
+def test_leaves_the_incoming_gradient_alone():
+    _, fast = _pair(4, 6, 2)
+    out, _ = fast(torch.randn(2, 9, 4))
+    grad = torch.randn_like(out)
+    kept = grad.clone()
+    out.backward(grad)
+    assert torch.equal(grad, kept)
+
+
+def test_under_autocast_runs_nn_grus_own_path():
+    ref, fast = _pair(4, 6, 2)
+    x = torch.randn(2, 9, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected, got = ref(x), fast(x)
+    for e, g in zip(expected, got):
+        assert torch.equal(g, e)
+
+
+def test_dropout_between_layers_only_while_training():
+    ref, fast = _pair(4, 6, 2, dropout=0.5)
+    x = torch.randn(2, 9, 4)
+    fast.train()
+    trained, _ = fast(x)
+    fast.eval(), ref.eval()
+    evaluated, _ = fast(x)
+    torch.testing.assert_close(evaluated, ref(x)[0], rtol=0, atol=1e-5)
+    assert not torch.allclose(trained, evaluated)
+
+
+def test_the_gru_kind_trains_with_it():
+    model = CharRNN(ModelConfig("gru", vocab_size=5, embedding=3, hidden=4, layers=2))
+    assert type(model.rnn) is FastGRU
+    assert set(model.rnn.state_dict()) == set(nn.GRU(3, 4, 2).state_dict())
