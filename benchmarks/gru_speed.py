@@ -4,8 +4,9 @@ time goes (issue 12, item 1: the GRU should reach 0.9x the LSTM's chars/s).
     python benchmarks/gru_speed.py                        # 2x256 and 2x512, bf16 and fp32
     python benchmarks/gru_speed.py --hidden 256 --precision bf16 --profile
 
-A bare training step (embedding, PyTorch's nn.LSTM or nn.GRU, linear head,
-cross-entropy, backward, AdamW) at T=128, B=32; the two kinds' steps are
+A bare training step (embedding, nn.LSTM, charrnn's GRU (cells/gru_cpu.py)
+or PyTorch's nn.GRU, linear head, cross-entropy, backward, AdamW) at T=128,
+B=32, with charrnn's allocator setting; the three modules' steps are
 interleaved, so both see the same machine noise, and the median of --steps
 timed steps counts. --profile prints each kind's top operators by self CPU
 time. Read the ratio: absolute chars/s move with the machine's load.
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from charrnn.cells.gru_cpu import FastGRU
+from charrnn.training.memory import keep_freed_memory
 
 B, T, E, V = 32, 128, 64, 65
 # charrnn's GRU is FastGRU (cells/gru_cpu.py); "nn.GRU" is PyTorch's own, for reference
@@ -53,6 +55,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="timed steps per kind (after 2 untimed)")
     ap.add_argument("--profile", action="store_true", help="print each kind's top operators")
     args = ap.parse_args()
+    keep_freed_memory()  # as `charrnn train` does: the allocator's behaviour changes the ratios
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; B={B} T={T}")
     print(f"{'shape':8} {'precision':9} {'LSTM chars/s':>13} {'GRU chars/s':>12} {'GRU/LSTM':>9}"
           f" {'nn.GRU chars/s':>15} {'nn.GRU/LSTM':>12}")  # fmt: skip

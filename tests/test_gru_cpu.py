@@ -35,6 +35,7 @@ def test_equals_nn_gru_forward_and_gradients(layers: int, steps: int, with_h0: b
     h0 = torch.randn(layers, 3, 7, requires_grad=True) if with_h0 else None
     weights = torch.randn(3, steps, 7)
     expected, got = _run(ref, x, h0, weights), _run(fast, x, h0, weights)
+    assert "GRULayer" in fast(x, h0)[0].grad_fn.next_functions[0][0].name()  # the hand-written path ran
     assert len(got) == len(expected)
     for e, g in zip(expected, got):
         torch.testing.assert_close(g, e, rtol=0, atol=1e-5)
@@ -52,9 +53,11 @@ def test_gradcheck_in_float64():
 
 
 def test_leaves_the_incoming_gradient_alone():
-    _, fast = _pair(4, 6, 2)
-    out, _ = fast(torch.randn(2, 9, 4))
-    grad = torch.randn_like(out)
+    torch.manual_seed(2)
+    T, B, In, H = 9, 2, 4, 6
+    weights = [torch.randn(3 * H, In), torch.randn(3 * H, H), torch.randn(3 * H), torch.randn(3 * H)]
+    out = GRULayer.apply(torch.randn(T, B, In), torch.zeros(B, H), *(w.requires_grad_() for w in weights))
+    grad = torch.randn_like(out)  # contiguous and time-major: the backward gets this very tensor
     kept = grad.clone()
     out.backward(grad)
     assert torch.equal(grad, kept)
@@ -84,3 +87,14 @@ def test_the_gru_kind_trains_with_it():
     model = CharRNN(ModelConfig("gru", vocab_size=5, embedding=3, hidden=4, layers=2))
     assert type(model.rnn) is FastGRU
     assert set(model.rnn.state_dict()) == set(nn.GRU(3, 4, 2).state_dict())
+
+
+def test_refuses_a_wrong_state_and_leaves_other_inputs_to_nn_gru():
+    _, fast = _pair(4, 6, 2)
+    with pytest.raises(RuntimeError):
+        fast(torch.randn(2, 9, 4), torch.zeros(3, 2, 6))  # three layers of state for two
+    ref, fast64 = (m.double() for m in _pair(4, 6, 2))
+    x = torch.randn(2, 9, 4, dtype=torch.float64)
+    torch.testing.assert_close(fast64(x)[0], ref(x)[0], rtol=0, atol=1e-12)
+    out, _ = fast(torch.randn(9, 4))  # unbatched: nn.GRU's own path
+    assert out.shape == (9, 6)

@@ -12,15 +12,16 @@ weight-gradient GEMM per step. Here each layer is one autograd Function:
   side by side, and one GEMM for dh(t-1); the weight gradients and dx are
   three GEMMs over the whole window after the loop.
 
-In fp32 this trains about 1.15x as fast as nn.GRU on 2 cores
-(benchmarks/gru_speed.py). Under autocast nn.GRU's loop already runs its
+In fp32 this trained 1.28x as fast as a bare nn.GRU loop on 2 cores
+(benchmarks/train_speed.py --gru). Under autocast nn.GRU's loop already runs its
 GEMMs in bf16 (autocast reaches the matmuls inside it); a bf16 variant of
 this path, GEMMs in bf16 and gates in fp32, was measured no faster than that,
 the conversions eating the gain, so there nn.GRU's own path runs.
 
 `FastGRU` is an nn.GRU (same parameters and checkpoints, and nn.GRU's own
 path off the CPU and under autocast) whose forward takes this path on the
-CPU in fp32.
+CPU in fp32. Unlike nn.GRU's, its output may not be changed in place
+(autograd refuses: it is a view of what the backward keeps).
 tests/test_gru_cpu.py holds it to nn.GRU within 1e-5, forward and gradients.
 """
 
@@ -41,6 +42,11 @@ def _blocks(w: torch.Tensor, order: tuple[int, int, int]) -> torch.Tensor:
 # half's gradient in block order n, z, r, its last three the recurrent half's
 # in order z, r, n, so both GEMMs read it in place.
 INPUT_ORDER, RECURRENT_ORDER = (2, 1, 0), (1, 0, 2)
+
+
+def _steps(t: torch.Tensor, columns) -> list[tuple[torch.Tensor, ...]]:
+    """For each column slice (None: all), the per-step views of t[:, :, slice]."""
+    return [(t if c is None else t[..., c]).unbind(0) for c in columns]
 
 
 class GRULayer(torch.autograd.Function):
@@ -75,12 +81,15 @@ def _forward(x, h0, w_ih, w_hh, b_ih, b_hh):
     hs = x.new_empty(T + 1, B, H)
     hs[0] = h0
     n = x.new_empty(T, B, H)
+    # Every step's views made up front (unbind: one call each), not by
+    # indexing in the loop: the loop's cost is per op, views included.
+    g, rz, r, z, gh_n = _steps(gates, (None, slice(0, 2 * H), slice(0, H), slice(H, 2 * H), slice(2 * H, None)))
+    gi_n, n_, h = gi_n.unbind(0), n.unbind(0), hs.unbind(0)
     for t in range(T):
-        g = gates[t]
-        g.addmm_(hs[t], w_t)
-        g[:, : 2 * H].sigmoid_()  # r, z
-        torch.addcmul(gi_n[t], g[:, :H], g[:, 2 * H :], out=n[t]).tanh_()
-        torch.lerp(n[t], hs[t], g[:, H : 2 * H], out=hs[t + 1])  # (1 - z) n + z h
+        g[t].addmm_(h[t], w_t)
+        rz[t].sigmoid_()
+        torch.addcmul(gi_n[t], r[t], gh_n[t], out=n_[t]).tanh_()
+        torch.lerp(n_[t], h[t], z[t], out=h[t + 1])  # (1 - z) n + z h
     return hs, gates, n
 
 
@@ -88,25 +97,23 @@ def _backward(x, w_ih, w_hh, hs, gates, n, dout):
     T, B, H = n.shape
     r, z, gh_n = gates[..., :H], gates[..., H : 2 * H], gates[..., 2 * H :]
     one = hs.new_ones(())
-    # Per step: [dN | dz] = dh * ab, then [dr | dgh_n] = dN * cr.
-    ab = hs.new_empty(T, B, 2 * H)
-    torch.mul(torch.sub(one, z), torch.addcmul(one, n, n, value=-1), out=ab[..., :H])  # (1 - z)(1 - n^2)
-    torch.mul(torch.sub(hs[:-1], n), torch.addcmul(z, z, z, value=-1), out=ab[..., H:])  # (h - n) z (1 - z)
-    cr = hs.new_empty(T, B, 2 * H)
-    torch.mul(gh_n, torch.addcmul(r, r, r, value=-1), out=cr[..., :H])  # gh_n r (1 - r)
-    cr[..., H:] = r
+    # Per step dN = dh f_n, dz = dh f_z, dr = dN f_r and dgh_n = dN r, with
+    # the factors made for the whole window at once:
+    f_n = torch.sub(one, z).mul_(torch.addcmul(one, n, n, value=-1))  # (1 - z)(1 - n^2)
+    f_z = torch.sub(hs[:-1], n).mul_(torch.addcmul(z, z, z, value=-1))  # (h - n) z (1 - z)
+    f_r = torch.addcmul(r, r, r, value=-1).mul_(gh_n)  # gh_n r (1 - r)
     rows = hs.new_empty(T, B, 4 * H)
+    d_n, d_z, d_r, d_gh_n, d_gh = _steps(rows, [slice(k * H, (k + 1) * H) for k in range(4)] + [slice(H, None)])
+    f_n, f_z, f_r, r, z, dout = (v.unbind(0) for v in (f_n, f_z, f_r, r, z, dout.contiguous()))
     w = _blocks(w_hh, RECURRENT_ORDER)
-    dout = dout.contiguous()  # time-major: the caller's is often a transposed view
     dh = dout[T - 1]
     for t in range(T - 1, -1, -1):
-        row = rows[t]
-        d_n = torch.mul(dh, ab[t, :, :H], out=row[:, :H])
-        torch.mul(dh, ab[t, :, H:], out=row[:, H : 2 * H])
-        torch.mul(d_n, cr[t, :, :H], out=row[:, 2 * H : 3 * H])
-        torch.mul(d_n, cr[t, :, H:], out=row[:, 3 * H :])
+        torch.mul(dh, f_n[t], out=d_n[t])
+        torch.mul(dh, f_z[t], out=d_z[t])
+        torch.mul(d_n[t], f_r[t], out=d_r[t])
+        torch.mul(d_n[t], r[t], out=d_gh_n[t])
         carried = torch.addcmul(dout[t - 1], dh, z[t]) if t > 0 else dh * z[t]  # dh(t-1), direct part
-        dh = torch.addmm(carried, row[:, H:], w)
+        dh = torch.addmm(carried, d_gh[t], w)
     flat = rows.view(T * B, 4 * H)
     dw_hh = _blocks(flat[:, H:].t() @ hs[:-1].reshape(T * B, H), RECURRENT_ORDER)
     dw_ih = _blocks(flat[:, : 3 * H].t() @ x.reshape(T * B, -1), INPUT_ORDER)
@@ -123,14 +130,14 @@ class FastGRU(nn.GRU):
     def forward(self, input, hx=None):
         if not self._handles(input):
             return super().forward(input, hx)
-        acc = torch.promote_types(input.dtype, torch.float32)
-        B = input.shape[0]
+        acc = input.dtype
         if hx is None:
-            hx = input.new_zeros(self.num_layers, B, self.hidden_size, dtype=acc)
-        x, last = input.transpose(0, 1).to(acc).contiguous(), []
+            hx = input.new_zeros(self.num_layers, input.shape[0], self.hidden_size)
+        self.check_forward_args(input, hx, None)  # nn.GRU's shape checks, before hx is sliced
+        x, last = input.transpose(0, 1).contiguous(), []
         for k in range(self.num_layers):
             weights = (getattr(self, f"{name}_l{k}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-            x = GRULayer.apply(x, hx[k].to(acc), *(w.to(acc) for w in weights))
+            x = GRULayer.apply(x, hx[k].to(acc), *weights)
             last.append(x[-1])
             if k < self.num_layers - 1 and self.dropout and self.training:
                 x = F.dropout(x, self.dropout, True)
@@ -142,5 +149,6 @@ class FastGRU(nn.GRU):
         usual = self.batch_first and self.bias and not self.bidirectional and self.proj_size == 0
         return (
             usual and isinstance(input, torch.Tensor) and input.device.type == "cpu" and input.dim() == 3
-            and not torch.is_autocast_enabled("cpu")
+            and input.shape[1] > 0 and input.dtype == self.weight_ih_l0.dtype
+            and input.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled("cpu")
         )  # fmt: skip
