@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .types import layer_weights
+
 
 def _blocks(w: torch.Tensor, order: tuple[int, int, int]) -> torch.Tensor:
     """A (3H, ...) tensor's gate blocks (r=0, z=1, n=2) in another order."""
@@ -63,7 +65,7 @@ class GRULayer(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, dout):
         with torch.autocast(dout.device.type, enabled=False):
-            return _backward(*ctx.saved_tensors, dout)
+            return _backward(*ctx.saved_tensors, dout, need_dh0=ctx.needs_input_grad[1])
 
 
 def _forward(x, h0, w_ih, w_hh, b_ih, b_hh):
@@ -93,7 +95,7 @@ def _forward(x, h0, w_ih, w_hh, b_ih, b_hh):
     return hs, gates, n
 
 
-def _backward(x, w_ih, w_hh, hs, gates, n, dout):
+def _backward(x, w_ih, w_hh, hs, gates, n, dout, need_dh0: bool):
     T, B, H = n.shape
     r, z, gh_n = gates[..., :H], gates[..., H : 2 * H], gates[..., 2 * H :]
     one = hs.new_ones(())
@@ -112,6 +114,9 @@ def _backward(x, w_ih, w_hh, hs, gates, n, dout):
         torch.mul(dh, f_z[t], out=d_z[t])
         torch.mul(d_n[t], f_r[t], out=d_r[t])
         torch.mul(d_n[t], r[t], out=d_gh_n[t])
+        if t == 0 and not need_dh0:  # training's carried state is detached: skip the window's last GEMM
+            dh = None
+            break
         carried = torch.addcmul(dout[t - 1], dh, z[t]) if t > 0 else dh * z[t]  # dh(t-1), direct part
         dh = torch.addmm(carried, d_gh[t], w)
     flat = rows.view(T * B, 4 * H)
@@ -130,14 +135,12 @@ class FastGRU(nn.GRU):
     def forward(self, input, hx=None):
         if not self._handles(input):
             return super().forward(input, hx)
-        acc = input.dtype
         if hx is None:
             hx = input.new_zeros(self.num_layers, input.shape[0], self.hidden_size)
         self.check_forward_args(input, hx, None)  # nn.GRU's shape checks, before hx is sliced
         x, last = input.transpose(0, 1).contiguous(), []
         for k in range(self.num_layers):
-            weights = (getattr(self, f"{name}_l{k}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-            x = GRULayer.apply(x, hx[k].to(acc), *weights)
+            x = GRULayer.apply(x, hx[k].to(input.dtype), *layer_weights(self, k))
             last.append(x[-1])
             if k < self.num_layers - 1 and self.dropout and self.training:
                 x = F.dropout(x, self.dropout, True)
