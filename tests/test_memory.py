@@ -23,7 +23,10 @@ def faults():
 plain = faults()
 kept = keep_freed_memory()
 faults()  # the first allocation after the change still faults its pages in once
-print(plain, kept, faults())
+# The fewest of three rounds: on CI one round once faulted 3 of its 10 buffers
+# in afresh (the heap grew where a small allocation had split it), which the
+# next rounds reuse. Without the setting every round faults all ten.
+print(plain, kept, min(faults() for _ in range(3)))
 """
 
 
