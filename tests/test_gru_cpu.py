@@ -1,13 +1,30 @@
-"""The GRU's hand-written CPU path (charrnn/cells/gru_cpu.py) against nn.GRU."""
+"""The GRU's hand-written CPU path (charrnn/cells/gru_cpu.py) against nn.GRU,
+with its step's maths in the optional C step (cells/_gru_step.c) and without."""
 
 from __future__ import annotations
+
+import shutil
+import sys
+import sysconfig
 
 import pytest
 import torch
 from torch import nn
 
+from charrnn.cells import gru_cpu
 from charrnn.cells.gru_cpu import FastGRU, GRULayer
 from charrnn.model import CharRNN, ModelConfig
+
+BUILT = gru_cpu._gru_step
+
+
+@pytest.fixture(params=["c", "ops"])
+def step(request, monkeypatch) -> str:
+    """Each test below runs with the C step and with its PyTorch-ops twin."""
+    if request.param == "c" and BUILT is None:
+        pytest.skip("the optional C step is not built here")
+    monkeypatch.setattr(gru_cpu, "_gru_step", BUILT if request.param == "c" else None)
+    return request.param
 
 
 def _pair(inputs: int, hidden: int, layers: int, dropout: float = 0.0) -> tuple[nn.GRU, FastGRU]:
@@ -29,7 +46,7 @@ def _run(module: nn.Module, x: torch.Tensor, h0: torch.Tensor | None, weights: t
 
 
 @pytest.mark.parametrize(("layers", "steps", "with_h0"), [(1, 1, True), (2, 37, True), (3, 5, False)])
-def test_equals_nn_gru_forward_and_gradients(layers: int, steps: int, with_h0: bool):
+def test_equals_nn_gru_forward_and_gradients(layers: int, steps: int, with_h0: bool, step: str):
     ref, fast = _pair(5, 7, layers)
     x = torch.randn(3, steps, 5, requires_grad=True)
     h0 = torch.randn(layers, 3, 7, requires_grad=True) if with_h0 else None
@@ -41,7 +58,7 @@ def test_equals_nn_gru_forward_and_gradients(layers: int, steps: int, with_h0: b
         torch.testing.assert_close(g, e, rtol=0, atol=1e-5)
 
 
-def test_gradcheck_in_float64():
+def test_gradcheck_in_float64(step: str):
     torch.manual_seed(1)
     T, B, In, H = 4, 2, 3, 5
 
@@ -52,7 +69,7 @@ def test_gradcheck_in_float64():
     assert torch.autograd.gradcheck(GRULayer.apply, args)
 
 
-def test_leaves_the_incoming_gradient_alone():
+def test_leaves_the_incoming_gradient_alone(step: str):
     torch.manual_seed(2)
     T, B, In, H = 9, 2, 4, 6
     weights = [torch.randn(3 * H, In), torch.randn(3 * H, H), torch.randn(3 * H), torch.randn(3 * H)]
@@ -98,3 +115,30 @@ def test_refuses_a_wrong_state_and_leaves_other_inputs_to_nn_gru():
     torch.testing.assert_close(fast64(x)[0], ref(x)[0], rtol=0, atol=1e-12)
     out, _ = fast(torch.randn(9, 4))  # unbatched: nn.GRU's own path
     assert out.shape == (9, 6)
+
+
+@pytest.mark.skipif(BUILT is None, reason="the optional C step is not built here")
+def test_c_step_matches_pytorch_on_extreme_and_nan_preactivations():
+    """The C step's own exp (cells/_gru_step.c) against torch's sigmoid and
+    tanh, far into saturation, at zero, and on inf and NaN."""
+    B, H = 3, 37  # H not a multiple of any vector width: the loops' tails run
+    torch.manual_seed(3)
+    gates = torch.randn(B, 3 * H) * 30
+    gates[0, :6] = torch.tensor([0.0, -1e-6, 88.0, -90.0, float("inf"), -float("inf")])
+    gates[1, H + 1] = float("nan")
+    gi, h = torch.randn(B, 3 * H) * 30, torch.randn(B, H)
+    n, h_next, got = torch.empty(B, H), torch.empty(B, H), gates.clone()
+    BUILT.forward(4, B, H, got.data_ptr(), gi.data_ptr(), h.data_ptr(), n.data_ptr(), h_next.data_ptr())
+    r, z = gates[:, :H].sigmoid(), gates[:, H : 2 * H].sigmoid()
+    want_n = torch.tanh(gi[:, 2 * H :] + r * gates[:, 2 * H :])
+    for g, e in ((got[:, :H], r), (got[:, H : 2 * H], z), (n, want_n), (h_next, torch.lerp(want_n, h, z))):
+        torch.testing.assert_close(g, e, rtol=1e-6, atol=1e-6, equal_nan=True)
+    assert h_next[1, 1].isnan() and h_next.isnan().sum() == 1  # NaN carried through, not clamped away
+
+
+def test_c_step_is_built_where_a_c_compiler_is():
+    """setup.py builds it optionally: a failed build must not go unnoticed on
+    the machines that can build it (CI's among them)."""
+    if not sys.platform.startswith("linux") or not shutil.which(sysconfig.get_config_var("CC").split()[0]):
+        pytest.skip("no C compiler here: the PyTorch-ops path runs")
+    assert BUILT is not None, "pip install -e . did not build charrnn/cells/_gru_step.c"
