@@ -15,7 +15,7 @@ from charrnn.cells import gru_cpu
 from charrnn.cells.gru_cpu import FastGRU, GRULayer
 from charrnn.model import CharRNN, ModelConfig
 
-BUILT = gru_cpu._gru_step
+BUILT = gru_cpu.gru_fused  # None where the optional C step is not built
 
 
 @pytest.fixture(params=["c", "ops"])
@@ -23,7 +23,7 @@ def step(request, monkeypatch) -> str:
     """Each test below runs with the C step and with its PyTorch-ops twin."""
     if request.param == "c" and BUILT is None:
         pytest.skip("the optional C step is not built here")
-    monkeypatch.setattr(gru_cpu, "_gru_step", BUILT if request.param == "c" else None)
+    monkeypatch.setattr(gru_cpu, "gru_fused", BUILT if request.param == "c" else None)
     return request.param
 
 
@@ -80,13 +80,32 @@ def test_leaves_the_incoming_gradient_alone(step: str):
     assert torch.equal(grad, kept)
 
 
-def test_under_autocast_runs_nn_grus_own_path():
+def test_under_bf16_autocast_without_the_c_step_runs_nn_grus_own_path(monkeypatch):
+    monkeypatch.setattr(gru_cpu, "gru_fused", None)
     ref, fast = _pair(4, 6, 2)
     x = torch.randn(2, 9, 4)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         expected, got = ref(x), fast(x)
     for e, g in zip(expected, got):
         assert torch.equal(g, e)
+
+
+@pytest.mark.skipif(BUILT is None, reason="the optional C step is not built here")
+def test_under_bf16_autocast_the_c_step_runs_bf16_gemms_near_fp32():
+    """bf16 GEMMs, fp32 gates and state: outputs and gradients within bf16's
+    rounding of the fp32 figures, no further off than nn.GRU's own autocast."""
+    ref, fast = _pair(16, 32, 2)
+    torch.manual_seed(4)
+    x, weights = torch.randn(4, 50, 16, requires_grad=True), torch.randn(4, 50, 32)
+    exact = _run(ref, x, None, weights)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert "GRULayer" in fast(x)[0].grad_fn.next_functions[0][0].name()
+        got, theirs = _run(fast, x, None, weights), _run(ref, x, None, weights)
+    assert got[0].dtype == theirs[0].dtype == torch.float32
+    for g, t, e in zip(got, theirs, exact):
+        scale = e.abs().max()
+        assert (g - e).abs().max() <= 0.02 * scale
+        assert (g - e).abs().max() <= 2 * (t - e).abs().max() + 1e-3 * scale
 
 
 def test_dropout_between_layers_only_while_training():
@@ -121,17 +140,22 @@ def test_refuses_a_wrong_state_and_leaves_other_inputs_to_nn_gru():
 def test_c_step_matches_pytorch_on_extreme_and_nan_preactivations():
     """The C step's own exp (cells/_gru_step.c) against torch's sigmoid and
     tanh, far into saturation, at zero, and on inf and NaN."""
+    from charrnn.cells import _gru_step
+
     B, H = 3, 37  # H not a multiple of any vector width: the loops' tails run
     torch.manual_seed(3)
-    gates = torch.randn(B, 3 * H) * 30
-    gates[0, :6] = torch.tensor([0.0, -1e-6, 88.0, -90.0, float("inf"), -float("inf")])
-    gates[1, H + 1] = float("nan")
-    gi, h = torch.randn(B, 3 * H) * 30, torch.randn(B, H)
-    n, h_next, got = torch.empty(B, H), torch.empty(B, H), gates.clone()
-    BUILT.forward(4, B, H, got.data_ptr(), gi.data_ptr(), h.data_ptr(), n.data_ptr(), h_next.data_ptr())
-    r, z = gates[:, :H].sigmoid(), gates[:, H : 2 * H].sigmoid()
-    want_n = torch.tanh(gi[:, 2 * H :] + r * gates[:, 2 * H :])
-    for g, e in ((got[:, :H], r), (got[:, H : 2 * H], z), (n, want_n), (h_next, torch.lerp(want_n, h, z))):
+    gi, gh, h = torch.randn(B, 3 * H) * 30, torch.randn(B, 3 * H) * 30, torch.randn(B, H)
+    gi[0, :6] = torch.tensor([0.0, -1e-6, 88.0, -90.0, float("inf"), -float("inf")])
+    gh[0, :6] = 0.0
+    gi[1, H + 1] = float("nan")
+    gates, n, h_next = torch.empty(B, 3 * H), torch.empty(B, H), torch.empty(B, H)
+    ptrs = (t.data_ptr() for t in (gi, gh, h, gates, n, h_next, h_next))
+    _gru_step.forward(0, B, H, *ptrs)
+    pre = gi + gh
+    r, z = pre[:, :H].sigmoid(), pre[:, H : 2 * H].sigmoid()
+    want_n = torch.tanh(gi[:, 2 * H :] + r * gh[:, 2 * H :])
+    want = (torch.cat([r, z, gh[:, 2 * H :]], 1), want_n, torch.lerp(want_n, h, z))
+    for g, e in zip((gates, n, h_next), want):
         torch.testing.assert_close(g, e, rtol=1e-6, atol=1e-6, equal_nan=True)
     assert h_next[1, 1].isnan() and h_next.isnan().sum() == 1  # NaN carried through, not clamped away
 

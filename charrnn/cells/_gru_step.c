@@ -61,63 +61,88 @@ static inline float sigmoid_f(float x) { return 1.0f / (1.0f + exp_f(-x)); }
 static inline float tanh_f(float x) { return 1.0f - 2.0f / (exp_f(2.0f * x) + 1.0f); }
 static inline double sigmoid_d(double x) { return 1.0 / (1.0 + exp(-x)); }
 
-/* Forward: r, z = sigmoid(pre-activations) in place; n = tanh(gi_n + r gh_n);
- * h_next = (1 - z) n + z h. The same in float and double (the double one
- * serves gradcheck). */
-#define FORWARD(NAME, T, SIGMOID, TANH)                                                     \
-    CLONES static void NAME(int64_t B, int64_t H, T *gates, const T *gi, const T *h, T *n, \
-                            T *h_next) {                                                    \
+/* bf16 as its 16 top bits of a float: widening is a shift; narrowing
+ * rounds to nearest even, NaN kept a (quiet) NaN. */
+static inline float bf16_load(uint16_t v) { bits32 b = {.u = (uint32_t)v << 16}; return b.f; }
+static inline uint16_t bf16_store(float f) {
+    bits32 b = {.f = f};
+    uint32_t rounded = (b.u + 0x7FFFu + ((b.u >> 16) & 1u)) >> 16;
+    return f != f ? (uint16_t)0x7FC0 : (uint16_t)rounded;
+}
+static inline float f_load(float v) { return v; }
+static inline double d_load(double v) { return v; }
+
+/* Forward: r = sigmoid(gi_r + gh_r), z = sigmoid(gi_z + gh_z),
+ * n = tanh(gi_n + r gh_n), h_next = (1 - z) n + z h; gates gets [r|z|gh_n].
+ * gi and gh (the GEMMs' outputs, biases included) are of type G, the state
+ * of type S: float/float, double/double (gradcheck's), float/bf16 (bf16
+ * GEMMs); with bf16 GEMMs h_next is also written as bf16 (h_next_g), the
+ * next step's GEMM input. */
+#define FORWARD(NAME, S, G, LOAD, SIGMOID, TANH)                                            \
+    CLONES static void NAME(int64_t B, int64_t H, const G *gi, const G *gh, const S *h,    \
+                            S *gates, S *n, S *h_next) {                                    \
         for (int64_t b = 0; b < B; b++) {                                                   \
-            T *r = gates + b * 3 * H, *z = r + H;                                           \
-            const T *gh_n = r + 2 * H, *gi_n = gi + b * 3 * H + 2 * H, *hb = h + b * H;     \
-            T *nb = n + b * H, *out = h_next + b * H;                                       \
+            const G *xr = gi + b * 3 * H, *xz = xr + H, *xn = xr + 2 * H;                   \
+            const G *hr = gh + b * 3 * H, *hz = hr + H, *hn = hr + 2 * H;                   \
+            const S *hb = h + b * H;                                                        \
+            S *r = gates + b * 3 * H, *z = r + H, *gh_n = r + 2 * H;                        \
+            S *nb = n + b * H, *out = h_next + b * H;                                       \
             _Pragma("GCC ivdep") for (int64_t j = 0; j < H; j++) {                          \
-                T rj = SIGMOID(r[j]), zj = SIGMOID(z[j]);                                   \
-                T nj = TANH(gi_n[j] + rj * gh_n[j]);                                        \
+                S rj = SIGMOID((S)LOAD(xr[j]) + (S)LOAD(hr[j]));                            \
+                S zj = SIGMOID((S)LOAD(xz[j]) + (S)LOAD(hz[j]));                            \
+                S ghj = LOAD(hn[j]);                                                        \
+                S nj = TANH((S)LOAD(xn[j]) + rj * ghj);                                     \
                 r[j] = rj;                                                                  \
                 z[j] = zj;                                                                  \
+                gh_n[j] = ghj;                                                              \
                 nb[j] = nj;                                                                 \
                 out[j] = nj + zj * (hb[j] - nj);                                            \
             }                                                                               \
         }                                                                                   \
     }
 
-FORWARD(forward_f, float, sigmoid_f, tanh_f)
-FORWARD(forward_d, double, sigmoid_d, tanh)
+FORWARD(forward_f, float, float, f_load, sigmoid_f, tanh_f)
+FORWARD(forward_d, double, double, d_load, sigmoid_d, tanh)
+FORWARD(forward_bf, float, uint16_t, bf16_load, sigmoid_f, tanh_f)
 
-/* Backward, given dh = dL/dh(t): the row [dN | dz | dr | dgh_n] and, unless
- * carry is NULL, carry = dout(t-1) + z dh (dh(t-1) before the GEMM through
- * W_hh adds the rest; without dout_prev, just z dh). */
-#define BACKWARD(NAME, T)                                                                   \
-    CLONES static void NAME(int64_t B, int64_t H, const T *dh, const T *gates, const T *n,  \
-                            const T *h, const T *dout_prev, T *rows, T *carry) {            \
+CLONES static void narrow_bf(int64_t count, const float *src, uint16_t *dst) {
+    _Pragma("GCC ivdep") for (int64_t i = 0; i < count; i++) dst[i] = bf16_store(src[i]);
+}
+
+/* Backward, given dh = dL/dh(t) = carry + mm (mm: the GEMM's part, of type
+ * G): the row [dN | dz | dr | dgh_n], of type G (the GEMMs' input), and
+ * carry_out = dout(t-1) + z dh, dh(t-1) but for the GEMM's part. Every
+ * pointer is real (the caller passes zeros or scratch where a step has no
+ * such part), so the loop has no branches and vectorizes. */
+#define BACKWARD(NAME, S, G, LOAD, STORE)                                                   \
+    CLONES static void NAME(int64_t B, int64_t H, const S *carry, const G *mm, const S *gates, \
+                            const S *n, const S *h, const S *dout_prev, G *rows, S *carry_out) { \
         for (int64_t b = 0; b < B; b++) {                                                   \
-            const T *r = gates + b * 3 * H, *z = r + H, *gh_n = r + 2 * H;                  \
-            const T *d = dh + b * H, *nb = n + b * H, *hb = h + b * H;                      \
-            T *dN = rows + b * 4 * H, *dz = dN + H, *dr = dN + 2 * H, *dgh = dN + 3 * H;    \
+            const S *r = gates + b * 3 * H, *z = r + H, *gh_n = r + 2 * H;                  \
+            const S *c = carry + b * H, *nb = n + b * H, *hb = h + b * H;                   \
+            const S *dp = dout_prev + b * H;                                                \
+            const G *m = mm + b * H;                                                        \
+            S *co = carry_out + b * H;                                                      \
+            G *dN = rows + b * 4 * H, *dz = dN + H, *dr = dN + 2 * H, *dgh = dN + 3 * H;    \
             _Pragma("GCC ivdep") for (int64_t j = 0; j < H; j++) {                          \
-                T zj = z[j], rj = r[j], nj = nb[j];                                         \
-                T dn = d[j] * (1 - zj) * (1 - nj * nj);                                     \
-                dN[j] = dn;                                                                 \
-                dz[j] = d[j] * (hb[j] - nj) * zj * (1 - zj);                                \
-                dr[j] = dn * gh_n[j] * rj * (1 - rj);                                       \
-                dgh[j] = dn * rj;                                                           \
-            }                                                                               \
-            if (!carry) continue;                                                           \
-            T *c = carry + b * H;                                                           \
-            const T *dp = dout_prev ? dout_prev + b * H : NULL;                             \
-            if (dp) {                                                                       \
-                _Pragma("GCC ivdep") for (int64_t j = 0; j < H; j++) c[j] = dp[j] + z[j] * d[j]; \
-            } else {                                                                        \
-                _Pragma("GCC ivdep") for (int64_t j = 0; j < H; j++) c[j] = z[j] * d[j];   \
+                S d = c[j] + (S)LOAD(m[j]);                                                 \
+                S zj = z[j], rj = r[j], nj = nb[j];                                         \
+                S dn = d * (1 - zj) * (1 - nj * nj);                                        \
+                dN[j] = STORE(dn);                                                          \
+                dz[j] = STORE(d * (hb[j] - nj) * zj * (1 - zj));                            \
+                dr[j] = STORE(dn * gh_n[j] * rj * (1 - rj));                                \
+                dgh[j] = STORE(dn * rj);                                                    \
+                co[j] = dp[j] + zj * d;                                                     \
             }                                                                               \
         }                                                                                   \
     }
 
-BACKWARD(backward_f, float)
-BACKWARD(backward_d, double)
+BACKWARD(backward_f, float, float, f_load, f_load)
+BACKWARD(backward_d, double, double, d_load, d_load)
+BACKWARD(backward_bf, float, uint16_t, bf16_load, bf16_store)
 
-/* ---- Python side: every argument is an int (sizes, element size, addresses). */
+/* ---- Python side: every argument is an int (a kind, sizes, addresses;
+ * none may be 0). Kinds: 0 float, 1 double, 2 float state with bf16 GEMMs. */
 
 static int read_ints(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, int64_t *out) {
     if (nargs != want) {
@@ -128,8 +153,8 @@ static int read_ints(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, i
         out[i] = (int64_t)PyLong_AsLongLong(args[i]);
         if (out[i] == -1 && PyErr_Occurred()) return -1;
     }
-    if (out[0] != 4 && out[0] != 8) {
-        PyErr_SetString(PyExc_ValueError, "element size must be 4 (float) or 8 (double)");
+    if (out[0] < 0 || out[0] > 2) {
+        PyErr_SetString(PyExc_ValueError, "kind must be 0 (float), 1 (double) or 2 (bf16 GEMMs)");
         return -1;
     }
     return 0;
@@ -137,33 +162,39 @@ static int read_ints(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want, i
 
 #define PTR(v) ((void *)(intptr_t)(v))
 
-/* forward(element_size, B, H, gates, gi, h, n, h_next) */
+/* forward(kind, B, H, gi, gh, h, gates, n, h_next, h_next_bf16) */
 static PyObject *py_forward(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    int64_t a[8];
-    if (read_ints(args, nargs, 8, a) < 0) return NULL;
-    if (a[0] == 4)
-        forward_f(a[1], a[2], PTR(a[3]), PTR(a[4]), PTR(a[5]), PTR(a[6]), PTR(a[7]));
-    else
-        forward_d(a[1], a[2], PTR(a[3]), PTR(a[4]), PTR(a[5]), PTR(a[6]), PTR(a[7]));
+    int64_t a[10];
+    if (read_ints(args, nargs, 10, a) < 0) return NULL;
+    if (a[0] == 0)
+        forward_f(a[1], a[2], PTR(a[3]), PTR(a[4]), PTR(a[5]), PTR(a[6]), PTR(a[7]), PTR(a[8]));
+    else if (a[0] == 1)
+        forward_d(a[1], a[2], PTR(a[3]), PTR(a[4]), PTR(a[5]), PTR(a[6]), PTR(a[7]), PTR(a[8]));
+    else {
+        forward_bf(a[1], a[2], PTR(a[3]), PTR(a[4]), PTR(a[5]), PTR(a[6]), PTR(a[7]), PTR(a[8]));
+        narrow_bf(a[1] * a[2], PTR(a[8]), PTR(a[9]));
+    }
     Py_RETURN_NONE;
 }
 
-/* backward(element_size, B, H, dh, gates, n, h, dout_prev or 0, rows, carry or 0) */
+/* backward(kind, B, H, carry, mm, gates, n, h, dout_prev, rows, carry_out) */
 static PyObject *py_backward(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    int64_t a[10];
-    if (read_ints(args, nargs, 10, a) < 0) return NULL;
-    if (a[0] == 4)
-        backward_f(a[1], a[2], PTR(a[3]), PTR(a[4]), PTR(a[5]), PTR(a[6]), PTR(a[7]), PTR(a[8]), PTR(a[9]));
+    int64_t a[11];
+    if (read_ints(args, nargs, 11, a) < 0) return NULL;
+    if (a[0] == 0)
+        backward_f(a[1], a[2], PTR(a[3]), PTR(a[4]), PTR(a[5]), PTR(a[6]), PTR(a[7]), PTR(a[8]), PTR(a[9]), PTR(a[10]));
+    else if (a[0] == 1)
+        backward_d(a[1], a[2], PTR(a[3]), PTR(a[4]), PTR(a[5]), PTR(a[6]), PTR(a[7]), PTR(a[8]), PTR(a[9]), PTR(a[10]));
     else
-        backward_d(a[1], a[2], PTR(a[3]), PTR(a[4]), PTR(a[5]), PTR(a[6]), PTR(a[7]), PTR(a[8]), PTR(a[9]));
+        backward_bf(a[1], a[2], PTR(a[3]), PTR(a[4]), PTR(a[5]), PTR(a[6]), PTR(a[7]), PTR(a[8]), PTR(a[9]), PTR(a[10]));
     Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
     {"forward", (PyCFunction)(void (*)(void))py_forward, METH_FASTCALL,
-     "forward(element_size, B, H, gates, gi, h, n, h_next): one GRU step's gates and state"},
+     "forward(kind, B, H, gi, gh, h, gates, n, h_next, h_next_bf16): one GRU step's gates and state"},
     {"backward", (PyCFunction)(void (*)(void))py_backward, METH_FASTCALL,
-     "backward(element_size, B, H, dh, gates, n, h, dout_prev, rows, carry): one step back"},
+     "backward(kind, B, H, carry, mm, gates, n, h, dout_prev, rows, carry_out): one step back"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -6,28 +6,23 @@ layer about a dozen small ops forward and a dozen back, among them a
 weight-gradient GEMM per step. Here each layer is one autograd Function:
 
 - forward: one GEMM for the whole window's input half, then per step one
-  GEMM (W_hh h, added in place to the input half's r and z) and the gates'
-  elementwise maths;
+  GEMM (W_hh h) and the gates' elementwise maths;
 - backward: per step the pre-activation gradients, written side by side,
   and one GEMM for dh(t-1); the weight gradients and dx are three GEMMs
   over the whole window after the loop.
 
-A step's elementwise maths is one call of a small C function (_gru_step.c,
-an optional extension that setup.py builds where a C compiler works) in
-place of four PyTorch ops forward and five back, which cost 10-30 us each in
-the loop; where the extension is not built, the same ops run.
-
-In fp32 this trained 1.28x as fast as a bare nn.GRU loop on 2 cores
-(benchmarks/train_speed.py --gru). Under autocast nn.GRU's loop already runs its
-GEMMs in bf16 (autocast reaches the matmuls inside it); a bf16 variant of
-this path, GEMMs in bf16 and gates in fp32, was measured no faster than that,
-the conversions eating the gain, so there nn.GRU's own path runs.
+Where the optional C step is built (setup.py), gru_fused.py runs the loops:
+a step's elementwise maths is one C call in place of four PyTorch ops forward
+and five back (10-30 us each in the loop), and the GEMMs go through oneDNN;
+under bf16 autocast its GEMMs run in bf16. Where it is not built, the loops
+below run the same maths in PyTorch ops (fp32 and fp64; under autocast
+nn.GRU's own loop runs, which already does its GEMMs in bf16).
 
 `FastGRU` is an nn.GRU (same parameters and checkpoints, and nn.GRU's own
-path off the CPU and under autocast) whose forward takes this path on the
-CPU in fp32. Unlike nn.GRU's, its output may not be changed in place
-(autograd refuses: it is a view of what the backward keeps).
-tests/test_gru_cpu.py holds it to nn.GRU within 1e-5, forward and gradients.
+path off the CPU) whose forward takes this path on the CPU. Unlike
+nn.GRU's, its output may not be changed in place (autograd refuses: it is a
+view of what the backward keeps). tests/test_gru_cpu.py holds both paths to
+nn.GRU within 1e-5, forward and gradients.
 """
 
 from __future__ import annotations
@@ -36,30 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .gru_layout import RECURRENT_ORDER, blocks, window_gradients
 from .types import layer_weights
 
 try:  # the optional C step (setup.py); without it, the same maths in PyTorch ops
-    from . import _gru_step
+    from . import gru_fused
 except ImportError:
-    _gru_step = None
-
-
-def _blocks(w: torch.Tensor, order: tuple[int, int, int]) -> torch.Tensor:
-    """A (3H, ...) tensor's gate blocks (r=0, z=1, n=2) in another order."""
-    return torch.cat([w.chunk(3)[k] for k in order])
-
-
-# The backward's per-step gradient row is [dN | dz | dr | dgh_n] (N, n's
-# pre-activation; gh_n = W_hn h + b_hn): its first three blocks are the input
-# half's gradient in block order n, z, r, its last three the recurrent half's
-# in order z, r, n, so both GEMMs read it in place.
-INPUT_ORDER, RECURRENT_ORDER = (2, 1, 0), (1, 0, 2)
-
-
-def _fused(t: torch.Tensor) -> bool:
-    """Whether the C step runs on t's buffers: built, and fp32 or fp64 on
-    the CPU (FastGRU sends nothing else here, but the C step reads raw memory)."""
-    return _gru_step is not None and t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64)
+    gru_fused = None
 
 
 def _steps(t: torch.Tensor, columns) -> list[tuple[torch.Tensor, ...]]:
@@ -68,28 +46,40 @@ def _steps(t: torch.Tensor, columns) -> list[tuple[torch.Tensor, ...]]:
 
 
 class GRULayer(torch.autograd.Function):
-    """One layer over a window: x (T, B, I), h0 (B, H) -> h (T, B, H)."""
+    """One layer over a window: x (T, B, I), h0 (B, H) -> h (T, B, H).
+    gemm: the GEMMs' dtype (x's, or bf16 under autocast: the C step only)."""
 
     @staticmethod
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh):
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, gemm=None):
+        gemm = gemm or x.dtype
         with torch.autocast(x.device.type, enabled=False):
-            hs, gates, n = _forward(x, h0, w_ih, w_hh, b_ih, b_hh)
-        ctx.save_for_backward(x, w_ih, w_hh, hs, gates, n)
-        return hs[1:]
+            if gru_fused is not None:
+                saved = gru_fused.forward(x, h0, w_ih, w_hh, b_ih, b_hh, gemm)
+            elif gemm == x.dtype:
+                saved = _forward(x, h0, w_ih, w_hh, b_ih, b_hh)
+            else:
+                raise RuntimeError(f"the GRU's {gemm} GEMMs need the C step (cells/_gru_step.c), not built here")
+        ctx.save_for_backward(*saved, w_ih, w_hh)
+        return saved[2][1:]
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dout):
         with torch.autocast(dout.device.type, enabled=False):
-            return _backward(*ctx.saved_tensors, dout, need_dh0=ctx.needs_input_grad[1])
+            x2d, hg, hs, gates, n, w_ih, w_hh = ctx.saved_tensors
+            args = (x2d, hg, hs, gates, n, w_ih, w_hh, dout.contiguous(), ctx.needs_input_grad[1])
+            dx, *grads = (gru_fused.backward if gru_fused is not None else _backward)(*args)
+        return dx.view(dout.shape[0], dout.shape[1], -1), *grads, None
 
 
 def _forward(x, h0, w_ih, w_hh, b_ih, b_hh):
-    """-> hs (T+1, B, H) from h0 on, gates (T, B, 3H): [r | z | gh_n] per
-    step, and n (T, B, H)."""
+    """PyTorch ops where the C step is not built; -> what _backward needs:
+    x2d, hs (twice: gru_fused keeps a bf16 copy there), gates and n, as in
+    gru_fused.forward."""
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    gi = torch.addmm(b_ih, x.reshape(T * B, -1), w_ih.t()).view(T, B, 3 * H)
+    x2d = x.reshape(T * B, -1)
+    gi = torch.addmm(b_ih, x2d, w_ih.t()).view(T, B, 3 * H)
     # gates(t) starts as [gi_r + b_hr | gi_z + b_hz | b_hn]; the step's GEMM adds W_hh h(t-1)
     gates = torch.empty_like(gi)
     torch.add(gi[..., : 2 * H], b_hh[: 2 * H], out=gates[..., : 2 * H])
@@ -97,21 +87,8 @@ def _forward(x, h0, w_ih, w_hh, b_ih, b_hh):
     hs = x.new_empty(T + 1, B, H)
     hs[0] = h0
     n = x.new_empty(T, B, H)
-    (_forward_fused if _fused(x) else _forward_ops)(gi, gates, hs, n, w_hh.t())
-    return hs, gates, n
-
-
-def _forward_fused(gi, gates, hs, n, w_t) -> None:
-    """The loop with each step's elementwise maths in one call of the C step."""
-    T, B, H = n.shape
-    size, g = n.element_size(), gates.unbind(0)
-    # Step t's rows start t strides past each buffer's start (all contiguous).
-    row, wide = B * H * size, B * 3 * H * size
-    gp, gip, hp, np_ = gates.data_ptr(), gi.data_ptr(), hs.data_ptr(), n.data_ptr()
-    h = hs.unbind(0)
-    for t in range(T):
-        g[t].addmm_(h[t], w_t)
-        _gru_step.forward(size, B, H, gp + t * wide, gip + t * wide, hp + t * row, np_ + t * row, hp + (t + 1) * row)
+    _forward_ops(gi, gates, hs, n, w_hh.t())
+    return x2d, hs, hs, gates, n
 
 
 def _forward_ops(gi, gates, hs, n, w_t) -> None:
@@ -128,43 +105,12 @@ def _forward_ops(gi, gates, hs, n, w_t) -> None:
         torch.lerp(n_[t], h[t], z[t], out=h[t + 1])  # (1 - z) n + z h
 
 
-def _backward(x, w_ih, w_hh, hs, gates, n, dout, need_dh0: bool):
+def _backward(x2d, hs_, hs, gates, n, w_ih, w_hh, dout, need_dh0: bool):
     T, B, H = n.shape
     rows = hs.new_empty(T, B, 4 * H)  # per step [dN | dz | dr | dgh_n]
-    w = _blocks(w_hh, RECURRENT_ORDER)
-    backward_loop = _backward_fused if _fused(n) else _backward_ops
-    dh = backward_loop(hs, gates, n, dout.contiguous(), rows, w, need_dh0)
-    flat = rows.view(T * B, 4 * H)
-    dw_hh = _blocks(flat[:, H:].t() @ hs[:-1].reshape(T * B, H), RECURRENT_ORDER)
-    dw_ih = _blocks(flat[:, : 3 * H].t() @ x.reshape(T * B, -1), INPUT_ORDER)
-    dx = (flat[:, : 3 * H] @ _blocks(w_ih, INPUT_ORDER)).view(x.shape)
-    sums = flat.sum(0)
-    db_ih, db_hh = _blocks(sums[: 3 * H], INPUT_ORDER), _blocks(sums[H:], RECURRENT_ORDER)
-    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
-
-
-def _backward_fused(hs, gates, n, dout, rows, w, need_dh0: bool):
-    """Fills rows, back from the last step; -> dL/dh0 (None unless need_dh0).
-    Per step one call of the C step (rows[t], and dh(t-1)'s direct part in
-    one of two buffers that take turns) and one GEMM (the rest of dh(t-1))."""
-    T, B, H = n.shape
-    size = n.element_size()
-    row, wide = B * H * size, B * 3 * H * size
-    gp, np_, hp, dp, rp = gates.data_ptr(), n.data_ptr(), hs.data_ptr(), dout.data_ptr(), rows.data_ptr()
-    d_gh = rows[..., H:].unbind(0)
-    turns = (hs.new_empty(B, H), hs.new_empty(B, H))
-    dh, dh_ptr = None, dp + (T - 1) * row
-    for t in range(T - 1, -1, -1):
-        # training's carried state is detached: its window skips the last GEMM
-        carry = turns[t % 2] if t > 0 or need_dh0 else None
-        _gru_step.backward(size, B, H, dh_ptr, gp + t * wide, np_ + t * row, hp + t * row,
-                           dp + (t - 1) * row if t > 0 else 0, rp + t * 4 * row,
-                           carry.data_ptr() if carry is not None else 0)  # fmt: skip
-        if carry is None:
-            break
-        dh = carry.addmm_(d_gh[t], w)
-        dh_ptr = dh.data_ptr()
-    return dh
+    dh = _backward_ops(hs, gates, n, dout, rows, blocks(w_hh, RECURRENT_ORDER), need_dh0)
+    dx, *grads = window_gradients(x2d, w_ih, hs[:-1].reshape(T * B, H), rows.view(T * B, 4 * H))
+    return dx, dh, *(g.to(w_ih.dtype) for g in grads)
 
 
 def _backward_ops(hs, gates, n, dout, rows, w, need_dh0: bool):
@@ -202,20 +148,30 @@ class FastGRU(nn.GRU):
         if hx is None:
             hx = input.new_zeros(self.num_layers, input.shape[0], self.hidden_size)
         self.check_forward_args(input, hx, None)  # nn.GRU's shape checks, before hx is sliced
-        x, last = input.transpose(0, 1).contiguous(), []
+        x, last, gemm = input.transpose(0, 1).contiguous(), [], _gemm_dtype(input)
         for k in range(self.num_layers):
-            x = GRULayer.apply(x, hx[k].to(input.dtype), *layer_weights(self, k))
+            x = GRULayer.apply(x, hx[k].to(input.dtype), *layer_weights(self, k), gemm)
             last.append(x[-1])
             if k < self.num_layers - 1 and self.dropout and self.training:
                 x = F.dropout(x, self.dropout, True)
         return x.transpose(0, 1), torch.stack(last)
 
     def _handles(self, input) -> bool:
-        # Under autocast nn.GRU's own loop already runs its GEMMs in bf16;
-        # GRULayer's bf16 variant was measured no faster (gru_speed.py).
         usual = self.batch_first and self.bias and not self.bidirectional and self.proj_size == 0
         return (
             usual and isinstance(input, torch.Tensor) and input.device.type == "cpu" and input.dim() == 3
             and input.shape[1] > 0 and input.dtype == self.weight_ih_l0.dtype
-            and input.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled("cpu")
+            and input.dtype in (torch.float32, torch.float64) and _gemm_dtype(input) is not None
         )  # fmt: skip
+
+
+def _gemm_dtype(input: torch.Tensor) -> torch.dtype | None:
+    """The GEMMs' dtype for this input: its own, bf16 under bf16 autocast
+    with the C step built; None where nn.GRU's own path should run (other
+    autocast dtypes; autocast without the C step, where nn.GRU's loop
+    already runs its GEMMs in bf16 and a PyTorch-ops variant measured no
+    faster)."""
+    if not torch.is_autocast_enabled("cpu"):
+        return input.dtype
+    bf16 = torch.get_autocast_dtype("cpu") == torch.bfloat16 and input.dtype == torch.float32
+    return torch.bfloat16 if bf16 and gru_fused is not None else None
