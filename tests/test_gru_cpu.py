@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import sys
 import sysconfig
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,12 +19,15 @@ from charrnn.model import CharRNN, ModelConfig
 BUILT = gru_cpu.gru_fused  # None where the optional C step is not built
 
 
-@pytest.fixture(params=["c", "ops"])
+@pytest.fixture(params=["c", "c-addmm", "ops"])
 def step(request, monkeypatch) -> str:
-    """Each test below runs with the C step and with its PyTorch-ops twin."""
-    if request.param == "c" and BUILT is None:
+    """Each test below runs with the C step (GEMMs through oneDNN where it
+    is, and through addmm) and with its PyTorch-ops twin."""
+    if request.param != "ops" and BUILT is None:
         pytest.skip("the optional C step is not built here")
-    monkeypatch.setattr(gru_cpu, "gru_fused", BUILT if request.param == "c" else None)
+    monkeypatch.setattr(gru_cpu, "gru_fused", BUILT if request.param != "ops" else None)
+    if request.param == "c-addmm":
+        monkeypatch.setattr(BUILT, "_onednn", lambda dtype: False)
     return request.param
 
 
@@ -90,17 +94,30 @@ def test_under_bf16_autocast_without_the_c_step_runs_nn_grus_own_path(monkeypatc
         assert torch.equal(g, e)
 
 
-@pytest.mark.skipif(BUILT is None, reason="the optional C step is not built here")
+def test_under_bf16_autocast_where_onednn_lacks_bf16_runs_nn_grus_own_path(monkeypatch):
+    if BUILT is not None:
+        monkeypatch.setattr(BUILT, "bf16_supported", lambda: False)
+    ref, fast = _pair(4, 6, 2)
+    x = torch.randn(2, 9, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected, got = ref(x), fast(x)
+    for e, g in zip(expected, got):
+        assert torch.equal(g, e)
+
+
+@pytest.mark.skipif(BUILT is None or not BUILT.bf16_supported(), reason="needs the C step and oneDNN's bf16")
 def test_under_bf16_autocast_the_c_step_runs_bf16_gemms_near_fp32():
     """bf16 GEMMs, fp32 gates and state: outputs and gradients within bf16's
     rounding of the fp32 figures, no further off than nn.GRU's own autocast."""
     ref, fast = _pair(16, 32, 2)
     torch.manual_seed(4)
     x, weights = torch.randn(4, 50, 16, requires_grad=True), torch.randn(4, 50, 32)
-    exact = _run(ref, x, None, weights)
+    h0 = torch.randn(2, 4, 32, requires_grad=True)  # its gradient too: the window's last GEMM runs
+    exact = _run(ref, x, h0, weights)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert "GRULayer" in fast(x)[0].grad_fn.next_functions[0][0].name()
-        got, theirs = _run(fast, x, None, weights), _run(ref, x, None, weights)
+        layer = fast(x)[0].grad_fn.next_functions[0][0]
+        assert "GRULayer" in layer.name() and layer.saved_tensors[1].dtype == torch.bfloat16  # hg: bf16 GEMM inputs
+        got, theirs = _run(fast, x, h0, weights), _run(ref, x, h0, weights)
     assert got[0].dtype == theirs[0].dtype == torch.float32
     for g, t, e in zip(got, theirs, exact):
         scale = e.abs().max()
@@ -163,6 +180,52 @@ def test_c_step_matches_pytorch_on_extreme_and_nan_preactivations():
 def test_c_step_is_built_where_a_c_compiler_is():
     """setup.py builds it optionally: a failed build must not go unnoticed on
     the machines that can build it (CI's among them)."""
-    if not sys.platform.startswith("linux") or not shutil.which(sysconfig.get_config_var("CC").split()[0]):
-        pytest.skip("no C compiler here: the PyTorch-ops path runs")
-    assert BUILT is not None, "pip install -e . did not build charrnn/cells/_gru_step.c"
+    cc = (sysconfig.get_config_var("CC") or "").split()
+    headers = Path(sysconfig.get_paths()["include"], "Python.h")
+    if not sys.platform.startswith("linux") or not cc or not shutil.which(cc[0]) or not headers.exists():
+        pytest.skip("no C compiler or no Python headers here: the PyTorch-ops path runs")
+    assert BUILT is not None, "pip install -e . did not build charrnn/cells/_gru_step.c (or an old build is there)"
+
+
+@pytest.mark.skipif(BUILT is None, reason="the optional C step is not built here")
+def test_c_step_rounds_bf16_state_as_pytorch_does():
+    """With bf16 GEMMs the C step writes each new state twice, fp32 and bf16
+    (the next GEMM's input): the bf16 copy is PyTorch's own rounding of the
+    fp32 one, ties, overflow and NaN included."""
+    from charrnn.cells import _gru_step
+
+    B, H = 2, 24
+    torch.manual_seed(5)
+    gi, gh = torch.randn(B, 3 * H).bfloat16(), torch.randn(B, 3 * H).bfloat16()
+    gi[:, 2 * H :] = 0.0
+    gh[:, H : 2 * H] = -100.0  # z = 0: h_next = n = tanh(0 + r gh_n) exactly as below
+    gh[:, 2 * H :] = 0.0
+    h = torch.randn(B, H)
+    gates, n, h_next, h_bf16 = torch.empty(B, 3 * H), torch.empty(B, H), torch.empty(B, H), torch.empty(B, H).bfloat16()
+    _gru_step.forward(2, B, H, *(t.data_ptr() for t in (gi, gh, h, gates, n, h_next, h_bf16)))
+    assert torch.equal(h_bf16, h_next.bfloat16())
+    # the rounding itself, on values the step cannot make: through a state that z = 1 copies
+    gh[:, H : 2 * H] = 100.0
+    nan_all_ones = torch.tensor([0x7FFFFFFF], dtype=torch.int32).view(torch.float32).item()  # rounds up into -0.0 unless caught
+    values = [1 + 2**-8, 1 + 3 * 2**-8, 3.4e38, float("inf"), float("nan"), nan_all_ones, -1 - 2**-8, 1e-40]
+    h = torch.tensor(values * 3).view(1, H).expand(B, H).contiguous()
+    _gru_step.forward(2, B, H, *(t.data_ptr() for t in (gi, gh, h, gates, n, h_next, h_bf16)))
+    torch.testing.assert_close(h_bf16, h.bfloat16(), rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"x": torch.randn(0, 2, 3)}, "no time steps"),
+        ({"x": torch.randn(4, 2, 3).half()}, "fp32 or fp64"),
+        ({"w_hh": torch.randn(12, 5)}, "w_hh has shape"),
+    ],
+)
+def test_a_layer_refuses_what_it_cannot_run(change: dict, message: str):
+    args = {"x": torch.randn(4, 2, 3), "h0": torch.zeros(2, 5), "w_ih": torch.randn(15, 3), "w_hh": torch.randn(15, 5),
+            "b_ih": torch.zeros(15), "b_hh": torch.zeros(15)}  # fmt: skip
+    args.update(change)
+    if BUILT is None and message != "no time steps":
+        pytest.skip("the PyTorch-ops path leaves these to PyTorch's own errors")
+    with pytest.raises(ValueError, match=message):
+        GRULayer.apply(*args.values())

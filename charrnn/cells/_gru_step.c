@@ -1,5 +1,5 @@
 /* The GRU's per-step elementwise maths on the CPU, fused into one pass over
- * the step's rows (cells/gru_cpu.py calls it between the step's GEMMs).
+ * the step's rows (cells/gru_fused.py calls it between the step's GEMMs).
  *
  * Why C: in PyTorch each step's four elementwise ops (sigmoid, addcmul,
  * tanh, lerp; four products and an addcmul back) cost 10-30 us each in the
@@ -8,16 +8,16 @@
  *
  * This is an optional extension (setup.py): where it does not build, gru_cpu
  * runs the same maths as PyTorch ops. It takes raw pointers, from Python
- * ints, to tensors gru_cpu has made contiguous in the layouts below; it has
- * no other view of them, so the Python side checks dtype and device.
+ * ints, to tensors gru_fused.py has made contiguous in the layouts below;
+ * it has no other view of them, so gru_fused.py checks device, dtypes and
+ * shapes before the first call.
  *
- * Layouts, per step and batch row b, H the hidden size:
- *   gates (B, 3H): [r | z | gh_n]; r and z arrive as pre-activations
- *                  (gi + W_hh h + biases) and leave as their sigmoids,
- *                  gh_n = W_hn h + b_hn stays (the backward needs it);
- *   gi    (B, 3H): the input half, whose last block gi_n is read;
- *   h, n, h_next, dh, carry, dout_prev (B, H);
- *   rows  (B, 4H): [dN | dz | dr | dgh_n], N being n's pre-activation.
+ * Layouts, per step, H the hidden size, each row-major:
+ *   gi, gh (B, 3H): the input and recurrent halves [r | z | n], biases
+ *                   included, as the GEMMs gave them (fp32, fp64 or bf16);
+ *   gates  (B, 3H): [r | z | gh_n], written forward for the backward;
+ *   rows   (B, 4H): [dN | dz | dr | dgh_n], N being n's pre-activation;
+ *   h, n, h_next, carry, mm, dout_prev, carry_out (B, H).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -28,11 +28,27 @@
  * ops: plain "avx512f" left the bf16 loops 2.5x slower), v3 (AVX2, FMA) and
  * baseline x86-64, and picks one at load time: one build runs at its best on
  * any x86-64 CPU. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) && \
+    defined(__linux__) && defined(__GLIBC__) /* arch= clones: gcc 12; ifunc: glibc */
 #define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define CLONES
 #endif
+
+/* "These loops' stores do not alias their loads", in each compiler's words. */
+#if defined(__clang__)
+#define IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define IVDEP _Pragma("GCC ivdep")
+#elif defined(_MSC_VER)
+#define IVDEP __pragma(loop(ivdep))
+#else
+#define IVDEP
+#endif
+
+/* Raised whenever an argument list changes: gru_fused.py refuses a build
+ * older than itself (an editable install keeps the last one built). */
+#define ABI 2
 
 /* Bit casts through a union: defined behaviour in C. */
 typedef union { float f; uint32_t u; } bits32;
@@ -60,6 +76,7 @@ static inline float exp_f(float x) {
 }
 
 static inline float sigmoid_f(float x) { return 1.0f / (1.0f + exp_f(-x)); }
+/* Within about 1e-7 of tanh (absolute; near 0 not in relative terms). */
 static inline float tanh_f(float x) { return 1.0f - 2.0f / (exp_f(2.0f * x) + 1.0f); }
 static inline double sigmoid_d(double x) { return 1.0 / (1.0 + exp(-x)); }
 
@@ -89,7 +106,7 @@ static inline double d_load(double v) { return v; }
             const S *hb = h + b * H;                                                        \
             S *r = gates + b * 3 * H, *z = r + H, *gh_n = r + 2 * H;                        \
             S *nb = n + b * H, *out = h_next + b * H;                                       \
-            _Pragma("GCC ivdep") for (int64_t j = 0; j < H; j++) {                          \
+            IVDEP for (int64_t j = 0; j < H; j++) {                          \
                 S rj = SIGMOID((S)LOAD(xr[j]) + (S)LOAD(hr[j]));                            \
                 S zj = SIGMOID((S)LOAD(xz[j]) + (S)LOAD(hz[j]));                            \
                 S ghj = LOAD(hn[j]);                                                        \
@@ -108,7 +125,7 @@ FORWARD(forward_d, double, double, d_load, sigmoid_d, tanh)
 FORWARD(forward_bf, float, uint16_t, bf16_load, sigmoid_f, tanh_f)
 
 CLONES static void narrow_bf(int64_t count, const float *src, uint16_t *dst) {
-    _Pragma("GCC ivdep") for (int64_t i = 0; i < count; i++) dst[i] = bf16_store(src[i]);
+    IVDEP for (int64_t i = 0; i < count; i++) dst[i] = bf16_store(src[i]);
 }
 
 /* Backward, given dh = dL/dh(t) = carry + mm (mm: the GEMM's part, of type
@@ -126,7 +143,7 @@ CLONES static void narrow_bf(int64_t count, const float *src, uint16_t *dst) {
             const G *m = mm + b * H;                                                        \
             S *co = carry_out + b * H;                                                      \
             G *dN = rows + b * 4 * H, *dz = dN + H, *dr = dN + 2 * H, *dgh = dN + 3 * H;    \
-            _Pragma("GCC ivdep") for (int64_t j = 0; j < H; j++) {                          \
+            IVDEP for (int64_t j = 0; j < H; j++) {                          \
                 S d = c[j] + (S)LOAD(m[j]);                                                 \
                 S zj = z[j], rj = r[j], nj = nb[j];                                         \
                 S dn = d * (1 - zj) * (1 - nj * nj);                                        \
@@ -202,4 +219,11 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_gru_step", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__gru_step(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__gru_step(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddIntConstant(m, "ABI", ABI) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -52,8 +52,10 @@ class GRULayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, gemm=None):
         gemm = gemm or x.dtype
+        if x.shape[0] == 0:
+            raise ValueError("GRU layer: a window of no time steps")
         with torch.autocast(x.device.type, enabled=False):
-            if gru_fused is not None:
+            if gru_fused is not None and x.device.type == "cpu":
                 saved = gru_fused.forward(x, h0, w_ih, w_hh, b_ih, b_hh, gemm)
             elif gemm == x.dtype:
                 saved = _forward(x, h0, w_ih, w_hh, b_ih, b_hh)
@@ -68,7 +70,8 @@ class GRULayer(torch.autograd.Function):
         with torch.autocast(dout.device.type, enabled=False):
             x2d, hg, hs, gates, n, w_ih, w_hh = ctx.saved_tensors
             args = (x2d, hg, hs, gates, n, w_ih, w_hh, dout.contiguous(), ctx.needs_input_grad[1])
-            dx, *grads = (gru_fused.backward if gru_fused is not None else _backward)(*args)
+            fused = gru_fused is not None and dout.device.type == "cpu"
+            dx, *grads = (gru_fused.backward if fused else _backward)(*args)
         return dx.view(dout.shape[0], dout.shape[1], -1), *grads, None
 
 
@@ -167,11 +170,11 @@ class FastGRU(nn.GRU):
 
 def _gemm_dtype(input: torch.Tensor) -> torch.dtype | None:
     """The GEMMs' dtype for this input: its own, bf16 under bf16 autocast
-    with the C step built; None where nn.GRU's own path should run (other
-    autocast dtypes; autocast without the C step, where nn.GRU's loop
-    already runs its GEMMs in bf16 and a PyTorch-ops variant measured no
-    faster)."""
+    with the C step built and oneDNN's bf16 on this CPU; None where nn.GRU's
+    own path should run (other autocast dtypes; autocast without those,
+    where nn.GRU's loop already runs its GEMMs in bf16 and a PyTorch-ops
+    variant measured no faster)."""
     if not torch.is_autocast_enabled("cpu"):
         return input.dtype
     bf16 = torch.get_autocast_dtype("cpu") == torch.bfloat16 and input.dtype == torch.float32
-    return torch.bfloat16 if bf16 and gru_fused is not None else None
+    return torch.bfloat16 if bf16 and gru_fused is not None and gru_fused.bf16_supported() else None

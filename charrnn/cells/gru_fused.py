@@ -12,8 +12,8 @@ every elementwise step stay fp32 (the C step converts as it reads and
 writes), so only the GEMMs round as autocast's own would.
 
 The GEMMs go through oneDNN (torch.ops.mkldnn._linear_pointwise, with the
-weight packed once per window) where this PyTorch has it: that is the
-library PyTorch's own CPU LSTM runs on. On 2 cores of an AMD EPYC, at B32
+weight packed once per window; _onednn says where): that is the library
+PyTorch's own CPU LSTM runs on. On 2 cores of an AMD EPYC, at B32
 T128 and H 256 and 512, it ran the per-step GEMMs 1.1-1.4x (fp32) and
 1.4-1.9x (bf16) as fast as addmm, and the window's input GEMM 1.3x; for the
 weight gradients torch.mm stayed 2x faster than packing either operand, so
@@ -23,11 +23,15 @@ they stay torch.mm. Without these ops, torch.addmm does the rest.
 from __future__ import annotations
 
 import functools
+import platform
 
 import torch
 
 from . import _gru_step
 from .gru_layout import RECURRENT_ORDER, blocks, window_gradients
+
+if getattr(_gru_step, "ABI", None) != 2:  # gru_cpu then runs PyTorch ops
+    raise ImportError("charrnn/cells/_gru_step is an older build: run `pip install -e .` again")
 
 # The C step's kinds, by (state dtype, GEMM dtype).
 KINDS = {
@@ -37,13 +41,24 @@ KINDS = {
 }
 
 
+def bf16_supported() -> bool:
+    """Whether oneDNN runs bf16 GEMMs on this CPU (AVX-512 or AVX2-VNNI-2 on
+    x86, bf16 on Arm): FastGRU takes bf16 autocast only there."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(check is not None and torch.backends.mkldnn.is_available() and check())
+
+
 @functools.cache
-def _onednn() -> bool:
-    """Whether this PyTorch has oneDNN's linear with a packed weight (the ops
-    its compiler emits for the CPU): x86 and Arm builds do, others may not."""
+def _onednn(dtype: torch.dtype) -> bool:
+    """Whether dtype's GEMMs go through oneDNN's packed linear: where this
+    PyTorch has it (it is what its compiler uses for bf16 on the CPU), for
+    bf16 where this CPU runs it, for fp32 on x86-64, where it was measured."""
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    if not (dtype == torch.bfloat16 and bf16_supported() or dtype == torch.float32 and x86):
+        return False
     try:
-        w = torch.ops.mkldnn._reorder_linear_weight(torch.ones(2, 2))
-        torch.ops.mkldnn._linear_pointwise(torch.ones(1, 2), w, None, "none", [], "")
+        w = torch.ops.mkldnn._reorder_linear_weight(torch.ones(2, 2, dtype=dtype))
+        torch.ops.mkldnn._linear_pointwise(torch.ones(1, 2, dtype=dtype), w, None, "none", [], "")
     except (AttributeError, RuntimeError, NotImplementedError):
         return False
     return True
@@ -53,7 +68,7 @@ class Linear:
     """a -> a @ w.t() + bias, for a weight that stays fixed over a window."""
 
     def __init__(self, w: torch.Tensor, bias: torch.Tensor | None = None):
-        self.onednn = w.dtype in (torch.float32, torch.bfloat16) and _onednn()
+        self.onednn = torch.backends.mkldnn.enabled and _onednn(w.dtype)
         self.w = torch.ops.mkldnn._reorder_linear_weight(w.contiguous()) if self.onednn else w.t()
         self.bias = bias
 
@@ -70,15 +85,35 @@ def _check_raw(t: torch.Tensor, dtype: torch.dtype) -> None:
         raise RuntimeError(f"GRU step: a GEMM gave a {t.dtype} tensor of strides {t.stride()}, not contiguous {dtype}")
 
 
+def _check_args(x, h0, w_ih, w_hh, b_ih, b_hh, gemm: torch.dtype) -> None:
+    """What the C step cannot check itself: that every buffer it will be
+    handed lives on the CPU, in a dtype it has a kind for, at the sizes
+    the pointer arithmetic below assumes."""
+    T, B, I = x.shape
+    H = w_hh.shape[1]
+    tensors = (x, h0, w_ih, w_hh, b_ih, b_hh)
+    if any(t.device.type != "cpu" for t in tensors):
+        raise ValueError("the GRU's C step runs on the CPU only")
+    if (x.dtype, gemm) not in KINDS or any(t.dtype != x.dtype for t in tensors):
+        raise ValueError(f"the GRU's C step takes fp32 or fp64 (bf16 GEMMs under fp32), not {x.dtype}/{gemm}")
+    shapes = {"w_ih": (w_ih, (3 * H, I)), "w_hh": (w_hh, (3 * H, H)), "b_ih": (b_ih, (3 * H,)),
+              "b_hh": (b_hh, (3 * H,)), "h0": (h0, (B, H))}  # fmt: skip
+    for name, (t, shape) in shapes.items():
+        if tuple(t.shape) != shape:
+            raise ValueError(f"GRU layer: {name} has shape {tuple(t.shape)}, expected {shape}")
+
+
 def forward(x, h0, w_ih, w_hh, b_ih, b_hh, gemm: torch.dtype):
     """-> what backward() needs: x2d (T*B, I) and hg (T+1, B, H) in the GEMM
     dtype, hs (T+1, B, H) from h0 on, gates (T, B, 3H): [r | z | gh_n] per
     step, and n (T, B, H), all but the first two in x's dtype."""
+    _check_args(x, h0, w_ih, w_hh, b_ih, b_hh, gemm)
     T, B, _ = x.shape
     H = w_hh.shape[1]
     kind = KINDS[(x.dtype, gemm)]
     x2d = x.reshape(T * B, -1).to(gemm)
     gi = Linear(w_ih.to(gemm), b_ih.to(gemm))(x2d)
+    _check_raw(gi, gemm)
     step = Linear(w_hh.to(gemm), b_hh.to(gemm))
     gates, n, hs = x.new_empty(T, B, 3 * H), x.new_empty(T, B, H), x.new_empty(T + 1, B, H)
     hs[0] = h0
