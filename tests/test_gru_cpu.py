@@ -84,18 +84,11 @@ def test_leaves_the_incoming_gradient_alone(step: str):
     assert torch.equal(grad, kept)
 
 
-def test_under_bf16_autocast_without_the_c_step_runs_nn_grus_own_path(monkeypatch):
-    monkeypatch.setattr(gru_cpu, "gru_fused", None)
-    ref, fast = _pair(4, 6, 2)
-    x = torch.randn(2, 9, 4)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        expected, got = ref(x), fast(x)
-    for e, g in zip(expected, got):
-        assert torch.equal(g, e)
-
-
-def test_under_bf16_autocast_where_onednn_lacks_bf16_runs_nn_grus_own_path(monkeypatch):
-    if BUILT is not None:
+@pytest.mark.parametrize("lacking", ["the C step", "oneDNN's bf16"])
+def test_under_bf16_autocast_without_what_it_needs_runs_nn_grus_own_path(lacking: str, monkeypatch):
+    if lacking == "the C step":
+        monkeypatch.setattr(gru_cpu, "gru_fused", None)
+    elif BUILT is not None:
         monkeypatch.setattr(BUILT, "bf16_supported", lambda: False)
     ref, fast = _pair(4, 6, 2)
     x = torch.randn(2, 9, 4)
