@@ -90,34 +90,30 @@ def _forward(x, h0, w_ih, w_hh, b_ih, b_hh):
     hs = x.new_empty(T + 1, B, H)
     hs[0] = h0
     n = x.new_empty(T, B, H)
-    _forward_ops(gi, gates, hs, n, w_hh.t())
-    return x2d, hs, hs, gates, n
-
-
-def _forward_ops(gi, gates, hs, n, w_t) -> None:
-    """The same loop in PyTorch ops, where the C step is not built."""
-    H = n.shape[2]
+    w_t = w_hh.t()
     # Every step's views made up front (unbind: one call each), not by
     # indexing in the loop: the loop's cost is per op, views included.
     g, rz, r, z, gh_n = _steps(gates, (None, slice(0, 2 * H), slice(0, H), slice(H, 2 * H), slice(2 * H, None)))
     gi_n, n_, h = gi[..., 2 * H :].unbind(0), n.unbind(0), hs.unbind(0)
-    for t in range(len(n_)):
+    for t in range(T):
         g[t].addmm_(h[t], w_t)
         rz[t].sigmoid_()
         torch.addcmul(gi_n[t], r[t], gh_n[t], out=n_[t]).tanh_()
         torch.lerp(n_[t], h[t], z[t], out=h[t + 1])  # (1 - z) n + z h
+    return x2d, hs, hs, gates, n
 
 
-def _backward(x2d, hs_, hs, gates, n, w_ih, w_hh, dout, need_dh0: bool):
+def _backward(x2d, _hg, hs, gates, n, w_ih, w_hh, dout, need_dh0: bool):
+    """PyTorch ops where the C step is not built; as gru_fused.backward."""
     T, B, H = n.shape
     rows = hs.new_empty(T, B, 4 * H)  # per step [dN | dz | dr | dgh_n]
-    dh = _backward_ops(hs, gates, n, dout, rows, blocks(w_hh, RECURRENT_ORDER), need_dh0)
+    dh0 = _backward_loop(hs, gates, n, dout, rows, blocks(w_hh, RECURRENT_ORDER), need_dh0)
     dx, *grads = window_gradients(x2d, w_ih, hs[:-1].reshape(T * B, H), rows.view(T * B, 4 * H))
-    return dx, dh, *(g.to(w_ih.dtype) for g in grads)
+    return dx, dh0, *(g.to(w_ih.dtype) for g in grads)
 
 
-def _backward_ops(hs, gates, n, dout, rows, w, need_dh0: bool):
-    """The same loop in PyTorch ops, where the C step is not built."""
+def _backward_loop(hs, gates, n, dout, rows, w, need_dh0: bool):
+    """Fills rows, back from the last step; -> dL/dh0 (None unless need_dh0)."""
     T, B, H = n.shape
     r, z, gh_n = gates[..., :H], gates[..., H : 2 * H], gates[..., 2 * H :]
     one = hs.new_ones(())
