@@ -16,7 +16,12 @@
  *   gi, gh (B, 3H): the input and recurrent halves [r | z | n], biases
  *                   included, as the GEMMs gave them (fp32, fp64 or bf16);
  *   gates  (B, 3H): [r | z | gh_n], written forward for the backward;
- *   rows   (B, 4H): [dN | dz | dr | dgh_n], N being n's pre-activation;
+ *   d_gi   (B, 3H): [dN | dz | dr], N being n's pre-activation: the input
+ *                   GEMMs' gradient, blocks in order n, z, r;
+ *   d_gh   (B, 3H): [dz | dr | dgh_n]: the recurrent GEMMs' gradient, blocks
+ *                   in order z, r, n (each its own buffer, so that every
+ *                   GEMM reads contiguous rows: a strided view cost oneDNN
+ *                   a copy per step);
  *   h, n, h_next, carry, mm, dout_prev, carry_out (B, H).
  */
 #define PY_SSIZE_T_CLEAN
@@ -48,7 +53,7 @@
 
 /* Raised whenever an argument list changes: gru_fused.py refuses a build
  * older than itself (an editable install keeps the last one built). */
-#define ABI 2
+#define ABI 3
 
 /* Bit casts through a union: defined behaviour in C. */
 typedef union { float f; uint32_t u; } bits32;
@@ -129,28 +134,44 @@ CLONES static void narrow_bf(int64_t count, const float *src, uint16_t *dst) {
 }
 
 /* Backward, given dh = dL/dh(t) = carry + mm (mm: the GEMM's part, of type
- * G): the row [dN | dz | dr | dgh_n], of type G (the GEMMs' input), and
- * carry_out = dout(t-1) + z dh, dh(t-1) but for the GEMM's part. Every
+ * G): the rows d_gi and d_gh, of type G (the GEMMs' input), and
+ * carry_out = dout(t-1) + z dh, dh(t-1) but for the GEMM's part; adds the
+ * step's column sums of [dN | dz | dr | dgh_n], as computed (before any
+ * rounding to bf16), to sums (4H, type S): the biases' gradients, without a
+ * pass over the window's rows afterwards (a bf16 one cost a copy to fp32). Every
  * pointer is real (the caller passes zeros or scratch where a step has no
  * such part), so the loop has no branches and vectorizes. */
 #define BACKWARD(NAME, S, G, LOAD, STORE)                                                   \
     CLONES static void NAME(int64_t B, int64_t H, const S *carry, const G *mm, const S *gates, \
-                            const S *n, const S *h, const S *dout_prev, G *rows, S *carry_out) { \
+                            const S *n, const S *h, const S *dout_prev, G *d_gi, G *d_gh,  \
+                            S *carry_out, S *sums) {                                        \
         for (int64_t b = 0; b < B; b++) {                                                   \
             const S *r = gates + b * 3 * H, *z = r + H, *gh_n = r + 2 * H;                  \
             const S *c = carry + b * H, *nb = n + b * H, *hb = h + b * H;                   \
             const S *dp = dout_prev + b * H;                                                \
             const G *m = mm + b * H;                                                        \
             S *co = carry_out + b * H;                                                      \
-            G *dN = rows + b * 4 * H, *dz = dN + H, *dr = dN + 2 * H, *dgh = dN + 3 * H;    \
-            IVDEP for (int64_t j = 0; j < H; j++) {                          \
+            G *dN = d_gi + b * 3 * H, *dz = dN + H, *dr = dN + 2 * H;                       \
+            G *dz_h = d_gh + b * 3 * H, *dr_h = dz_h + H, *dgh = dz_h + 2 * H;              \
+            S *sN = sums, *sz = sums + H, *sr = sums + 2 * H, *sgh = sums + 3 * H;          \
+            IVDEP for (int64_t j = 0; j < H; j++) {                                         \
                 S d = c[j] + (S)LOAD(m[j]);                                                 \
                 S zj = z[j], rj = r[j], nj = nb[j];                                         \
                 S dn = d * (1 - zj) * (1 - nj * nj);                                        \
+                S vz = d * (hb[j] - nj) * zj * (1 - zj);                                    \
+                S vr = dn * gh_n[j] * rj * (1 - rj);                                        \
+                S vgh = dn * rj;                                                            \
+                G gz = STORE(vz), gr = STORE(vr);                                           \
                 dN[j] = STORE(dn);                                                          \
-                dz[j] = STORE(d * (hb[j] - nj) * zj * (1 - zj));                            \
-                dr[j] = STORE(dn * gh_n[j] * rj * (1 - rj));                                \
-                dgh[j] = STORE(dn * rj);                                                    \
+                dz[j] = gz;                                                                 \
+                dr[j] = gr;                                                                 \
+                dz_h[j] = gz;                                                               \
+                dr_h[j] = gr;                                                               \
+                dgh[j] = STORE(vgh);                                                        \
+                sN[j] += dn;                                                                \
+                sz[j] += vz;                                                                \
+                sr[j] += vr;                                                                \
+                sgh[j] += vgh;                                                              \
                 co[j] = dp[j] + zj * d;                                                     \
             }                                                                               \
         }                                                                                   \
@@ -196,16 +217,18 @@ static PyObject *py_forward(PyObject *self, PyObject *const *args, Py_ssize_t na
     Py_RETURN_NONE;
 }
 
-/* backward(kind, B, H, carry, mm, gates, n, h, dout_prev, rows, carry_out) */
+/* backward(kind, B, H, carry, mm, gates, n, h, dout_prev, d_gi, d_gh, carry_out, sums) */
 static PyObject *py_backward(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    int64_t a[11];
-    if (read_ints(args, nargs, 11, a) < 0) return NULL;
+    int64_t a[13];
+    if (read_ints(args, nargs, 13, a) < 0) return NULL;
+#define BACKWARD_ARGS a[1], a[2], PTR(a[3]), PTR(a[4]), PTR(a[5]), PTR(a[6]), PTR(a[7]), PTR(a[8]), \
+                      PTR(a[9]), PTR(a[10]), PTR(a[11]), PTR(a[12])
     if (a[0] == 0)
-        backward_f(a[1], a[2], PTR(a[3]), PTR(a[4]), PTR(a[5]), PTR(a[6]), PTR(a[7]), PTR(a[8]), PTR(a[9]), PTR(a[10]));
+        backward_f(BACKWARD_ARGS);
     else if (a[0] == 1)
-        backward_d(a[1], a[2], PTR(a[3]), PTR(a[4]), PTR(a[5]), PTR(a[6]), PTR(a[7]), PTR(a[8]), PTR(a[9]), PTR(a[10]));
+        backward_d(BACKWARD_ARGS);
     else
-        backward_bf(a[1], a[2], PTR(a[3]), PTR(a[4]), PTR(a[5]), PTR(a[6]), PTR(a[7]), PTR(a[8]), PTR(a[9]), PTR(a[10]));
+        backward_bf(BACKWARD_ARGS);
     Py_RETURN_NONE;
 }
 
@@ -213,7 +236,7 @@ static PyMethodDef methods[] = {
     {"forward", (PyCFunction)(void (*)(void))py_forward, METH_FASTCALL,
      "forward(kind, B, H, gi, gh, h, gates, n, h_next, h_next_bf16): one GRU step's gates and state"},
     {"backward", (PyCFunction)(void (*)(void))py_backward, METH_FASTCALL,
-     "backward(kind, B, H, carry, mm, gates, n, h, dout_prev, rows, carry_out): one step back"},
+     "backward(kind, B, H, carry, mm, gates, n, h, dout_prev, d_gi, d_gh, carry_out, sums): one step back"},
     {NULL, NULL, 0, NULL},
 };
 

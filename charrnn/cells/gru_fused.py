@@ -3,8 +3,9 @@ call of the C step (_gru_step.c), and the GEMMs through oneDNN.
 
 Per step forward: one GEMM (gh = W_hh h + b_hh, a fresh (B, 3H) tensor) and
 one C call that makes r, z, n and h(t+1) from gi and gh. Per step back: one C
-call that writes the step's gradient row and dh(t-1)'s direct part, and one
-GEMM for the rest of dh(t-1), which the next call adds in.
+call that writes the step's gradient rows (d_gi and d_gh, each contiguous
+for its GEMMs) and dh(t-1)'s direct part, and one GEMM for the rest of
+dh(t-1), which the next call adds in.
 
 GEMM dtype: fp32 or fp64 as the input, or bf16 under autocast. With bf16 the
 GEMMs read bf16 copies of x, h and the rows, while the gates, the state and
@@ -30,7 +31,7 @@ import torch
 from . import _gru_step
 from .gru_layout import RECURRENT_ORDER, blocks, window_gradients
 
-if getattr(_gru_step, "ABI", None) != 2:  # gru_cpu then runs PyTorch ops
+if getattr(_gru_step, "ABI", None) != 3:  # gru_cpu then runs PyTorch ops
     raise ImportError("charrnn/cells/_gru_step is an older build: run `pip install -e .` again")
 
 # The C step's kinds, by (state dtype, GEMM dtype).
@@ -138,29 +139,28 @@ def backward(x2d, hg, hs, gates, n, w_ih, w_hh, dout, need_dh0: bool):
     T, B, H = n.shape
     gemm, state = hg.dtype, hs.dtype
     kind = KINDS[(state, gemm)]
-    rows = hs.new_empty(T, B, 4 * H, dtype=gemm)  # per step [dN | dz | dr | dgh_n]
+    d_gi, d_gh = hs.new_empty(T, B, 3 * H, dtype=gemm), hs.new_empty(T, B, 3 * H, dtype=gemm)
     back = Linear(blocks(w_hh, RECURRENT_ORDER).t().to(gemm))  # d_gh (B, 3H) -> (B, H)
-    # d_gh[t] is a strided view of rows[t]; a contiguous copy written by the
-    # C step measured no faster, though oneDNN copies a strided input itself.
-    d_gh = rows[..., H:].unbind(0)
+    d_gh_t = d_gh.unbind(0)
     # dh(t-1)'s direct part goes to one of two buffers in turn; at step 0 the
     # C step reads zeros for dout(-1), and for the GEMM's part of dh(T-1).
     turns, zeros = (hs.new_empty(B, H), hs.new_empty(B, H)), hs.new_zeros(B, H)
-    mm = hs.new_zeros(B, H, dtype=gemm)
-    row, row_g = B * H * hs.element_size(), B * H * rows.element_size()
-    gp, np_, hp, dp, rp = gates.data_ptr(), n.data_ptr(), hs.data_ptr(), dout.data_ptr(), rows.data_ptr()
+    mm, sums = hs.new_zeros(B, H, dtype=gemm), hs.new_zeros(4 * H)  # sums: the biases' gradients
+    row, row_g = B * H * hs.element_size(), B * H * d_gh.element_size()
+    gp, np_, hp, dp = gates.data_ptr(), n.data_ptr(), hs.data_ptr(), dout.data_ptr()
+    gip, ghp = d_gi.data_ptr(), d_gh.data_ptr()
     carry = dp + (T - 1) * row
     for t in range(T - 1, -1, -1):
         out = turns[t % 2]
         _gru_step.backward(kind, B, H, carry, mm.data_ptr(), gp + t * 3 * row, np_ + t * row, hp + t * row,
-                           dp + (t - 1) * row if t > 0 else zeros.data_ptr(), rp + t * 4 * row_g,
-                           out.data_ptr())  # fmt: skip
+                           dp + (t - 1) * row if t > 0 else zeros.data_ptr(), gip + t * 3 * row_g,
+                           ghp + t * 3 * row_g, out.data_ptr(), sums.data_ptr())  # fmt: skip
         if t == 0 and not need_dh0:  # training's carried state is detached: skip the window's last GEMM
             break
-        mm, carry = back(d_gh[t]), out.data_ptr()
+        mm, carry = back(d_gh_t[t]), out.data_ptr()
         if t == T - 1:
             _check_raw(mm, gemm)
     dh0 = turns[0].add_(mm) if need_dh0 else None
-    dx, *grads = window_gradients(x2d, w_ih.to(gemm), hg[:-1].reshape(T * B, H), rows.view(T * B, 4 * H),
-                                  linear=lambda a, w: Linear(w.t())(a))  # fmt: skip
+    dx, *grads = window_gradients(x2d, w_ih.to(gemm), hg[:-1].reshape(T * B, H), d_gi.view(T * B, 3 * H),
+                                  d_gh.view(T * B, 3 * H), sums, linear=lambda a, w: Linear(w.t())(a))  # fmt: skip
     return dx.to(state), dh0, *(g.to(w_ih.dtype) for g in grads)

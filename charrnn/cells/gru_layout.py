@@ -11,21 +11,27 @@ def blocks(w: torch.Tensor, order: tuple[int, int, int]) -> torch.Tensor:
     return torch.cat([w.chunk(3)[k] for k in order])
 
 
-# The backward's per-step gradient row is [dN | dz | dr | dgh_n] (N, n's
-# pre-activation; gh_n = W_hn h + b_hn): its first three blocks are the input
-# half's gradient in block order n, z, r, its last three the recurrent half's
-# in order z, r, n, so both GEMMs read it in place.
+# The backward's per-step gradients: d_gi = [dN | dz | dr], the input
+# GEMMs' (blocks in order n, z, r), and d_gh = [dz | dr | dgh_n], the
+# recurrent GEMMs' (order z, r, n); N is n's pre-activation, gh_n = W_hn h +
+# b_hn. In these orders both are slices of one row [dN | dz | dr | dgh_n]
+# (the PyTorch-ops path keeps that row), or two buffers (the C step's).
 INPUT_ORDER, RECURRENT_ORDER = (2, 1, 0), (1, 0, 2)
 
 
-def window_gradients(x2d, w_ih, hs_in, rows, linear=torch.mm):
-    """dx (T*B, I), dW_ih, dW_hh, db_ih, db_hh from the window's rows
-    (T*B, 4H), its inputs x2d (T*B, I) and states hs_in (T*B, H) (h(t-1) per
-    row), in the GEMMs' dtype (the caller casts); linear(a, w) = a @ w."""
-    H = rows.shape[1] // 4
-    dw_hh = blocks(rows[:, H:].t() @ hs_in, RECURRENT_ORDER)
-    dw_ih = blocks(rows[:, : 3 * H].t() @ x2d, INPUT_ORDER)
-    dx = linear(rows[:, : 3 * H], blocks(w_ih, INPUT_ORDER))
-    sums = rows.sum(0, dtype=torch.float64 if rows.dtype == torch.float64 else torch.float32)
+def window_gradients(x2d, w_ih, hs_in, d_gi, d_gh, sums=None, linear=torch.mm):
+    """dx (T*B, I), dW_ih, dW_hh, db_ih, db_hh from the window's gradients
+    d_gi and d_gh (T*B, 3H), its inputs x2d (T*B, I) and states hs_in
+    (T*B, H) (h(t-1) per row), in the GEMMs' dtype (the caller casts), and
+    sums (4H,), the column sums of [dN | dz | dr | dgh_n] (None: summed
+    here); linear(a, w) = a @ w."""
+    H = d_gh.shape[1] // 3
+    dw_hh = blocks(d_gh.t() @ hs_in, RECURRENT_ORDER)
+    dw_ih = blocks(d_gi.t() @ x2d, INPUT_ORDER)
+    dx = linear(d_gi, blocks(w_ih, INPUT_ORDER))
+    if sums is None:
+        acc = torch.float64 if d_gi.dtype == torch.float64 else torch.float32
+        sums = torch.cat([d_gi.sum(0, dtype=acc), d_gh[:, 2 * H :].sum(0, dtype=acc)])
+    # dz and dr are in both halves: sums[H:] is the recurrent half's
     db_ih, db_hh = blocks(sums[: 3 * H], INPUT_ORDER), blocks(sums[H:], RECURRENT_ORDER)
     return dx, dw_ih, dw_hh, db_ih, db_hh
