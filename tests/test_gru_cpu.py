@@ -206,6 +206,53 @@ def test_c_step_rounds_bf16_state_as_pytorch_does():
     torch.testing.assert_close(h_bf16, h.bfloat16(), rtol=0, atol=0, equal_nan=True)
 
 
+def test_bias_gradients_over_a_long_window_are_as_exact_as_nn_gru(step: str):
+    """Over T*B = 8192 rows the biases' gradients are sums of 8192 terms: as
+    close to fp64's as nn.GRU's own (a single running sum was 20x further)."""
+    torch.manual_seed(0)
+    ref, fast = _pair(16, 32, 1)
+    exact = nn.GRU(16, 32, 1, batch_first=True).double()
+    exact.load_state_dict(ref.state_dict())
+    x, weights = torch.randn(64, 128, 16), torch.randn(64, 128, 32)
+    grads = []
+    for module in (ref, fast, exact):
+        out, _ = module(x.to(module.weight_hh_l0.dtype))
+        (out * weights.to(out.dtype)).sum().backward()
+        grads.append([module.bias_ih_l0.grad.double(), module.bias_hh_l0.grad.double()])
+    for theirs, ours, want in zip(*grads):  # nn.GRU, FastGRU, fp64
+        assert (ours - want).abs().max() <= 3 * (theirs - want).abs().max() + 1e-6
+
+
+@pytest.mark.skipif(BUILT is None, reason="the optional C step is not built here")
+@pytest.mark.parametrize("kind", [0, 2])
+def test_c_backward_step_writes_both_gradient_halves_and_sums_the_biases(kind: int):
+    """One step back, against its formulas in PyTorch: d_gi = [dN | dz | dr]
+    and d_gh = [dz | dr | dgh_n] (dz and dr in both), rounded to bf16 where
+    the GEMMs are (kind 2); carry_out = dout(t-1) + z dh; and the biases'
+    sums, added to what two calls before left there, from the values before
+    rounding."""
+    from charrnn.cells import _gru_step
+
+    B, H, gemm = 3, 37, (torch.float32 if kind == 0 else torch.bfloat16)
+    torch.manual_seed(6)
+    carry, h, n, dout_prev = torch.randn(B, H), torch.randn(B, H), torch.rand(B, H) * 2 - 1, torch.randn(B, H)
+    mm = torch.randn(B, H).to(gemm)
+    gates = torch.cat([torch.rand(B, 2 * H), torch.randn(B, H)], 1)  # r, z in (0, 1); gh_n
+    d_gi, d_gh, carry_out = torch.empty(B, 3 * H, dtype=gemm), torch.empty(B, 3 * H, dtype=gemm), torch.empty(B, H)
+    before = torch.randn(4 * H)
+    sums = before.clone()
+    _gru_step.backward(kind, B, H, *(t.data_ptr() for t in (carry, mm, gates, n, h, dout_prev, d_gi, d_gh, carry_out, sums)))
+    r, z, gh_n = gates.split(H, 1)
+    d = carry + mm.float()
+    dn = d * (1 - z) * (1 - n * n)
+    dz, dr, dgh = d * (h - n) * z * (1 - z), dn * gh_n * r * (1 - r), dn * r
+    close = {"rtol": 1e-6, "atol": 1e-6}
+    torch.testing.assert_close(d_gi, torch.cat([dn, dz, dr], 1).to(gemm), **close)
+    torch.testing.assert_close(d_gh, torch.cat([dz, dr, dgh], 1).to(gemm), **close)
+    torch.testing.assert_close(carry_out, dout_prev + z * d, **close)
+    torch.testing.assert_close(sums, before + torch.cat([dn, dz, dr, dgh], 1).sum(0), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

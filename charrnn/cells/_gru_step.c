@@ -22,6 +22,9 @@
  *                   in order z, r, n (each its own buffer, so that every
  *                   GEMM reads contiguous rows: a strided view cost oneDNN
  *                   a copy per step);
+ *   sums   (4H):    [dN | dz | dr | dgh_n] summed over the step's B rows
+ *                   (state dtype): the biases' gradients, once summed
+ *                   over the steps;
  *   h, n, h_next, carry, mm, dout_prev, carry_out (B, H).
  */
 #define PY_SSIZE_T_CLEAN
@@ -40,7 +43,8 @@
 #define CLONES
 #endif
 
-/* "These loops' stores do not alias their loads", in each compiler's words. */
+/* "No iteration of these loops stores where another loads or stores", in
+ * each compiler's words. */
 #if defined(__clang__)
 #define IVDEP _Pragma("clang loop vectorize(assume_safety)")
 #elif defined(__GNUC__)
@@ -137,8 +141,12 @@ CLONES static void narrow_bf(int64_t count, const float *src, uint16_t *dst) {
  * G): the rows d_gi and d_gh, of type G (the GEMMs' input), and
  * carry_out = dout(t-1) + z dh, dh(t-1) but for the GEMM's part; adds the
  * step's column sums of [dN | dz | dr | dgh_n], as computed (before any
- * rounding to bf16), to sums (4H, type S): the biases' gradients, without a
- * pass over the window's rows afterwards (a bf16 one cost a copy to fp32). Every
+ * rounding to bf16), to sums (4H, type S): the biases' gradients come
+ * without a pass over the window's rows afterwards (a bf16 one cost a copy
+ * to fp32). Each step's sums get their own row, which the caller sums over
+ * the steps: one running sum over a window's T*B = 8192 rows landed 20x
+ * further from fp64 than nn.GRU's bias gradients (4e-4 against 2e-5 on
+ * gradients of about 300; 4e-5 with a row per step). Every
  * pointer is real (the caller passes zeros or scratch where a step has no
  * such part), so the loop has no branches and vectorizes. */
 #define BACKWARD(NAME, S, G, LOAD, STORE)                                                   \

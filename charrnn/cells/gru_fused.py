@@ -8,9 +8,9 @@ for its GEMMs) and dh(t-1)'s direct part, and one GEMM for the rest of
 dh(t-1), which the next call adds in.
 
 GEMM dtype: fp32 or fp64 as the input, or bf16 under autocast. With bf16 the
-GEMMs read bf16 copies of x, h and the rows, while the gates, the state and
-every elementwise step stay fp32 (the C step converts as it reads and
-writes), so only the GEMMs round as autocast's own would.
+GEMMs read bf16 copies of x, h and the gradient rows, while the gates, the
+state and every elementwise step stay fp32 (the C step converts as it reads
+and writes), so only the GEMMs round as autocast's own would.
 
 The GEMMs go through oneDNN (torch.ops.mkldnn._linear_pointwise, with the
 weight packed once per window; _onednn says where): that is the library
@@ -145,16 +145,16 @@ def backward(x2d, hg, hs, gates, n, w_ih, w_hh, dout, need_dh0: bool):
     # dh(t-1)'s direct part goes to one of two buffers in turn; at step 0 the
     # C step reads zeros for dout(-1), and for the GEMM's part of dh(T-1).
     turns, zeros = (hs.new_empty(B, H), hs.new_empty(B, H)), hs.new_zeros(B, H)
-    mm, sums = hs.new_zeros(B, H, dtype=gemm), hs.new_zeros(4 * H)  # sums: the biases' gradients
-    row, row_g = B * H * hs.element_size(), B * H * d_gh.element_size()
+    mm, sums = hs.new_zeros(B, H, dtype=gemm), hs.new_zeros(T, 4 * H)  # sums: the biases' gradients, per step
+    row, row_g, row_s = B * H * hs.element_size(), B * H * d_gh.element_size(), 4 * H * sums.element_size()
     gp, np_, hp, dp = gates.data_ptr(), n.data_ptr(), hs.data_ptr(), dout.data_ptr()
-    gip, ghp = d_gi.data_ptr(), d_gh.data_ptr()
+    gip, ghp, sp = d_gi.data_ptr(), d_gh.data_ptr(), sums.data_ptr()
     carry = dp + (T - 1) * row
     for t in range(T - 1, -1, -1):
         out = turns[t % 2]
         _gru_step.backward(kind, B, H, carry, mm.data_ptr(), gp + t * 3 * row, np_ + t * row, hp + t * row,
                            dp + (t - 1) * row if t > 0 else zeros.data_ptr(), gip + t * 3 * row_g,
-                           ghp + t * 3 * row_g, out.data_ptr(), sums.data_ptr())  # fmt: skip
+                           ghp + t * 3 * row_g, out.data_ptr(), sp + t * row_s)  # fmt: skip
         if t == 0 and not need_dh0:  # training's carried state is detached: skip the window's last GEMM
             break
         mm, carry = back(d_gh_t[t]), out.data_ptr()
@@ -162,5 +162,5 @@ def backward(x2d, hg, hs, gates, n, w_ih, w_hh, dout, need_dh0: bool):
             _check_raw(mm, gemm)
     dh0 = turns[0].add_(mm) if need_dh0 else None
     dx, *grads = window_gradients(x2d, w_ih.to(gemm), hg[:-1].reshape(T * B, H), d_gi.view(T * B, 3 * H),
-                                  d_gh.view(T * B, 3 * H), sums, linear=lambda a, w: Linear(w.t())(a))  # fmt: skip
+                                  d_gh.view(T * B, 3 * H), sums.sum(0), linear=lambda a, w: Linear(w.t())(a))  # fmt: skip
     return dx.to(state), dh0, *(g.to(w_ih.dtype) for g in grads)

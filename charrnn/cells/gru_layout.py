@@ -1,5 +1,6 @@
 """The layout both GRU CPU paths (gru_cpu.py's PyTorch ops, gru_fused.py's
-C step) share: nn.GRU's gate blocks (r, z, n) and the backward's row."""
+C step) share: nn.GRU's gate blocks (r, z, n) and the backward's gradient
+layout."""
 
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ def window_gradients(x2d, w_ih, hs_in, d_gi, d_gh, sums=None, linear=torch.mm):
     """dx (T*B, I), dW_ih, dW_hh, db_ih, db_hh from the window's gradients
     d_gi and d_gh (T*B, 3H), its inputs x2d (T*B, I) and states hs_in
     (T*B, H) (h(t-1) per row), in the GEMMs' dtype (the caller casts), and
-    sums (4H,), the column sums of [dN | dz | dr | dgh_n] (None: summed
-    here); linear(a, w) = a @ w."""
+    sums (4H,), the column sums of [dN | dz | dr | dgh_n] in fp32 (fp64 for
+    fp64 inputs; None: summed here); linear(a, w) = a @ w."""
     H = d_gh.shape[1] // 3
     dw_hh = blocks(d_gh.t() @ hs_in, RECURRENT_ORDER)
     dw_ih = blocks(d_gi.t() @ x2d, INPUT_ORDER)
