@@ -115,7 +115,7 @@ static inline double d_load(double v) { return v; }
             const S *hb = h + b * H;                                                        \
             S *r = gates + b * 3 * H, *z = r + H, *gh_n = r + 2 * H;                        \
             S *nb = n + b * H, *out = h_next + b * H;                                       \
-            IVDEP for (int64_t j = 0; j < H; j++) {                          \
+            IVDEP for (int64_t j = 0; j < H; j++) {                                         \
                 S rj = SIGMOID((S)LOAD(xr[j]) + (S)LOAD(hr[j]));                            \
                 S zj = SIGMOID((S)LOAD(xz[j]) + (S)LOAD(hz[j]));                            \
                 S ghj = LOAD(hn[j]);                                                        \

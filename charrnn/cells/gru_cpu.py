@@ -108,8 +108,8 @@ def _backward(x2d, _hg, hs, gates, n, w_ih, w_hh, dout, need_dh0: bool):
     T, B, H = n.shape
     rows = hs.new_empty(T, B, 4 * H)  # per step [dN | dz | dr | dgh_n]
     dh0 = _backward_loop(hs, gates, n, dout, rows, blocks(w_hh, RECURRENT_ORDER), need_dh0)
-    rows = rows.view(T * B, 4 * H)
-    dx, *grads = window_gradients(x2d, w_ih, hs[:-1].reshape(T * B, H), rows[:, : 3 * H], rows[:, H:])
+    rows = rows.view(T * B, 4 * H)  # fp32 or fp64: the bias sums need no wider dtype
+    dx, *grads = window_gradients(x2d, w_ih, hs[:-1].reshape(T * B, H), rows[:, : 3 * H], rows[:, H:], rows.sum(0))
     return dx, dh0, *(g.to(w_ih.dtype) for g in grads)
 
 

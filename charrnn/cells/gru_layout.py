@@ -20,19 +20,16 @@ def blocks(w: torch.Tensor, order: tuple[int, int, int]) -> torch.Tensor:
 INPUT_ORDER, RECURRENT_ORDER = (2, 1, 0), (1, 0, 2)
 
 
-def window_gradients(x2d, w_ih, hs_in, d_gi, d_gh, sums=None, linear=torch.mm):
+def window_gradients(x2d, w_ih, hs_in, d_gi, d_gh, sums, linear=torch.mm):
     """dx (T*B, I), dW_ih, dW_hh, db_ih, db_hh from the window's gradients
     d_gi and d_gh (T*B, 3H), its inputs x2d (T*B, I) and states hs_in
     (T*B, H) (h(t-1) per row), in the GEMMs' dtype (the caller casts), and
     sums (4H,), the column sums of [dN | dz | dr | dgh_n] in fp32 (fp64 for
-    fp64 inputs; None: summed here); linear(a, w) = a @ w."""
+    fp64 inputs); linear(a, w) = a @ w."""
     H = d_gh.shape[1] // 3
     dw_hh = blocks(d_gh.t() @ hs_in, RECURRENT_ORDER)
     dw_ih = blocks(d_gi.t() @ x2d, INPUT_ORDER)
     dx = linear(d_gi, blocks(w_ih, INPUT_ORDER))
-    if sums is None:
-        acc = torch.float64 if d_gi.dtype == torch.float64 else torch.float32
-        sums = torch.cat([d_gi.sum(0, dtype=acc), d_gh[:, 2 * H :].sum(0, dtype=acc)])
     # dz and dr are in both halves: sums[H:] is the recurrent half's
     db_ih, db_hh = blocks(sums[: 3 * H], INPUT_ORDER), blocks(sums[H:], RECURRENT_ORDER)
     return dx, dw_ih, dw_hh, db_ih, db_hh
