@@ -15,9 +15,11 @@ business, and `init_state` / `detach_state` make and cut them.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import cells
@@ -37,6 +39,11 @@ class ModelConfig:
     hidden: int = 384  # tuned for quality per minute on a 2-core CPU (benchmarks/quality.py)
     layers: int = 2
     dropout: float = 0.0
+    # DropConnect on the recurrent weights (Merity et al. 2018, AWD-LSTM):
+    # while training, each window zeroes this fraction of every layer's W_hh
+    # entries, the same ones for every step and stream, so the recurrence
+    # itself is regularised without a mask on the state.
+    weight_drop: float = 0.0
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -44,8 +51,11 @@ class ModelConfig:
         for name in ("vocab_size", "embedding", "hidden", "layers"):
             if not 1 <= getattr(self, name) <= MAX_SIZE:  # torch's sizes are int64, and such a model fits nowhere
                 raise CharRNNError(f"model {name} must be in 1..{MAX_SIZE:,}, not {getattr(self, name)}")
-        if not 0 <= self.dropout < 1:
-            raise CharRNNError(f"dropout must be in [0, 1), not {self.dropout}")
+        for name in ("dropout", "weight_drop"):
+            if not 0 <= getattr(self, name) < 1:
+                raise CharRNNError(f"{name.replace('_', ' ')} must be in [0, 1), not {getattr(self, name)}")
+        if self.weight_drop and not self.cell.recurrent:
+            raise CharRNNError(f"weight drop acts on W_hh, and a {self.kind} layer has none: leave it out")
 
     @property
     def cell(self) -> Cell:
@@ -102,10 +112,25 @@ class CharRNN(nn.Module):
         x = self.embed(ids)  # (B, T, E)
         if self.fp32_recurrence and self.cell.fused is not None:  # cuDNN's kernels are the reason (see device.py)
             with torch.autocast(x.device.type, enabled=False):
-                out, new = self.rnn(x.float(), self.cell.to_fused(tuple(s.float() for s in state)))
+                out, new = self._recurrence(x.float(), self.cell.to_fused(tuple(s.float() for s in state)))
         else:
-            out, new = self.rnn(x, self.cell.to_fused(state))  # out (B, T, H)
+            out, new = self._recurrence(x, self.cell.to_fused(state))  # out (B, T, H)
         return self.head(self.drop(out)), self.cell.from_fused(new)
+
+    def _recurrence(self, x: torch.Tensor, state):
+        """The fused module over a window; while training with weight drop,
+        with each layer's W_hh masked for this window (functional_call
+        swaps the masked tensor in, so gradients reach the parameter
+        through the mask, and the fused kernels run unchanged)."""
+        p = self.config.weight_drop
+        if not (self.training and p):
+            return self.rnn(x, state)
+        masked = {f"weight_hh_l{k}": F.dropout(getattr(self.rnn, f"weight_hh_l{k}"), p) for k in range(self.config.layers)}
+        with warnings.catch_warnings():
+            # cuDNN wants every weight in one buffer and copies the masked ones
+            # into one each call, as it must here; its warning says so every time.
+            warnings.filterwarnings("ignore", "RNN module weights are not part of single contiguous chunk")
+            return torch.func.functional_call(self.rnn, masked, (x, state))
 
     # -- step path -----------------------------------------------------------
 

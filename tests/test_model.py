@@ -105,3 +105,47 @@ def test_every_path_makes_its_tensors_on_the_models_device(kind):
     stepper.reorder(torch.tensor([2, 0, 0], device="meta"))  # beam search's parents
     outputs = [logits, stepper.step(ids[:, 0]), read_prime(model, ids[0])[0], *state, *stepper.state()]
     assert {t.device.type for t in outputs} == {"meta"}
+
+
+RECURRENT_KINDS = [k for k in KINDS if k in ("rnn", "gru", "lstm")]
+
+
+@pytest.mark.parametrize("kind", RECURRENT_KINDS)
+def test_weight_drop_masks_each_layers_w_hh_once_per_window(kind):
+    """Training with weight drop = the same model whose W_hh are the masked
+    ones (drawn first, in layer order), forward and gradients; eval is the
+    unmasked model."""
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(kind, vocab_size=5, embedding=3, hidden=4, layers=2, weight_drop=0.5)).train()
+    plain = CharRNN(ModelConfig(kind, vocab_size=5, embedding=3, hidden=4, layers=2)).eval()
+    plain.load_state_dict(model.state_dict())
+    ids = torch.randint(0, 5, (2, 7))
+    torch.manual_seed(1)
+    logits, _ = model(ids)
+    torch.manual_seed(1)
+    scales = [torch.nn.functional.dropout(torch.ones_like(model.rnn.weight_hh_l0), 0.5) for _ in range(2)]
+    assert all(0 < (s == 0).sum() < s.numel() for s in scales)  # some entries dropped, not all
+    with torch.no_grad():
+        for k, s in enumerate(scales):
+            getattr(plain.rnn, f"weight_hh_l{k}").mul_(s)
+    masked, _ = plain(ids)
+    torch.testing.assert_close(logits, masked, atol=1e-6, rtol=0)
+    logits.square().sum().backward()
+    masked.square().sum().backward()
+    for k, s in enumerate(scales):  # dL/dW = dL/d(masked W) * scale: zero where dropped
+        got, want = getattr(model.rnn, f"weight_hh_l{k}").grad, getattr(plain.rnn, f"weight_hh_l{k}").grad * s
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    model.eval()
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids)[0], plain(ids)[0], atol=0, rtol=0)
+
+
+def test_weight_drop_is_refused_for_a_kind_without_w_hh():
+    from charrnn.errors import CharRNNError
+
+    for kind in ("mingru", "minlstm"):
+        with pytest.raises(CharRNNError, match="weight drop acts on W_hh, and a min"):
+            ModelConfig(kind, 5, weight_drop=0.2)
+    with pytest.raises(CharRNNError, match=r"weight drop must be in \[0, 1\)"):
+        ModelConfig("gru", 5, weight_drop=1.0)

@@ -59,15 +59,16 @@ class Recorder:
 CONFIG = TrainConfig(seq_len=8, batch_size=4, eval_every=5, max_steps=12, warmup_steps=3, seed=3, device="cpu")
 
 
-def model_config(corpus, kind="lstm", dropout=0.0):
-    return ModelConfig(kind, corpus.vocab.size, embedding=4, hidden=6, layers=2, dropout=dropout)
+def model_config(corpus, kind="lstm", dropout=0.0, weight_drop=0.0):
+    return ModelConfig(kind, corpus.vocab.size, embedding=4, hidden=6, layers=2, dropout=dropout, weight_drop=weight_drop)
 
 
 @pytest.mark.parametrize("precision", ["auto", "fp32", "bf16"])  # auto, the default: bf16 where the CPU has it
 @pytest.mark.parametrize("kind", BUILTIN_KINDS)
 def test_resume_is_bit_identical(tmp_path, corpus_file, kind, precision):
     corpus = load_corpus(corpus_file)
-    mconf = model_config(corpus, kind, dropout=0.3)  # dropout: the RNG state must be restored too
+    # dropout and weight drop: the RNG state must be restored too
+    mconf = model_config(corpus, kind, dropout=0.3, weight_drop=0.3 if cells.get(kind).recurrent else 0.0)
     config = replace(CONFIG, precision=precision)
 
     straight = Recorder()

@@ -113,6 +113,9 @@ def train(
     hidden: Annotated[int, _model("Hidden units per layer.", min=1)] = _M.hidden,
     embedding: Annotated[int, _model("Size of the character embedding.", min=1)] = _M.embedding,
     dropout: Annotated[float, _model("Dropout between layers and before the head.", min=0.0, max=0.99)] = _M.dropout,
+    weight_drop: Annotated[float, _model(
+        "DropConnect on the recurrent weights (AWD-LSTM): each training window zeroes this fraction of W_hh's"
+        " entries. Not for mingru and minlstm, which have no W_hh.", min=0.0, max=0.99)] = _M.weight_drop,  # fmt: skip
     size: Annotated[Size, _model(
         "Where none of --layers, --hidden and --dropout is given, auto sizes the model from the corpus (an"
         f" {cells.DEFAULT.upper()}: {size_rule.describe_rule()}; kinds not measured as fixed); fixed keeps the defaults"
@@ -186,12 +189,13 @@ def train(
             overrides = {as_field[name]: options.get(as_field[name]) for name in given}
             result = resume_run(resume, overrides, corpus, reporter=TqdmReporter())
         elif init_from is not None:
-            values = {"kind": model.value, "layers": layers, "hidden": hidden, "embedding": embedding, "dropout": dropout}
+            values = {"kind": model.value, "layers": layers, "hidden": hidden, "embedding": embedding, "dropout": dropout,
+                      "weight_drop": weight_drop}  # fmt: skip
             given = {field: values[field] for field in values if ("model" if field == "kind" else field) in asked}
             result = finetune_run(corpus or shipped_corpus(), init_from, TrainConfig(**options), given, out, force,
                                   reporter=TqdmReporter())  # fmt: skip
         else:
-            shape = ModelConfig(model.value, 1, embedding, hidden, layers, dropout)  # vocab size comes with the corpus
+            shape = ModelConfig(model.value, 1, embedding, hidden, layers, dropout, weight_drop)  # vocab size comes with the corpus
             config = TrainConfig(**options)
             fit_size = size == Size.auto and not asked & SIZE_OPTIONS
             result = new_run(corpus or shipped_corpus(), config, shape, out, force, reporter=TqdmReporter(),

@@ -24,7 +24,7 @@ from .config import TrainConfig
 # scratch fastest knocks it out again. The default is the kind's lr times
 # this (benchmarks/finetune.py measured it; README, "Fine-tuning").
 LR_SCALE = 0.5
-SHAPE = ("kind", "embedding", "hidden", "layers")  # what fine-tuning keeps; dropout may change
+SHAPE = ("kind", "embedding", "hidden", "layers")  # what fine-tuning keeps; dropout and weight drop may change
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,8 @@ class Parent:
 
 def child_shape(parent: ckpt.Checkpoint, given: dict) -> ModelConfig:
     """The parent's shape, with `given` options (ModelConfig field -> value,
-    only those the user gave) checked against it: only dropout may change."""
+    only those the user gave) checked against it: only the regularisers
+    (dropout, weight drop) may change."""
     base = parent.config
     for name in SHAPE:
         if name in given and given[name] != getattr(base, name):
@@ -48,7 +49,7 @@ def child_shape(parent: ckpt.Checkpoint, given: dict) -> ModelConfig:
                 f" ({base.layers}x{base.hidden} {base.kind}, embedding {base.embedding}):"
                 " fine-tuning keeps the parent's shape; leave it out"
             )
-    return replace(base, dropout=given.get("dropout", base.dropout))
+    return replace(base, **{name: given[name] for name in ("dropout", "weight_drop") if name in given})
 
 
 def child_config(config: TrainConfig, kind: str) -> TrainConfig:
