@@ -36,7 +36,7 @@ from .training.config import TrainConfig
 from .typecheck import finite_number
 
 FORMAT = "charrnn"
-VERSION = 1
+VERSION = 2  # the newest format this charrnn reads and writes (2: the model may have a weight drop)
 Tensors = dict[str, torch.Tensor]
 
 
@@ -181,7 +181,7 @@ def checkpoint_bytes(model: CharRNN, vocab: Vocab, run: Run | None = None) -> by
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     meta: dict = {
         "format": FORMAT,
-        "version": VERSION,
+        "version": _version(model.config),
         "model": model.config.to_dict(),
         "vocab": list(vocab.chars),
         "torch": torch.__version__,
@@ -195,6 +195,14 @@ def checkpoint_bytes(model: CharRNN, vocab: Vocab, run: Run | None = None) -> by
             raise CharRNNError(f"refusing to write a checkpoint: {name} holds NaN or infinite values")
     meta_json = json.dumps(meta, ensure_ascii=True, allow_nan=False, sort_keys=True)
     return st_save(tensors, metadata={"format": FORMAT, "meta": meta_json, "sha256": digest(meta_json, tensors)})
+
+
+def _version(config: ModelConfig) -> int:
+    """The oldest format that holds this model: a file without a weight drop
+    stays version 1, which charrnn before it reads; one with a weight drop
+    is version 2, which they refuse with "upgrade charrnn" rather than
+    misread."""
+    return 2 if config.weight_drop else 1
 
 
 def _flatten_optimizer(sd: dict) -> tuple[dict, Tensors]:

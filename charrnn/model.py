@@ -41,8 +41,10 @@ class ModelConfig:
     dropout: float = 0.0
     # DropConnect on the recurrent weights (Merity et al. 2018, AWD-LSTM):
     # while training, each window zeroes this fraction of every layer's W_hh
-    # entries, the same ones for every step and stream, so the recurrence
-    # itself is regularised without a mask on the state.
+    # entries (and scales the rest by 1/(1-p), as dropout does), the same
+    # ones for every step and stream of the window (each process draws its
+    # own under torchrun), so the recurrence itself is regularised without a
+    # mask on the state.
     weight_drop: float = 0.0
 
     def __post_init__(self) -> None:
@@ -68,7 +70,10 @@ class ModelConfig:
         return [f"l{k}.{part}" for k in range(self.layers) for part in self.cell.traced]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not d["weight_drop"]:  # absent, as charrnn before weight drop writes and reads it (checkpoint version 1)
+            del d["weight_drop"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -67,11 +68,26 @@ def test_bit_flip_is_refused(tmp_path):
 
 
 def test_newer_format_version_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(ckpt, "VERSION", 99)
+    monkeypatch.setattr(ckpt, "_version", lambda config: 99)
     path = saved(tmp_path)
-    monkeypatch.setattr(ckpt, "VERSION", 1)
     with pytest.raises(CharRNNError, match="format version 99, newer"):
         ckpt.load_checkpoint(path)
+
+
+def test_a_model_without_weight_drop_stays_readable_by_version_1_and_one_with_it_asks_for_an_upgrade(tmp_path, monkeypatch):
+    model, vocab = small_model()
+    dropped = CharRNN(ModelConfig("gru", vocab.size, embedding=3, hidden=5, layers=2, weight_drop=0.25))
+    ckpt.save_checkpoint(tmp_path / "plain.safetensors", model, vocab)
+    ckpt.save_checkpoint(tmp_path / "dropped.safetensors", dropped, vocab)
+    assert ckpt.load_checkpoint(tmp_path / "dropped.safetensors").config.weight_drop == 0.25
+    for name, version in (("plain", 1), ("dropped", 2)):
+        path = tmp_path / f"{name}.safetensors"
+        meta = json.loads(ckpt._read_header(path, path.read_bytes())["meta"])
+        assert meta["version"] == version and ("weight_drop" in meta["model"]) == (name == "dropped")
+    monkeypatch.setattr(ckpt, "VERSION", 1)  # charrnn before weight drop
+    assert ckpt.load_checkpoint(tmp_path / "plain.safetensors").config == model.config
+    with pytest.raises(CharRNNError, match="format version 2, newer than this charrnn reads \\(1\\): upgrade"):
+        ckpt.load_checkpoint(tmp_path / "dropped.safetensors")
 
 
 def test_other_files_are_refused(tmp_path):

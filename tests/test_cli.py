@@ -311,9 +311,8 @@ def test_damaged_checkpoints_through_the_cli(trained_run, damage, monkeypatch):
         fragment = "checksum does not match"
     else:
         state = ckpt.load_checkpoint(path)
-        monkeypatch.setattr(ckpt, "VERSION", 2)
+        monkeypatch.setattr(ckpt, "_version", lambda config: ckpt.VERSION + 1)
         ckpt.save_checkpoint(path, state.model, state.vocab, state.run)
-        monkeypatch.setattr(ckpt, "VERSION", 1)
         fragment = "newer than this charrnn reads"
     for args in (["sample", trained_run], ["eval", trained_run], ["train", "--resume", path]):
         assert_one_line_error(run_cli(*args), fragment)

@@ -110,8 +110,17 @@ def test_every_path_makes_its_tensors_on_the_models_device(kind):
 RECURRENT_KINDS = [k for k in KINDS if k in ("rnn", "gru", "lstm")]
 
 
-@pytest.mark.parametrize("kind", RECURRENT_KINDS)
-def test_weight_drop_masks_each_layers_w_hh_once_per_window(kind):
+def _autocast(precision: str):
+    from contextlib import nullcontext
+
+    return torch.autocast("cpu", torch.bfloat16) if precision == "bf16" else nullcontext()
+
+
+WEIGHT_DROP_CASES = [(kind, "fp32") for kind in RECURRENT_KINDS] + [("gru", "bf16")]  # bf16: FastGRU's C step casts W_hh
+
+
+@pytest.mark.parametrize("kind, precision", WEIGHT_DROP_CASES)
+def test_weight_drop_masks_each_layers_w_hh_once_per_window(kind, precision):
     """Training with weight drop = the same model whose W_hh are the masked
     ones (drawn first, in layer order), forward and gradients; eval is the
     unmasked model."""
@@ -121,14 +130,16 @@ def test_weight_drop_masks_each_layers_w_hh_once_per_window(kind):
     plain.load_state_dict(model.state_dict())
     ids = torch.randint(0, 5, (2, 7))
     torch.manual_seed(1)
-    logits, _ = model(ids)
+    with _autocast(precision):
+        logits, _ = model(ids)
     torch.manual_seed(1)
     scales = [torch.nn.functional.dropout(torch.ones_like(model.rnn.weight_hh_l0), 0.5) for _ in range(2)]
     assert all(0 < (s == 0).sum() < s.numel() for s in scales)  # some entries dropped, not all
     with torch.no_grad():
         for k, s in enumerate(scales):
             getattr(plain.rnn, f"weight_hh_l{k}").mul_(s)
-    masked, _ = plain(ids)
+    with _autocast(precision):
+        masked, _ = plain(ids)
     torch.testing.assert_close(logits, masked, atol=1e-6, rtol=0)
     logits.square().sum().backward()
     masked.square().sum().backward()
@@ -139,6 +150,15 @@ def test_weight_drop_masks_each_layers_w_hh_once_per_window(kind):
     plain.load_state_dict(model.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(model(ids)[0], plain(ids)[0], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("kind", RECURRENT_KINDS)
+def test_weight_drop_draws_a_new_mask_for_each_window(kind):
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig(kind, vocab_size=5, embedding=3, hidden=4, layers=2, weight_drop=0.5)).train()
+    ids = torch.randint(0, 5, (2, 7))
+    first, second = model(ids)[0], model(ids)[0]  # no other dropout: only the masks can differ
+    assert not torch.allclose(first, second)
 
 
 def test_weight_drop_is_refused_for_a_kind_without_w_hh():

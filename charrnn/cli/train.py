@@ -115,7 +115,8 @@ def train(
     dropout: Annotated[float, _model("Dropout between layers and before the head.", min=0.0, max=0.99)] = _M.dropout,
     weight_drop: Annotated[float, _model(
         "DropConnect on the recurrent weights (AWD-LSTM): each training window zeroes this fraction of W_hh's"
-        " entries. Not for mingru and minlstm, which have no W_hh.", min=0.0, max=0.99)] = _M.weight_drop,  # fmt: skip
+        " entries (scaling the rest up, as dropout does). Adds to what --size auto chose. Not for mingru and minlstm,"
+        " which have no W_hh.", min=0.0, max=0.99)] = _M.weight_drop,  # fmt: skip
     size: Annotated[Size, _model(
         "Where none of --layers, --hidden and --dropout is given, auto sizes the model from the corpus (an"
         f" {cells.DEFAULT.upper()}: {size_rule.describe_rule()}; kinds not measured as fixed); fixed keeps the defaults"
