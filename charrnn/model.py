@@ -130,7 +130,7 @@ class CharRNN(nn.Module):
         p = self.config.weight_drop
         if not (self.training and p):
             return self.rnn(x, state)
-        masked = {f"weight_hh_l{k}": F.dropout(getattr(self.rnn, f"weight_hh_l{k}"), p) for k in range(self.config.layers)}
+        masked = {f"weight_hh_l{k}": F.dropout(self.layer_weights(k).w_hh, p) for k in range(self.config.layers)}
         with warnings.catch_warnings():
             # cuDNN wants every weight in one buffer and copies the masked ones
             # into one each call, as it must here; its warning says so every time.

@@ -24,7 +24,8 @@ from .config import TrainConfig
 # scratch fastest knocks it out again. The default is the kind's lr times
 # this (benchmarks/finetune.py measured it; README, "Fine-tuning").
 LR_SCALE = 0.5
-SHAPE = ("kind", "embedding", "hidden", "layers")  # what fine-tuning keeps; dropout and weight drop may change
+SHAPE = ("kind", "embedding", "hidden", "layers")  # what fine-tuning keeps
+REGULARISERS = ("dropout", "weight_drop")  # what it may change
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def child_shape(parent: ckpt.Checkpoint, given: dict) -> ModelConfig:
                 f" ({base.layers}x{base.hidden} {base.kind}, embedding {base.embedding}):"
                 " fine-tuning keeps the parent's shape; leave it out"
             )
-    return replace(base, **{name: given[name] for name in ("dropout", "weight_drop") if name in given})
+    return replace(base, **{name: given[name] for name in REGULARISERS if name in given})
 
 
 def child_config(config: TrainConfig, kind: str) -> TrainConfig:
