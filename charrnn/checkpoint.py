@@ -36,7 +36,7 @@ from .training.config import TrainConfig
 from .typecheck import finite_number
 
 FORMAT = "charrnn"
-VERSION = 2  # the newest format this charrnn reads and writes (2: the model may have a weight drop)
+VERSION = 3  # the newest format this charrnn reads and writes (2: the model may have a weight drop; 3: an embedding dropout)
 Tensors = dict[str, torch.Tensor]
 
 
@@ -198,11 +198,11 @@ def checkpoint_bytes(model: CharRNN, vocab: Vocab, run: Run | None = None) -> by
 
 
 def _version(config: ModelConfig) -> int:
-    """The oldest format that holds this model: a file without a weight drop
-    stays version 1, which charrnn before it reads; one with a weight drop
-    is version 2, which they refuse with "upgrade charrnn" rather than
-    misread."""
-    return 2 if config.weight_drop else 1
+    """The oldest format that holds this model, so that older charrnn reads
+    every file it can and refuses the rest with "upgrade charrnn" rather
+    than misread them: 1 without a weight drop or embedding dropout, 2 with
+    a weight drop, 3 with an embedding dropout."""
+    return 3 if config.embed_dropout else 2 if config.weight_drop else 1
 
 
 def _flatten_optimizer(sd: dict) -> tuple[dict, Tensors]:

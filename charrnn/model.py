@@ -46,6 +46,12 @@ class ModelConfig:
     # own under torchrun), so the recurrence itself is regularised without a
     # mask on the state.
     weight_drop: float = 0.0
+    # Variational (locked) dropout on the character embedding (Gal and
+    # Ghahramani 2016): while training, each window zeroes this fraction of
+    # every stream's embedding features, the same ones at every step of the
+    # window, so the recurrence sees one consistently thinned input rather
+    # than fresh noise per character.
+    embed_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -53,7 +59,7 @@ class ModelConfig:
         for name in ("vocab_size", "embedding", "hidden", "layers"):
             if not 1 <= getattr(self, name) <= MAX_SIZE:  # torch's sizes are int64, and such a model fits nowhere
                 raise CharRNNError(f"model {name} must be in 1..{MAX_SIZE:,}, not {getattr(self, name)}")
-        for name in ("dropout", "weight_drop"):
+        for name in ("dropout", "weight_drop", "embed_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise CharRNNError(f"{name.replace('_', ' ')} must be in [0, 1), not {getattr(self, name)}")
         if self.weight_drop and not self.cell.recurrent:
@@ -71,8 +77,9 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if not d["weight_drop"]:  # absent, as charrnn before weight drop writes and reads it (checkpoint version 1)
-            del d["weight_drop"]
+        for name in ("weight_drop", "embed_dropout"):
+            if not d[name]:  # absent, as charrnn before it writes and reads it (see checkpoint._version)
+                del d[name]
         return d
 
     @classmethod
@@ -115,6 +122,8 @@ class CharRNN(nn.Module):
         if state is None:
             state = self.init_state(ids.shape[0], ids.device)
         x = self.embed(ids)  # (B, T, E)
+        if self.training and self.config.embed_dropout:
+            x = locked_dropout(x, self.config.embed_dropout)
         if self.fp32_recurrence and self.cell.fused is not None:  # cuDNN's kernels are the reason (see device.py)
             with torch.autocast(x.device.type, enabled=False):
                 out, new = self._recurrence(x.float(), self.cell.to_fused(tuple(s.float() for s in state)))
@@ -167,6 +176,12 @@ class CharRNN(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def locked_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Dropout on x (B, T, F) with one mask per stream, shared by all T steps."""
+    keep = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(1 - p)
+    return x * keep.div_(1 - p)
 
 
 def split_name(name: str) -> tuple[int, str]:

@@ -90,6 +90,19 @@ def test_a_model_without_weight_drop_stays_readable_by_version_1_and_one_with_it
         ckpt.load_checkpoint(tmp_path / "dropped.safetensors")
 
 
+def test_embedding_dropout_is_format_version_3_and_charrnn_before_it_asks_for_an_upgrade(tmp_path, monkeypatch):
+    _, vocab = small_model()
+    both = CharRNN(ModelConfig("gru", vocab.size, embedding=3, hidden=5, layers=2, weight_drop=0.25, embed_dropout=0.1))
+    path = tmp_path / "both.safetensors"
+    ckpt.save_checkpoint(path, both, vocab)
+    meta = json.loads(ckpt._read_header(path, path.read_bytes())["meta"])
+    assert meta["version"] == 3 and meta["model"]["embed_dropout"] == 0.1
+    assert ckpt.load_checkpoint(path).config == both.config
+    monkeypatch.setattr(ckpt, "VERSION", 2)  # charrnn with weight drop, before embedding dropout
+    with pytest.raises(CharRNNError, match="format version 3, newer than this charrnn reads \\(2\\): upgrade"):
+        ckpt.load_checkpoint(path)
+
+
 def test_other_files_are_refused(tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("hello, I am not a checkpoint")

@@ -110,6 +110,7 @@ def test_resume_refuses_changed_charset(trained_run, tmp_path):
 def test_resume_refuses_changing_the_model(trained_run):
     assert_one_line_error(run_cli("train", "--resume", trained_run, "--hidden", "9"), "--hidden cannot change")
     assert_one_line_error(run_cli("train", "--resume", trained_run, "--weight-drop", "0.1"), "--weight-drop cannot change")
+    assert_one_line_error(run_cli("train", "--resume", trained_run, "--embed-dropout", "0.1"), "--embed-dropout cannot change")
 
 
 def test_weight_drop_trains_from_the_command_line_and_is_kept(tmp_path, corpus_file):
@@ -117,6 +118,13 @@ def test_weight_drop_trains_from_the_command_line_and_is_kept(tmp_path, corpus_f
     done = run_cli("train", corpus_file, "--out", out, *TINY, "--model", "gru", "--weight-drop", "0.3")
     assert done.exit_code == 0, done.output
     assert ckpt.load_checkpoint(out, prefer=rundir.LAST).config.weight_drop == 0.3
+
+
+def test_embed_dropout_trains_from_the_command_line_and_is_kept(tmp_path, corpus_file):
+    out = tmp_path / "ed"
+    done = run_cli("train", corpus_file, "--out", out, *TINY, "--model", "mingru", "--embed-dropout", "0.2")
+    assert done.exit_code == 0, done.output
+    assert ckpt.load_checkpoint(out, prefer=rundir.LAST).config.embed_dropout == 0.2
 
 
 def bad_corpus_cases(tmp_path):
@@ -151,6 +159,7 @@ def test_bad_corpora_give_one_line_errors(tmp_path):
         (["train", "--no-such-option"], "no-such-option"),
         (["train", "--val-frac", "0"], "split fractions"),
         (["train", "--weight-drop", "1"], "--weight-drop"),
+        (["train", "--embed-dropout", "1"], "--embed-dropout"),
         (["train", "--model", "mingru", "--weight-drop", "0.2"], "weight drop acts on W_hh, and a mingru layer has none"),
         (["sample", "--temperature", "-1"], "--temperature"),
         (["sample", "--temperature", "nan"], "--temperature"),

@@ -98,13 +98,15 @@ def test_every_path_makes_its_tensors_on_the_models_device(kind):
 
     with torch.device("meta"):
         model = CharRNN(ModelConfig(kind, 10, embedding=4, hidden=8, layers=2)).eval()
+        dropped = CharRNN(ModelConfig(kind, 10, embedding=4, hidden=8, layers=2, dropout=0.2, embed_dropout=0.2)).train()
     ids = torch.zeros(3, 5, dtype=torch.long, device="meta")
     logits, state = model(ids)
+    trained, _ = dropped(ids)  # training's masks too
     _, state = model.step(ids[:, 0], model.init_state(3))
     stepper = FastStepper(model, 3)
     stepper.load_state(state)
     stepper.reorder(torch.tensor([2, 0, 0], device="meta"))  # beam search's parents
-    outputs = [logits, stepper.step(ids[:, 0]), read_prime(model, ids[0])[0], *state, *stepper.state()]
+    outputs = [logits, trained, stepper.step(ids[:, 0]), read_prime(model, ids[0])[0], *state, *stepper.state()]
     assert {t.device.type for t in outputs} == {"meta"}
 
 
@@ -160,6 +162,45 @@ def test_weight_drop_draws_a_new_mask_for_each_window(kind):
     ids = torch.randint(0, 5, (2, 7))
     first, second = model(ids)[0], model(ids)[0]  # no other dropout: only the masks can differ
     assert not torch.allclose(first, second)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_embed_dropout_masks_each_streams_embedding_once_per_window(kind):
+    """Training with embedding dropout = the plain model with each stream's
+    embedding features scaled by one mask (drawn first) at every step,
+    forward and gradients; eval is the plain model."""
+    torch.manual_seed(0)
+    shape = dict(vocab_size=5, embedding=3, hidden=4, layers=2)
+    model = CharRNN(ModelConfig(kind, **shape, embed_dropout=0.5)).train()
+    plain = CharRNN(ModelConfig(kind, **shape)).eval()
+    plain.load_state_dict(model.state_dict())
+    ids = torch.randint(0, 5, (4, 7))
+    torch.manual_seed(1)
+    logits, _ = model(ids)
+    torch.manual_seed(1)
+    keep = torch.empty(4, 1, 3).bernoulli_(0.5) / 0.5  # (B, 1, E): one mask per stream, all T steps
+    assert 0 < (keep == 0).sum() < keep.numel()
+    hook = plain.embed.register_forward_hook(lambda module, args, out: out * keep)
+    masked, _ = plain(ids)
+    torch.testing.assert_close(logits, masked, atol=1e-6, rtol=0)
+    logits.square().sum().backward()
+    masked.square().sum().backward()
+    for (name, got), want in zip(model.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(got.grad, want.grad, atol=1e-6, rtol=0, msg=name)
+    hook.remove()
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids)[0], plain(ids)[0], atol=0, rtol=0)
+
+
+def test_embed_dropout_draws_a_new_mask_for_each_window():
+    torch.manual_seed(0)
+    model = CharRNN(ModelConfig("gru", vocab_size=5, embedding=3, hidden=4, layers=2, embed_dropout=0.5)).train()
+    ids = torch.randint(0, 5, (2, 7))
+    first, second = model(ids)[0], model(ids)[0]  # no other dropout: only the masks can differ
+    assert not torch.allclose(first, second)
+    with pytest.raises(Exception, match=r"embed dropout must be in \[0, 1\)"):
+        ModelConfig("gru", 5, embed_dropout=1.0)
 
 
 def test_weight_drop_is_refused_for_a_kind_without_w_hh():

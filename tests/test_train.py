@@ -59,8 +59,9 @@ class Recorder:
 CONFIG = TrainConfig(seq_len=8, batch_size=4, eval_every=5, max_steps=12, warmup_steps=3, seed=3, device="cpu")
 
 
-def model_config(corpus, kind="lstm", dropout=0.0, weight_drop=0.0):
-    return ModelConfig(kind, corpus.vocab.size, embedding=4, hidden=6, layers=2, dropout=dropout, weight_drop=weight_drop)
+def model_config(corpus, kind="lstm", dropout=0.0, weight_drop=0.0, embed_dropout=0.0):
+    return ModelConfig(kind, corpus.vocab.size, embedding=4, hidden=6, layers=2, dropout=dropout, weight_drop=weight_drop,
+                       embed_dropout=embed_dropout)  # fmt: skip
 
 
 @pytest.mark.parametrize("precision", ["auto", "fp32", "bf16"])  # auto, the default: bf16 where the CPU has it
@@ -68,7 +69,8 @@ def model_config(corpus, kind="lstm", dropout=0.0, weight_drop=0.0):
 def test_resume_is_bit_identical(tmp_path, corpus_file, kind, precision):
     corpus = load_corpus(corpus_file)
     # dropout and weight drop: the RNG state must be restored too
-    mconf = model_config(corpus, kind, dropout=0.3, weight_drop=0.3 if cells.get(kind).recurrent else 0.0)
+    mconf = model_config(corpus, kind, dropout=0.3, weight_drop=0.3 if cells.get(kind).recurrent else 0.0,
+                         embed_dropout=0.2)
     config = replace(CONFIG, precision=precision)
 
     straight = Recorder()

@@ -117,6 +117,10 @@ def train(
         "DropConnect on the recurrent weights (AWD-LSTM): each training window zeroes this fraction of W_hh's"
         " entries (scaling the rest up, as dropout does). Adds to what --size auto chose. Not for mingru and minlstm,"
         " which have no W_hh.", min=0.0, max=0.99)] = _M.weight_drop,  # fmt: skip
+    embed_dropout: Annotated[float, _model(
+        "Variational (locked) dropout on the character embedding: each training window zeroes this fraction of every"
+        " stream's embedding features, the same ones at every step. Adds to what --size auto chose.",
+        min=0.0, max=0.99)] = _M.embed_dropout,  # fmt: skip
     size: Annotated[Size, _model(
         "Where none of --layers, --hidden and --dropout is given, auto sizes the model from the corpus (an"
         f" {cells.DEFAULT.upper()}: {size_rule.describe_rule()}; kinds not measured as fixed); fixed keeps the defaults"
@@ -191,12 +195,12 @@ def train(
             result = resume_run(resume, overrides, corpus, reporter=TqdmReporter())
         elif init_from is not None:
             values = {"kind": model.value, "layers": layers, "hidden": hidden, "embedding": embedding, "dropout": dropout,
-                      "weight_drop": weight_drop}  # fmt: skip
+                      "weight_drop": weight_drop, "embed_dropout": embed_dropout}  # fmt: skip
             given = {field: values[field] for field in values if ("model" if field == "kind" else field) in asked}
             result = finetune_run(corpus or shipped_corpus(), init_from, TrainConfig(**options), given, out, force,
                                   reporter=TqdmReporter())  # fmt: skip
         else:
-            shape = ModelConfig(model.value, 1, embedding, hidden, layers, dropout, weight_drop)  # vocab size comes with the corpus
+            shape = ModelConfig(model.value, 1, embedding, hidden, layers, dropout, weight_drop, embed_dropout)  # vocab size comes with the corpus
             config = TrainConfig(**options)
             fit_size = size == Size.auto and not asked & SIZE_OPTIONS
             result = new_run(corpus or shipped_corpus(), config, shape, out, force, reporter=TqdmReporter(),

@@ -25,7 +25,7 @@ from .config import TrainConfig
 # this (benchmarks/finetune.py measured it; README, "Fine-tuning").
 LR_SCALE = 0.5
 SHAPE = ("kind", "embedding", "hidden", "layers")  # what fine-tuning keeps
-REGULARISERS = ("dropout", "weight_drop")  # what it may change
+REGULARISERS = ("dropout", "weight_drop", "embed_dropout")  # what it may change
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class Parent:
 def child_shape(parent: ckpt.Checkpoint, given: dict) -> ModelConfig:
     """The parent's shape, with `given` options (ModelConfig field -> value,
     only those the user gave) checked against it: only the regularisers
-    (dropout, weight drop) may change."""
+    (dropout, weight drop, embedding dropout) may change."""
     base = parent.config
     for name in SHAPE:
         if name in given and given[name] != getattr(base, name):

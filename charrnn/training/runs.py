@@ -41,7 +41,7 @@ def finetune_run(corpus: Path, parent_path: Path, config: TrainConfig, given_sha
     """Train a new run on `corpus` starting from the model in `parent_path`
     (a checkpoint, a run directory meaning its best, or an export). The
     shape is the parent's (`given_shape`, the ModelConfig fields the user
-    gave, may change only dropout and weight drop); the learning rate
+    gave, may change only dropout, weight drop and embedding dropout); the learning rate
     defaults lower."""
     parent = ckpt.load_checkpoint(parent_path)
     shape = finetune.child_shape(parent, given_shape)
