@@ -17,7 +17,9 @@ name. The learning rate decays to its floor exactly when the time runs out
 to a JSON-lines file; `--table` renders such a file as the README's
 markdown table: one row per configuration, one column per budget; with
 `--best`, one row per cell kind and size, holding its best configuration's
-result in each budget.
+result in each budget. A logged row with an `experiment` field ran code that
+is not in the repository (a trial, its note says which); it stays in the
+log as a record but out of both tables, since its options cannot repeat it.
 """
 
 from __future__ import annotations
@@ -105,6 +107,12 @@ def _drop_size_flags(args: list[str]) -> str:
         else:
             kept.append(a)
     return " ".join(kept)
+
+
+def reproducible(results) -> list[dict]:
+    """The logged results that the repository's code and their options
+    repeat: not the `experiment` rows (trials of code never committed)."""
+    return [r for r in results if "experiment" not in r]
 
 
 def markdown_table(results: list[dict]) -> str:
@@ -204,7 +212,7 @@ def main() -> None:
     if args.table:
         if not args.table.is_file():
             sys.exit(f"error: no such log: {args.table}")
-        results = [json.loads(line) for line in args.table.read_text().splitlines() if line.strip()]
+        results = reproducible(json.loads(line) for line in args.table.read_text().splitlines() if line.strip())
         print((best_table if args.best else markdown_table)(results))
         return
     if not args.corpus.is_file():

@@ -104,3 +104,18 @@ def test_a_past_default_lr_is_named_in_the_label() -> None:
     assert quality.label(result("rnn", 2e-3)) == "RNN 2x64"
     assert quality.label(result("lstm", 8e-3, "--dropout", "0.2")) == "LSTM 2x64 (--dropout 0.2)"
     assert quality.label(result("gru", 5e-3, "--lr=5e-3")) == "GRU 2x64 (--lr=5e-3)"
+
+
+def test_experiment_rows_stay_in_the_log_but_out_of_the_tables(tmp_path: Path) -> None:
+    """A trial of uncommitted code shares its options with a real run; it
+    must not replace that run's figure in either table."""
+    def result(loss: float, **extra: str) -> dict:
+        return {"args": ["--dropout", "0.2"], "minutes": 10, "val_loss": loss, "parameters": 1_000_000,
+                "chars_per_s": 1.0, "model": {"kind": "gru", "layers": 2, "hidden": 64}, "steps": 9, "best_step": 9,
+                **extra}  # fmt: skip
+
+    log = tmp_path / "q.jsonl"
+    log.write_text(json.dumps(result(1.5)) + "\n" + json.dumps(result(1.4, experiment="locked dropout")) + "\n")
+    for flags in ((), ("--best",)):
+        table = bench("--table", str(log), *flags).stdout
+        assert "1.500" in table and "1.400" not in table
