@@ -65,13 +65,16 @@ def describe_precision(precision: str, device: torch.device) -> str:
 
 
 def recurrence_in_fp32(precision: str, device: torch.device) -> bool:
-    """Whether the recurrent layers run outside autocast, in fp32. On CUDA,
-    autocast hands cuDNN's RNN kernels fp16 whatever dtype was asked for,
-    and bf16 has no gradient scaler: `--precision bf16` would train the
-    recurrence in unscaled fp16. There the embedding and head run in bf16
-    and the recurrence in fp32 (a fused one: CharRNN.forward; a scanning
-    kind's recurrence is fp32 on every device, cells/scan.py)."""
-    return precision == "bf16" and device.type == "cuda"
+    """Whether the recurrent layers run outside autocast, in fp32, while the
+    embedding and head run in bf16 (a fused recurrence: CharRNN.forward; a
+    scanning kind's recurrence is fp32 on every device, cells/scan.py).
+    On CUDA, autocast hands cuDNN's RNN kernels fp16 whatever dtype was
+    asked for, and bf16 has no gradient scaler: `--precision bf16` would
+    train the recurrence in unscaled fp16. On a CPU where oneDNN has no
+    bf16 (x86 without AVX-512), its bf16 LSTM cannot even be built."""
+    if precision != "bf16":
+        return False
+    return device.type == "cuda" or device.type == "cpu" and not onednn_has_bf16()
 
 
 @contextmanager
@@ -137,6 +140,14 @@ def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     non-blocking copy from an unpinned temporary can read it after it is
     freed (pytorch#189690)."""
     return t.to(device, non_blocking=device.type == "cuda")
+
+
+def onednn_has_bf16() -> bool:
+    """Whether oneDNN runs bf16 on this CPU, natively or emulated (AVX-512
+    or AVX2-VNNI-2 on x86, bf16 on Arm). Without it, PyTorch's bf16 LSTM
+    fails to create its primitive."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(check is not None and torch.backends.mkldnn.is_available() and check())
 
 
 def cpu_has_native_bf16() -> bool:

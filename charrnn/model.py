@@ -98,8 +98,9 @@ class CharRNN(nn.Module):
         self.head = nn.Linear(c.hidden, c.vocab_size)
         self.cell.init_parameters(self.rnn, c.layers, c.hidden)
         # Set by the trainer where autocast must not reach a fused recurrence
-        # (device.recurrence_in_fp32: bf16 on CUDA). A scanning kind keeps
-        # its recurrence in fp32 anyway (cells/scan.py), and its matmuls in bf16.
+        # (device.recurrence_in_fp32: bf16 on CUDA, or on a CPU whose oneDNN
+        # has no bf16). A scanning kind keeps its recurrence in fp32 anyway
+        # (cells/scan.py), and its matmuls in bf16.
         self.fp32_recurrence = False
 
     # -- state ---------------------------------------------------------------

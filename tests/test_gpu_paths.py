@@ -48,24 +48,30 @@ def test_a_multilayer_lstm_with_dropout_is_refused_on_mps(tmp_path, corpus_file,
     ModelConfig("gru", 5, layers=2, dropout=0.2).cell.check_device(torch.device("mps"), 2, 0.2)  # only the LSTM's bug
 
 
-def test_bf16_on_cuda_keeps_the_recurrence_in_fp32():
+def test_bf16_on_cuda_keeps_the_recurrence_in_fp32(monkeypatch):
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    real_onednn_bf16 = dev.onednn_has_bf16()
+    monkeypatch.setattr(dev, "onednn_has_bf16", lambda: True)
     assert dev.recurrence_in_fp32("bf16", cuda) and not dev.recurrence_in_fp32("bf16", cpu)
     assert not dev.recurrence_in_fp32("fp16", cuda) and not dev.recurrence_in_fp32("fp32", cuda)
     assert dev.describe_precision("bf16", cuda) == "bf16 (recurrence in fp32)"
     assert dev.describe_precision("fp32", cuda) == "fp32 (TF32 off)"
     assert dev.describe_precision("bf16", cpu) == "bf16"
+    monkeypatch.setattr(dev, "onednn_has_bf16", lambda: False)  # x86 without AVX-512
+    assert dev.recurrence_in_fp32("bf16", cpu) and not dev.recurrence_in_fp32("fp32", cpu)
+    assert dev.describe_precision("bf16", cpu) == "bf16 (recurrence in fp32)"
     # The mechanism, under the CPU's autocast: the recurrent module sees fp32 only when asked.
     model = CharRNN(ModelConfig("lstm", 6, embedding=4, hidden=8, layers=2))
     seen = []
     model.rnn.register_forward_hook(lambda mod, args, out: seen.append(out[0].dtype))
     ids = torch.randint(0, 6, (2, 5))
-    for fp32 in (False, True):
+    modes = (False, True) if real_onednn_bf16 else (True,)  # without it a bf16 LSTM cannot run here
+    for fp32 in modes:
         model.fp32_recurrence = fp32
         with torch.autocast("cpu", dtype=torch.bfloat16):
             logits, state = model(ids)
         assert logits.dtype == torch.bfloat16  # the head stays in autocast either way
-    assert seen == [torch.bfloat16, torch.float32]  # what the recurrence computed in
+    assert seen == [torch.float32 if fp32 else torch.bfloat16 for fp32 in modes]  # what the recurrence computed in
     # Only a fused module is kept out: a scanning kind's matmuls stay in
     # bf16, and its scan is fp32 on its own (cells/scan.py).
     scanning = CharRNN(ModelConfig("mingru", 6, embedding=4, hidden=8, layers=2))
@@ -75,6 +81,20 @@ def test_bf16_on_cuda_keeps_the_recurrence_in_fp32():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         _, state = scanning(ids)
     assert inside == [True] and state[0].dtype == torch.float32
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_bf16_trains_on_a_cpu_whose_onednn_lacks_bf16(tmp_path, corpus_file, monkeypatch, kind):
+    # On x86 without AVX-512 PyTorch's bf16 LSTM fails to build its oneDNN
+    # primitive; there the fused recurrence runs in fp32, the rest in bf16.
+    monkeypatch.setattr(dev, "onednn_has_bf16", lambda: False)
+    corpus = load_corpus(corpus_file)
+    config = TrainConfig(seq_len=8, batch_size=4, max_steps=3, eval_every=3, precision="bf16", device="cpu")
+    trainer = Trainer(corpus, config, tmp_path / "run", ModelConfig(kind, corpus.vocab.size, embedding=4, hidden=8),
+                      None, Losses())  # fmt: skip
+    assert trainer.model.fp32_recurrence
+    result = trainer.fit()
+    assert result.step == 3 and torch.isfinite(torch.tensor(trainer.reporter.losses)).all()
 
 
 def test_fp32_on_cuda_turns_tf32_off_for_the_run_only():

@@ -28,6 +28,7 @@ import platform
 
 import torch
 
+from ..device import onednn_has_bf16
 from . import _gru_step
 from .gru_layout import RECURRENT_ORDER, blocks, window_gradients
 
@@ -43,10 +44,9 @@ KINDS = {
 
 
 def bf16_supported() -> bool:
-    """Whether oneDNN runs bf16 GEMMs on this CPU (AVX-512 or AVX2-VNNI-2 on
-    x86, bf16 on Arm): FastGRU takes bf16 autocast only there."""
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return bool(check is not None and torch.backends.mkldnn.is_available() and check())
+    """Whether oneDNN runs bf16 GEMMs on this CPU: FastGRU takes bf16
+    autocast only there."""
+    return onednn_has_bf16()
 
 
 @functools.cache
