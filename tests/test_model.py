@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from charrnn import cells
+from charrnn.device import onednn_has_bf16
 from charrnn.model import CharRNN, ModelConfig
 
 from conftest import BUILTIN_KINDS
@@ -119,7 +120,13 @@ def _autocast(precision: str):
     return torch.autocast("cpu", torch.bfloat16) if precision == "bf16" else nullcontext()
 
 
-WEIGHT_DROP_CASES = [(kind, "fp32") for kind in RECURRENT_KINDS] + [("gru", "bf16")]  # bf16: FastGRU's C step casts W_hh
+# bf16: FastGRU's C step casts W_hh. It takes bf16 only where oneDNN has it;
+# elsewhere nn.GRU's own autocast path runs, where the forward matches
+# exactly but the W_hh gradients of the two models differ by bf16 rounding
+# (up to 0.9% relative on an AVX2-only EPYC), so the 1e-6 check cannot hold.
+WEIGHT_DROP_CASES = [(kind, "fp32") for kind in RECURRENT_KINDS] + [
+    pytest.param("gru", "bf16", marks=pytest.mark.skipif(not onednn_has_bf16(), reason="oneDNN has no bf16 here"))
+]
 
 
 @pytest.mark.parametrize("kind, precision", WEIGHT_DROP_CASES)
