@@ -207,7 +207,8 @@ def main() -> int:
     gpu = torch.cuda.is_available()
     device, small = ("cuda", False) if gpu else ("cpu", True)
     seconds = args.seconds or (60 if gpu else 5)
-    corpus = args.corpus or (SHARED if SHARED.is_file() else SHIPPED)
+    # Absolute: the subprocesses run in the repository, not where this was started.
+    corpus = (args.corpus or (SHARED if SHARED.is_file() else SHIPPED)).resolve()
     rows: list[tuple[str, bool, str]] = []
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp_name:
         tmp = Path(tmp_name)

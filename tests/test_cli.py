@@ -115,7 +115,7 @@ def test_resume_refuses_changing_the_model(trained_run):
 
 def test_weight_drop_trains_from_the_command_line_and_is_kept(tmp_path, corpus_file):
     out = tmp_path / "wd"
-    done = run_cli("train", corpus_file, "--out", out, *TINY, "--model", "gru", "--weight-drop", "0.3")
+    done = run_cli("train", corpus_file, "--out", out, *TINY, "--model", "gru", "--weight-drop", "0.3", "--max-steps", "30")
     assert done.exit_code == 0, done.output
     assert ckpt.load_checkpoint(out, prefer=rundir.LAST).config.weight_drop == 0.3
 
