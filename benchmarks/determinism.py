@@ -39,7 +39,8 @@ def one_run(precision: str, corpus_path: Path, deterministic: bool = False) -> d
     from charrnn.data import load_corpus
     from charrnn.model import ModelConfig
     from charrnn.training.config import TrainConfig
-    from charrnn.training.loop import SilentReporter, train
+    from charrnn.training.launch import train_on
+    from charrnn.training.loop import SilentReporter
 
     corpus = load_corpus(corpus_path)
     config = TrainConfig(seq_len=24, batch_size=8, max_steps=40, eval_every=40, val_frac=0.05, seed=11,
@@ -52,7 +53,7 @@ def one_run(precision: str, corpus_path: Path, deterministic: bool = False) -> d
             losses.append(loss)
 
     with tempfile.TemporaryDirectory() as d:
-        result = train(corpus, config, Path(d), shape, reporter=Losses())
+        result = train_on(corpus, config, Path(d), shape, reporter=Losses())
         model = load_checkpoint(Path(d), prefer="last.safetensors").model
     digest = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
@@ -67,7 +68,7 @@ def cost(corpus_path: Path, rounds: int = 3, steps: int = 40) -> None:
     from charrnn.data import load_corpus
     from charrnn.model import ModelConfig
     from charrnn.training.config import TrainConfig
-    from charrnn.training.loop import train
+    from charrnn.training.launch import train_on
 
     corpus = load_corpus(corpus_path)
     speeds: dict[bool, list[float]] = {False: [], True: []}
@@ -75,7 +76,7 @@ def cost(corpus_path: Path, rounds: int = 3, steps: int = 40) -> None:
         for deterministic in (False, True):
             config = TrainConfig(max_steps=steps, eval_every=10**6, device="cpu", deterministic=deterministic)
             with tempfile.TemporaryDirectory() as d:
-                result = train(corpus, config, Path(d), ModelConfig("lstm", corpus.vocab.size))
+                result = train_on(corpus, config, Path(d), ModelConfig("lstm", corpus.vocab.size))
             speeds[deterministic].append(result.last_entry["chars_per_s"])
     best = {k: max(v) for k, v in speeds.items()}
     print(f"default model, {steps} steps, best of {rounds}: {best[False]:,.0f} chars/s, with --deterministic"

@@ -69,7 +69,7 @@ def run(corpus: Path, minutes: float, extra: list[str]) -> dict:
             "chars_per_s": last["chars_seen"] / last["elapsed_s"],
             "parameters": best.model.num_parameters(),
             "model": best.config.to_dict(),
-            "train": best.run.train_config.to_dict(),
+            "train": best.run.train_config,
         }
 
 

@@ -385,6 +385,9 @@ def untimed_meta(meta: dict) -> dict:
     meta.pop("torch", None)
     run = meta.get("run") or {}
     run.pop("elapsed_s", None)
+    # The run plan is saved beside the state it settles (its train config,
+    # compared); a version that saves none is compared on the rest.
+    run.pop("plan", None)
     run["metrics"] = [untimed(record) for record in run.get("metrics", [])]
     return meta
 

@@ -3,18 +3,18 @@
 
 Two measurements:
 
-1. Throughput. For each configuration, charrnn's `train()` and a hand-written
+1. Throughput. For each configuration, charrnn's `train_on()` and a hand-written
    loop over the same fused layers (nn.Embedding -> nn.LSTM -> nn.Linear,
    AdamW, cross-entropy, clip_grad_norm_, carried and detached state, batches
    sliced from a contiguous int64 tensor as B streams read T per step) run
    side by side and are interleaved *step by step*: a reporter passed to
-   `train()` timestamps every charrnn step and, in its `step` callback, runs
+   `train_on()` timestamps every charrnn step and, in its `step` callback, runs
    one bare step and times it. Each charrnn step is thus paired with a bare
    step taken a moment later, so both see the same machine noise; the ratio
    is the median of the per-pair ratios. The first `--warmup` pairs of each
    round are discarded (start-up, allocator warm-up), and no evaluation or
    checkpoint happens inside the timed window (the run is stopped from the
-   reporter right after the last timed step, before `train()` would
+   reporter right after the last timed step, before `train_on()` would
    evaluate and save). Each of `--repeats` rounds builds fresh models.
 
 2. Eval + checkpoint overhead at the default cadence: the default model is
@@ -54,7 +54,7 @@ from charrnn.device import resolve_device
 from charrnn.model import ModelConfig
 from charrnn.training import defaults
 from charrnn.training.config import TrainConfig
-from charrnn.training.loop import train
+from charrnn.training.launch import train_on
 from charrnn.training.memory import keep_freed_memory
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
@@ -142,7 +142,7 @@ class BareLoop:
 
 
 class _Done(Exception):
-    """Raised from the reporter after the last timed step, so train() stops
+    """Raised from the reporter after the last timed step, so train_on() stops
     before it evaluates and saves (nothing of that is measured anyway)."""
 
 
@@ -153,7 +153,7 @@ def _sync(device: torch.device) -> None:
 
 class PairingReporter:
     """Times each charrnn step (previous callback's end -> this callback's
-    start: exactly train()'s loop body) and, in the callback, one bare step."""
+    start: exactly train_on()'s loop body) and, in the callback, one bare step."""
 
     def __init__(self, bare: BareLoop, device: torch.device, total: int):
         self.bare, self.device, self.total = bare, device, total
@@ -196,8 +196,8 @@ def measure_throughput(setup: Setup, corpus, device: torch.device, steps: int, w
         precision=setup.precision,  # the bare loop's arithmetic (on CUDA charrnn's bf16 keeps fused kernels in fp32)
     )
     mc = ModelConfig(setup.kind, corpus.vocab.size, setup.embedding, setup.hidden, setup.layers)
-    tc = defaults.val_frac(tc, len(corpus.ids))  # as train() settles it
-    train_ids = split_corpus(corpus.ids, tc.val_frac, tc.test_frac).train  # the same split train() uses
+    tc = defaults.val_frac(tc, len(corpus.ids))  # as train_on() settles it
+    train_ids = split_corpus(corpus.ids, tc.val_frac, tc.test_frac).train  # the same split train_on() uses
     chars = setup.batch_size * setup.seq_len
     c_all, b_all, rounds = [], [], []
     info = {}
@@ -206,11 +206,11 @@ def measure_throughput(setup: Setup, corpus, device: torch.device, steps: int, w
         rep = PairingReporter(bare, device, warmup + steps)
         with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as out:
             try:
-                train(corpus, tc, Path(out), model_config=mc, reporter=rep)
+                train_on(corpus, tc, Path(out), model_config=mc, reporter=rep)
             except _Done:
                 pass
             else:
-                raise AssertionError("train() ended before the timed steps were done")
+                raise AssertionError("train_on() ended before the timed steps were done")
         info = rep.info
         c, b = rep.charrnn_t[warmup:], rep.bare_t[warmup:]
         c_all += c
@@ -284,7 +284,7 @@ def measure_overhead(setup: Setup, corpus, device: torch.device, scale: float, q
     mc = ModelConfig("lstm", corpus.vocab.size, setup.embedding, setup.hidden, setup.layers)
     rec = _Recorder()
     with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as out:
-        train(corpus, tc, Path(out), model_config=mc, reporter=rec)
+        train_on(corpus, tc, Path(out), model_config=mc, reporter=rec)
         lines = (Path(out) / "metrics.jsonl").read_text().splitlines()
         file_records = [json.loads(x) for x in lines if x.strip()]
     records = file_records or rec.records

@@ -27,16 +27,15 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .data import CorpusInfo, Vocab
+from .data import CorpusInfo, Vocab, check_split
 from .errors import CharRNNError
 from .files import write_bytes_atomic
-from .model import CharRNN, ModelConfig, State
+from .model import NEWEST_FORMAT, CharRNN, ModelConfig, State
 from .rundir import BEST, checkpoint_path
-from .training.config import TrainConfig
 from .typecheck import finite_number
 
 FORMAT = "charrnn"
-VERSION = 3  # the newest format this charrnn reads and writes (2: the model may have a weight drop; 3: an embedding dropout)
+VERSION = NEWEST_FORMAT  # the newest format this charrnn reads and writes: each model field names its own (model.py)
 Tensors = dict[str, torch.Tensor]
 
 
@@ -72,7 +71,7 @@ def _via(to_json: Callable, from_json: Callable) -> dict:
 def _prefixed(prefix: str) -> dict:
     """A dict of tensors, stored as tensors named prefix.KEY only."""
     return {"codec": _Codec(lambda v: (_ABSENT, {f"{prefix}.{k}": t for k, t in v.items()}),
-                            lambda _x, t: _with_prefix(t, prefix))}  # fmt: skip
+                            lambda _x, t: with_prefix(t, prefix))}  # fmt: skip
 
 
 def _numbered(prefix: str) -> dict:
@@ -81,7 +80,8 @@ def _numbered(prefix: str) -> dict:
                             lambda n, t: tuple(t[f"{prefix}.{i}"] for i in range(_typed(n, int))))}  # fmt: skip
 
 
-def _with_prefix(tensors: Tensors, prefix: str) -> Tensors:
+def with_prefix(tensors: Tensors, prefix: str) -> Tensors:
+    """The tensors named `prefix.KEY`, as KEY."""
     return {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(f"{prefix}.")}
 
 
@@ -91,12 +91,14 @@ def _optimizer() -> dict:
 
 
 @dataclass
-class Run:
+class TrainingState:
     """Everything beyond the weights that resuming a training run exactly
     needs. Each field is stored by its codec, under its own name: this
-    class is the one list of what a checkpoint's run holds."""
+    class is the one list of what a checkpoint's training state holds.
+    The training settings are kept as the plain dicts training wrote (its
+    TrainConfig and run plan): this layer stores them, training reads them."""
 
-    train_config: TrainConfig = field(metadata=_via(TrainConfig.to_dict, TrainConfig.from_dict))
+    train_config: dict = field(metadata=_plain(dict))  # TrainConfig's fields, every default settled
     corpus: CorpusInfo = field(metadata=_via(asdict, lambda d: CorpusInfo(**d)))
     step: int = field(metadata=_plain(int))  # optimizer steps done since the run began
     epoch: int = field(metadata=_plain(int))
@@ -111,6 +113,7 @@ class Run:
     rng: dict[str, torch.Tensor] = field(default_factory=dict, metadata=_prefixed("rng"))
     scaler: dict = field(default_factory=dict, metadata=_plain(dict, default={}))  # fp16 gradient scaler
     parent: dict = field(default_factory=dict, metadata=_plain(dict, default={}))  # fine-tuned from (finetune.Parent)
+    plan: dict = field(default_factory=dict, metadata=_plain(dict, default={}))  # the plan of the run's last start
 
     def encode(self) -> tuple[dict, Tensors]:
         meta, tensors = {}, {}
@@ -122,7 +125,7 @@ class Run:
         return meta, tensors
 
     @classmethod
-    def decode(cls, meta: dict, tensors: Tensors) -> Run:
+    def decode(cls, meta: dict, tensors: Tensors) -> TrainingState:
         _typed(meta, dict)
         values = {}
         for f in fields(cls):
@@ -148,7 +151,14 @@ class Run:
         for entry in self.metrics:
             if not _is_entry(entry):
                 raise ValueError(f"run.metrics holds an entry that is not an evaluation's: {entry!r:.60}")
-        shape = (config.layers, self.train_config.batch_size, config.hidden)
+        batch = self.train_config.get("batch_size")
+        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+            raise ValueError(f"run.train_config.batch_size is {batch!r}")
+        fracs = [self.train_config.get(name) for name in ("val_frac", "test_frac")]
+        if not all(finite_number(f) for f in fracs):
+            raise ValueError(f"run.train_config's val_frac and test_frac are {fracs}")
+        check_split(*fracs)  # what eval's --split reads
+        shape = (config.layers, batch, config.hidden)
         parts = len(config.cell.state_names)
         if len(self.carried) != parts or any(s.dtype != torch.float32 or s.shape != shape for s in self.carried):
             raise ValueError(f"the carried state is not {parts} float32 tensor(s) of shape {shape}")
@@ -163,7 +173,7 @@ class Checkpoint:
     config: ModelConfig
     vocab: Vocab
     model: CharRNN  # on CPU, eval mode
-    run: Run | None  # None for a weights-only export
+    run: TrainingState | None  # None for a weights-only export
     path: Path | None = None
     sha256: str = ""  # the file's checksum (its header's), as read
 
@@ -172,16 +182,16 @@ class Checkpoint:
 # Save
 
 
-def save_checkpoint(path: str | Path, model: CharRNN, vocab: Vocab, run: Run | None = None) -> None:
+def save_checkpoint(path: str | Path, model: CharRNN, vocab: Vocab, run: TrainingState | None = None) -> None:
     """Write atomically; refuses weights or optimizer state that are not finite."""
     write_bytes_atomic(Path(path), checkpoint_bytes(model, vocab, run))
 
 
-def checkpoint_bytes(model: CharRNN, vocab: Vocab, run: Run | None = None) -> bytes:
+def checkpoint_bytes(model: CharRNN, vocab: Vocab, run: TrainingState | None = None) -> bytes:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     meta: dict = {
         "format": FORMAT,
-        "version": _version(model.config),
+        "version": model.config.format_version(),
         "model": model.config.to_dict(),
         "vocab": list(vocab.chars),
         "torch": torch.__version__,
@@ -195,14 +205,6 @@ def checkpoint_bytes(model: CharRNN, vocab: Vocab, run: Run | None = None) -> by
             raise CharRNNError(f"refusing to write a checkpoint: {name} holds NaN or infinite values")
     meta_json = json.dumps(meta, ensure_ascii=True, allow_nan=False, sort_keys=True)
     return st_save(tensors, metadata={"format": FORMAT, "meta": meta_json, "sha256": digest(meta_json, tensors)})
-
-
-def _version(config: ModelConfig) -> int:
-    """The oldest format that holds this model, so that older charrnn reads
-    every file it can and refuses the rest with "upgrade charrnn" rather
-    than misread them: 1 without a weight drop or embedding dropout, 2 with
-    a weight drop, 3 with an embedding dropout."""
-    return 3 if config.embed_dropout else 2 if config.weight_drop else 1
 
 
 def _flatten_optimizer(sd: dict) -> tuple[dict, Tensors]:
@@ -320,7 +322,7 @@ def _rebuild(p: Path, meta: dict, tensors: dict[str, torch.Tensor]) -> Checkpoin
     model = CharRNN(config)
     model.load_state_dict(weights, strict=True)
     model.eval()
-    run = Run.decode(meta["run"], tensors) if "run" in meta else None
+    run = TrainingState.decode(meta["run"], tensors) if "run" in meta else None
     if run is not None:
         run.check(config)
     return Checkpoint(config, vocab, model, run, p)
@@ -337,3 +339,35 @@ def _typed(value, type_: type):
     if not isinstance(value, type_) or isinstance(value, bool) != (type_ is bool):
         raise TypeError(f"expected {type_.__name__}, found {type(value).__name__}")
     return value
+
+
+ADAMW_STATE = {"step", "exp_avg", "exp_avg_sq"}
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict) -> None:
+    """Load a checkpoint's AdamW moments into `optimizer`, checked against
+    its model first (a file can pass its checksum and still hold anything).
+    The hyper-parameters stay the optimizer's own (the loop sets lr before
+    every step), so the file's param_groups only have to list the same
+    parameters. Refuses with CharRNNError in one line."""
+    try:
+        optimizer.load_state_dict(_checked_moments(saved, optimizer))
+    except (KeyError, ValueError, TypeError, RuntimeError, AttributeError) as e:
+        raise CharRNNError(f"the checkpoint's optimizer state does not fit its model: {e}") from None
+
+
+def _checked_moments(saved: dict, optimizer: torch.optim.Optimizer) -> dict:
+    fresh = optimizer.state_dict()
+    listed = [g.get("params") if isinstance(g, dict) else None for g in saved.get("param_groups", ())]
+    if listed != [g["params"] for g in fresh["param_groups"]]:
+        raise ValueError("its parameter groups are not this model's")
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    for pid, moments in saved["state"].items():
+        if not 0 <= pid < len(params):
+            raise ValueError(f"it holds state for parameter {pid}, which the model lacks")
+        tensors = moments.values()
+        if moments and (set(moments) != ADAMW_STATE or not all(isinstance(t, torch.Tensor) for t in tensors)
+                        or not all(t.is_floating_point() for t in tensors) or moments["step"].numel() != 1
+                        or any(moments[k].shape != params[pid].shape for k in ("exp_avg", "exp_avg_sq"))):  # fmt: skip
+            raise ValueError(f"parameter {pid}'s moments are not AdamW's for its shape")
+    return {"state": saved["state"], "param_groups": fresh["param_groups"]}

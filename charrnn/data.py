@@ -302,18 +302,31 @@ def check_split(val_frac: float, test_frac: float) -> None:
         )
 
 
-def split_corpus(ids: np.ndarray, val_frac: float, test_frac: float) -> Splits:
+def split_sizes(n: int, val_frac: float, test_frac: float) -> tuple[int, int, int]:
+    """(train, val, test) characters of a corpus of n: val and test are the
+    end, in that order, each the fraction's floor."""
     check_split(val_frac, test_frac)
-    n = len(ids)
     n_test = int(n * test_frac)
     n_val = int(n * val_frac)
-    n_train = n - n_val - n_test
     if n_val < 2:
         raise CharRNNError(
             f"the validation split has {n_val} characters (corpus: {n}); it needs at least 2:"
             " use a larger corpus or a larger --val-frac"
         )
+    return n - n_val - n_test, n_val, n_test
+
+
+def split_corpus(ids: np.ndarray, val_frac: float, test_frac: float) -> Splits:
+    n_train, n_val, _ = split_sizes(len(ids), val_frac, test_frac)
     return Splits(ids[:n_train], ids[n_train : n_train + n_val], ids[n_train + n_val :])
+
+
+def steps_per_epoch(n: int, batch_size: int, seq_len: int) -> int:
+    """Steps of one epoch over n characters (StreamBatches), refused when not one fits."""
+    steps = (n - 1) // batch_size // seq_len
+    if steps == 0:
+        raise CharRNNError(_too_short(n, batch_size, seq_len))
+    return steps
 
 
 class StreamBatches:
@@ -336,11 +349,8 @@ class StreamBatches:
     """
 
     def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, rows: slice = slice(None)):
-        n = len(ids)
-        stream_len = (n - 1) // batch_size
-        self.steps = stream_len // seq_len
-        if self.steps == 0:
-            raise CharRNNError(_too_short(n, batch_size, seq_len))
+        self.steps = steps_per_epoch(len(ids), batch_size, seq_len)
+        stream_len = (len(ids) - 1) // batch_size
         self.seq_len = seq_len
         # `rows` picks this process's streams when several share the batch.
         self.x = ids[: batch_size * stream_len].reshape(batch_size, stream_len)[rows]  # (B, L)

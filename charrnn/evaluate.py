@@ -137,7 +137,7 @@ def eval_text(checkpoint: Checkpoint, text_file: Path | None = None, encoding: s
     data = load_corpus(corpus_path, run.corpus.encoding)
     if data.info.sha256 != run.corpus.sha256:
         raise CharRNNError(f"{corpus_path} has changed since training: give a text file to score")
-    splits = split_corpus(data.ids, run.train_config.val_frac, run.train_config.test_frac)
+    splits = split_corpus(data.ids, run.train_config["val_frac"], run.train_config["test_frac"])
     if len(splits.test) < 2:
         raise CharRNNError("the run has no test split (--test-frac 0): give a text file to score")
     return EvalText(splits.test, f"the test split of {corpus_path}")

@@ -16,7 +16,7 @@ business, and `init_state` / `detach_state` make and cut them.
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,14 @@ from .typecheck import check_types
 MAX_SIZE = 2**31 - 1  # any one dimension of a model
 
 
+def regulariser(format_version: int = 1) -> dict:
+    """A field's metadata: a regulariser (fine-tuning may change it), and
+    the checkpoint format that first held it. A field added after format 1
+    is written only when set, so a model without it stays readable by the
+    charrnn from before it, and one with it asks that charrnn to upgrade."""
+    return {"regulariser": True, "format": format_version}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     kind: str  # a registered cell kind (charrnn.cells)
@@ -38,20 +46,20 @@ class ModelConfig:
     embedding: int = 64
     hidden: int = 384  # tuned for quality per minute on a 2-core CPU (benchmarks/quality.py)
     layers: int = 2
-    dropout: float = 0.0
+    dropout: float = field(default=0.0, metadata=regulariser())
     # DropConnect on the recurrent weights (Merity et al. 2018, AWD-LSTM):
     # while training, each window zeroes this fraction of every layer's W_hh
     # entries (and scales the rest by 1/(1-p), as dropout does), the same
     # ones for every step and stream of the window (each process draws its
     # own under torchrun), so the recurrence itself is regularised without a
     # mask on the state.
-    weight_drop: float = 0.0
+    weight_drop: float = field(default=0.0, metadata=regulariser(2))
     # Variational (locked) dropout on the character embedding (Gal and
     # Ghahramani 2016): while training, each window zeroes this fraction of
     # every stream's embedding features, the same ones at every step of the
     # window, so the recurrence sees one consistently thinned input rather
     # than fresh noise per character.
-    embed_dropout: float = 0.0
+    embed_dropout: float = field(default=0.0, metadata=regulariser(3))
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -76,15 +84,26 @@ class ModelConfig:
         return [f"l{k}.{part}" for k in range(self.layers) for part in self.cell.traced]
 
     def to_dict(self) -> dict:
+        """The fields, less those added after format 1 and left at their
+        default (absent, as the charrnn before them writes and reads them)."""
         d = asdict(self)
-        for name in ("weight_drop", "embed_dropout"):
-            if not d[name]:  # absent, as charrnn before it writes and reads it (see checkpoint._version)
-                del d[name]
+        for f in fields(self):
+            if f.metadata.get("format", 1) > 1 and d[f.name] == f.default:
+                del d[f.name]
         return d
+
+    def format_version(self) -> int:
+        """The oldest checkpoint format that holds this model (see regulariser)."""
+        return max([1] + [f.metadata.get("format", 1) for f in fields(self) if getattr(self, f.name) != f.default])
+
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         return cls(**d)
+
+
+NEWEST_FORMAT = max(f.metadata.get("format", 1) for f in fields(ModelConfig))
+REGULARISERS = tuple(f.name for f in fields(ModelConfig) if f.metadata.get("regulariser"))
 
 
 class CharRNN(nn.Module):

@@ -68,7 +68,7 @@ def test_bit_flip_is_refused(tmp_path):
 
 
 def test_newer_format_version_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(ckpt, "_version", lambda config: 99)
+    monkeypatch.setattr(ModelConfig, "format_version", lambda config: 99)
     path = saved(tmp_path)
     with pytest.raises(CharRNNError, match="format version 99, newer"):
         ckpt.load_checkpoint(path)

@@ -8,6 +8,7 @@ import pytest
 
 from charrnn import checkpoint as ckpt
 from charrnn import rundir
+from charrnn.model import ModelConfig
 from charrnn.cli.options import default_lrs
 
 from conftest import TINY, assert_one_line_error, make_text, run_cli
@@ -74,7 +75,7 @@ def test_learning_rate_default_follows_the_model_kind(tmp_path, corpus_file):
     def stored_lr(out, *extra):
         result = run_cli("train", corpus_file, "--out", out, *TINY, "--max-steps", "2", *extra)
         assert result.exit_code == 0, result.output
-        return ckpt.load_checkpoint(out).run.train_config.lr
+        return ckpt.load_checkpoint(out).run.train_config["lr"]
 
     assert stored_lr(tmp_path / "g", "--model", "gru") == 2e-3
     assert stored_lr(tmp_path / "l", "--model", "lstm") == 8e-3
@@ -96,9 +97,9 @@ def test_deterministic_is_a_train_option_a_resume_may_change(tmp_path, corpus_fi
     out = tmp_path / "run"
     done = run_cli("train", corpus_file, "--out", out, *TINY, "--max-steps", "4", "--eval-every", "2", "--deterministic")
     assert done.exit_code == 0 and "deterministic" in done.output, done.output
-    assert ckpt.load_checkpoint(out, prefer=rundir.LAST).run.train_config.deterministic
+    assert ckpt.load_checkpoint(out, prefer=rundir.LAST).run.train_config["deterministic"]
     assert run_cli("train", "--resume", out, "--max-steps", "6", "--no-deterministic").exit_code == 0
-    assert not ckpt.load_checkpoint(out, prefer=rundir.LAST).run.train_config.deterministic
+    assert not ckpt.load_checkpoint(out, prefer=rundir.LAST).run.train_config["deterministic"]
 
 def test_resume_refuses_changed_charset(trained_run, tmp_path):
     other = tmp_path / "other.txt"
@@ -320,7 +321,7 @@ def test_damaged_checkpoints_through_the_cli(trained_run, damage, monkeypatch):
         fragment = "checksum does not match"
     else:
         state = ckpt.load_checkpoint(path)
-        monkeypatch.setattr(ckpt, "_version", lambda config: ckpt.VERSION + 1)
+        monkeypatch.setattr(ModelConfig, "format_version", lambda config: ckpt.VERSION + 1)
         ckpt.save_checkpoint(path, state.model, state.vocab, state.run)
         fragment = "newer than this charrnn reads"
     for args in (["sample", trained_run], ["eval", trained_run], ["train", "--resume", path]):

@@ -16,7 +16,8 @@ from charrnn.model import CharRNN, ModelConfig
 from charrnn.sample import SampleConfig, generate
 from charrnn.stepper import FastStepper
 from charrnn.training.config import TrainConfig
-from charrnn.training.loop import SilentReporter, train
+from charrnn.training.launch import train_on
+from charrnn.training.loop import SilentReporter
 
 from conftest import BUILTIN_KINDS
 
@@ -54,7 +55,7 @@ def test_training_on_cuda_follows_the_cpu(tmp_path, corpus_file, precision):
     corpus = load_corpus(corpus_file)
     shape = ModelConfig("lstm", corpus.vocab.size, embedding=8, hidden=32, layers=2)
     config = TrainConfig(seq_len=16, batch_size=8, max_steps=20, eval_every=10, seed=1, precision="fp32", device="cpu")
-    on_cpu = train(corpus, config, tmp_path / "cpu", shape)
+    on_cpu = train_on(corpus, config, tmp_path / "cpu", shape)
     gpu_config = TrainConfig(**{**config.to_dict(), "device": "cuda", "precision": precision})
     seen = []
 
@@ -62,7 +63,7 @@ def test_training_on_cuda_follows_the_cpu(tmp_path, corpus_file, precision):
         def start(self, total_steps, start_step, info):
             seen.append(info["precision"])
 
-    on_gpu = train(corpus, gpu_config, tmp_path / "gpu", shape, reporter=Info())
+    on_gpu = train_on(corpus, gpu_config, tmp_path / "gpu", shape, reporter=Info())
     assert seen == [dev.describe_precision(precision, CUDA)]
     tolerance = 1e-3 if precision == "fp32" else 5e-2
     assert abs(on_gpu.best_val_loss - on_cpu.best_val_loss) < tolerance * on_cpu.best_val_loss
@@ -110,7 +111,7 @@ def test_deterministic_training_on_cuda_repeats_bit_for_bit(tmp_path, corpus_fil
             def step(self, step, loss, chars_per_s):
                 seen.append(loss)
 
-        train(corpus, config, tmp_path / name, shape, reporter=Losses())
+        train_on(corpus, config, tmp_path / name, shape, reporter=Losses())
         runs.append(seen)
     assert len(runs[0]) == 12 and runs[0] == runs[1]
 

@@ -13,8 +13,10 @@ from charrnn import cells
 from charrnn import checkpoint as ckpt
 from charrnn import rundir
 from charrnn.model import ModelConfig
-from charrnn.training import defaults, runs, size
+from charrnn.data import load_corpus
+from charrnn.training import defaults, size
 from charrnn.training.config import TrainConfig
+from charrnn.training.plan import Options, make_plan
 
 from conftest import TINY, assert_one_line_error, make_text, run_cli
 
@@ -76,7 +78,7 @@ def test_given_options_win_and_patience_zero_runs_to_the_end(small_corpus, tmp_p
     assert "small corpus:" not in done.stderr
     run = ckpt.load_checkpoint(out, prefer=rundir.LAST).run
     assert run.step == 300 and [m["step"] for m in run.metrics] == [100, 200, 300]
-    assert run.train_config.val_frac == 0.2 and run.train_config.patience == 0
+    assert run.train_config["val_frac"] == 0.2 and run.train_config["patience"] == 0
 
 
 def test_the_size_rule_is_a_table_from_corpus_size_to_model_size():
@@ -142,11 +144,11 @@ def test_a_model_sized_by_hand_or_size_fixed_keeps_the_fixed_defaults(small_corp
     assert model_of(tmp_path / "run") == expected and "--size auto" not in done.stderr
 
 
-def test_a_new_run_sizes_for_the_device_it_will_train_on(small_corpus, tmp_path, monkeypatch):
-    monkeypatch.setattr(runs, "resolve_device", lambda name: torch.device("mps"))  # the fit asks; training stays on CPU
-    done = run_cli("train", small_corpus, "--out", tmp_path / "run", *QUICK)
-    assert done.exit_code == 0, done.output
-    assert model_of(tmp_path / "run")[2] == 0 and "the lstm on mps refuses it" in done.stderr
+def test_a_new_run_sizes_for_the_device_it_will_train_on(small_corpus, tmp_path):
+    corpus = load_corpus(small_corpus)
+    options = Options(TrainConfig(seq_len=16, batch_size=4))
+    plan = make_plan(options, corpus.info, corpus.vocab, torch.device("mps"), str(tmp_path / "run"))
+    assert plan.device == "mps" and plan.model.dropout == 0 and "the lstm on mps refuses it" in plan.fitted
 
 
 @pytest.mark.parametrize("flag", ["--resume", "--init-from"])

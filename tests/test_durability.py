@@ -26,7 +26,7 @@ from charrnn.data import Vocab
 from charrnn.errors import CharRNNError
 from charrnn.model import CharRNN, ModelConfig
 from charrnn.training.config import TrainConfig
-from charrnn.training.loop import train
+from charrnn.training.launch import resume, train_on
 
 from conftest import make_text
 
@@ -412,7 +412,7 @@ def test_crash_around_best_keeps_best_consistent(tmp_path: Path, monkeypatch, co
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     with pytest.raises(_Crash):
-        train(data, config, run_dir, model_config=mconf)
+        train_on(data, config, run_dir, mconf)
     monkeypatch.undo()
 
     last = ckpt.load_checkpoint(run_dir, prefer=rundir.LAST).run
@@ -421,7 +421,7 @@ def test_crash_around_best_keeps_best_consistent(tmp_path: Path, monkeypatch, co
     assert best.best_val_loss <= last.best_val_loss
 
     state = ckpt.load_checkpoint(run_dir, prefer=rundir.LAST)
-    train(data, config, run_dir, resume=state)
+    resume(state.path)
     last = ckpt.load_checkpoint(run_dir, prefer=rundir.LAST).run
     best = ckpt.load_checkpoint(run_dir, prefer=rundir.BEST).run
     assert last.step == 12

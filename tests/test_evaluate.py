@@ -13,7 +13,7 @@ from charrnn.data import load_corpus
 from charrnn.evaluate import eval_text, score
 from charrnn.model import CharRNN, ModelConfig
 from charrnn.training.config import TrainConfig
-from charrnn.training.loop import train
+from charrnn.training.launch import train_on
 
 from conftest import BUILTIN_KINDS, assert_one_line_error, make_text, run_cli
 
@@ -24,7 +24,7 @@ def trained(tmp_path_factory):
     (d / "play.txt").write_text(make_text(1500, seed=4), encoding="utf-8")
     corpus = load_corpus(d / "play.txt")
     config = TrainConfig(seq_len=32, batch_size=16, max_steps=80, eval_every=80, lr=2e-2, device="cpu")
-    train(corpus, config, d / "run", ModelConfig("lstm", corpus.vocab.size, embedding=8, hidden=32, layers=2))
+    train_on(corpus, config, d / "run", ModelConfig("lstm", corpus.vocab.size, embedding=8, hidden=32, layers=2))
     return d / "run", corpus
 
 

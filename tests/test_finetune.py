@@ -71,7 +71,7 @@ def test_fine_tuning_defaults_to_a_lower_learning_rate_and_may_change_dropout(tr
     assert done.exit_code == 0, done.output
     child = ckpt.load_checkpoint(tmp_path / "c")
     kind_lr = child.config.cell.default_lr
-    assert child.run.train_config.lr == pytest.approx(kind_lr * finetune.LR_SCALE) and finetune.LR_SCALE < 1
+    assert child.run.train_config["lr"] == pytest.approx(kind_lr * finetune.LR_SCALE) and finetune.LR_SCALE < 1
     assert child.config.dropout == 0.3 and child.config.hidden == 8  # the parent's shape, TINY's hidden
     assert child.config.weight_drop == 0.25 and ckpt.load_checkpoint(trained_run).config.weight_drop == 0
     assert child.config.embed_dropout == 0.15 and ckpt.load_checkpoint(trained_run).config.embed_dropout == 0

@@ -27,8 +27,7 @@ from charrnn import checkpoint as ckpt
 from charrnn.data import load_corpus
 from charrnn.errors import CharRNNError
 from charrnn.training.config import TrainConfig
-from charrnn.training.loop import train
-from charrnn.training.runs import resume_run
+from charrnn.training.launch import resume, train_on
 from charrnn.model import ModelConfig
 
 from conftest import FUZZ_OUTCOMES as OUTCOMES
@@ -50,7 +49,7 @@ def valid(tmp_path_factory) -> bytes:
     (d / "c.txt").write_text(make_text(120), encoding="utf-8")
     corpus = load_corpus(d / "c.txt")
     config = TrainConfig(seq_len=8, batch_size=4, max_steps=2, eval_every=2, device="cpu")
-    train(corpus, config, d / "run", ModelConfig("lstm", corpus.vocab.size, embedding=3, hidden=5, layers=2))
+    train_on(corpus, config, d / "run", ModelConfig("lstm", corpus.vocab.size, embedding=3, hidden=5, layers=2))
     return Bytes((d / "run" / "last.safetensors").read_bytes())
 
 
@@ -151,7 +150,7 @@ def outcome_and_resume(tmp_path: Path, data: bytes) -> str:
             loaded = ckpt.load_checkpoint(Path(d) / "x.safetensors")
             if loaded.run is not None:
                 try:
-                    resume_run(Path(d) / "x.safetensors", {"max_steps": loaded.run.step + 1})
+                    resume(Path(d) / "x.safetensors", max_steps=loaded.run.step + 1)
                 except CharRNNError as e:
                     assert "\n" not in str(e)
                     return "refused at resume"

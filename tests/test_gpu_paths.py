@@ -14,7 +14,10 @@ from charrnn.errors import CharRNNError, TrainingDiverged
 from charrnn.model import CharRNN, ModelConfig
 from charrnn.training.config import TrainConfig
 from charrnn.training.distributed import gpu_for
-from charrnn.training.loop import SilentReporter, Trainer
+from charrnn.training import loop
+from charrnn.training.distributed import Dist
+from charrnn.training.loop import SilentReporter
+from charrnn.training.plan import Options, make_plan
 
 
 class Losses(SilentReporter):
@@ -40,7 +43,7 @@ def test_a_multilayer_lstm_with_dropout_is_refused_on_mps(tmp_path, corpus_file,
     config = TrainConfig(seq_len=8, batch_size=4, max_steps=2, device="mps")
     shape = ModelConfig("lstm", corpus.vocab.size, embedding=4, hidden=8, layers=2, dropout=0.2)
     with pytest.raises(CharRNNError, match="MPS.*ignores the dropout between layers"):
-        Trainer(corpus, config, tmp_path / "run", shape, None, SilentReporter())
+        _plan(corpus, config, shape, tmp_path / "run", torch.device("mps"))
     assert not (tmp_path / "run").exists()  # refused before anything was written
     for ok in ({"dropout": 0.0}, {"layers": 1}):  # what the message suggests is not refused by the check
         fine = ModelConfig(**{**shape.to_dict(), **ok})
@@ -90,11 +93,12 @@ def test_bf16_trains_on_a_cpu_whose_onednn_lacks_bf16(tmp_path, corpus_file, mon
     monkeypatch.setattr(dev, "onednn_has_bf16", lambda: False)
     corpus = load_corpus(corpus_file)
     config = TrainConfig(seq_len=8, batch_size=4, max_steps=3, eval_every=3, precision="bf16", device="cpu")
-    trainer = Trainer(corpus, config, tmp_path / "run", ModelConfig(kind, corpus.vocab.size, embedding=4, hidden=8),
-                      None, Losses())  # fmt: skip
-    assert trainer.model.fp32_recurrence
-    result = trainer.fit()
-    assert result.step == 3 and torch.isfinite(torch.tensor(trainer.reporter.losses)).all()
+    plan = _plan(corpus, config, ModelConfig(kind, corpus.vocab.size, embedding=4, hidden=8), tmp_path / "run")
+    model, _ = loop._begin(plan, corpus, None, Dist())
+    assert model.fp32_recurrence
+    losses = Losses()
+    result = loop.run(plan, corpus, reporter=losses)
+    assert result.step == 3 and torch.isfinite(torch.tensor(losses.losses)).all()
 
 
 def test_fp32_on_cuda_turns_tf32_off_for_the_run_only():
@@ -137,27 +141,30 @@ def test_each_process_finds_its_gpu():
         gpu_for(2, 2)
 
 
-def _trainer(corpus, tmp_path, name, reporter, sync_every):
+def _plan(corpus, config, shape, out, device=torch.device("cpu")):
+    return make_plan(Options(config, shape, size="fixed"), corpus.info, corpus.vocab, device, str(out))
+
+
+def _train(corpus, tmp_path, name, reporter, sync_every, monkeypatch):
     config = TrainConfig(seq_len=8, batch_size=4, max_steps=10, eval_every=5, warmup_steps=2, seed=3, device="cpu",
                          precision="fp32")  # fmt: skip
     shape = ModelConfig("gru", corpus.vocab.size, embedding=4, hidden=8, layers=2, dropout=0.1)
-    trainer = Trainer(corpus, config, tmp_path / name, shape, None, reporter)
-    trainer.sync_every = sync_every  # what a GPU run does: read the losses a block of steps at a time
-    return trainer
+    # what a GPU run does: read the losses a block of steps at a time
+    monkeypatch.setattr(loop, "sync_every", lambda device: sync_every)
+    return loop.run(_plan(corpus, config, shape, tmp_path / name), corpus, reporter=reporter)
 
 
-def test_reading_losses_a_block_at_a_time_changes_nothing(tmp_path, corpus_file):
+def test_reading_losses_a_block_at_a_time_changes_nothing(tmp_path, corpus_file, monkeypatch):
     corpus = load_corpus(corpus_file)
     each, block = Losses(), Losses()
-    a = _trainer(corpus, tmp_path, "a", each, 1).fit()
-    b = _trainer(corpus, tmp_path, "b", block, 4).fit()
+    a = _train(corpus, tmp_path, "a", each, 1, monkeypatch)
+    b = _train(corpus, tmp_path, "b", block, 4, monkeypatch)
     assert block.steps == each.steps == list(range(1, 11))  # every step reported, in order
     assert block.losses == each.losses and a.last_entry["train_loss"] == b.last_entry["train_loss"]
 
 
 def test_a_divergence_found_in_a_block_names_its_step_and_saves_nothing(tmp_path, corpus_file, monkeypatch):
     corpus = load_corpus(corpus_file)
-    trainer = _trainer(corpus, tmp_path, "a", Losses(), 4)
     real, calls = CharRNN.forward, []
 
     def poisoned(self, ids, state=None):
@@ -167,5 +174,5 @@ def test_a_divergence_found_in_a_block_names_its_step_and_saves_nothing(tmp_path
 
     monkeypatch.setattr(CharRNN, "forward", poisoned)
     with pytest.raises(TrainingDiverged, match="diverged at step 3"):
-        trainer.fit()
+        _train(corpus, tmp_path, "a", Losses(), 4, monkeypatch)
     assert not (tmp_path / "a" / "last.safetensors").exists()

@@ -38,3 +38,21 @@ def test_freed_memory_is_reused_not_faulted_back_in() -> None:
         pytest.skip("this C library is not glibc")
     assert plain >= 10  # each round faults its buffer in afresh (16k pages, fewer if huge)
     assert after < plain / 20
+
+
+CHILD_BLOCK = CHILD.replace("from charrnn.training.memory import keep_freed_memory",
+                            "from charrnn.training.memory import freed_memory_kept").split("plain = faults()")[0] + """
+with freed_memory_kept() as kept:
+    faults()
+    inside = min(faults() for _ in range(3))
+print(kept, inside, faults())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a glibc setting")
+def test_the_setting_is_put_back_after_the_block() -> None:
+    out = subprocess.run([sys.executable, "-c", CHILD_BLOCK], capture_output=True, text=True, check=True).stdout.split()
+    kept, inside, after = out[0] == "True", int(out[1]), int(out[2])
+    if not kept:
+        pytest.skip("this C library is not glibc")
+    assert after >= 10 and inside < after / 20  # glibc maps and unmaps big buffers again

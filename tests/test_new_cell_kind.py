@@ -29,7 +29,8 @@ from charrnn.sample import SampleConfig, generate
 from charrnn.stepper import FastStepper
 from charrnn.training.config import TrainConfig
 from charrnn.training.loop import SilentReporter
-from charrnn.training.runs import new_run, resume_run
+from charrnn.training.launch import Request, resume, train
+from charrnn.training.plan import Options
 
 from conftest import make_text, run_cli
 
@@ -79,17 +80,21 @@ def shape(vocab_size: int = 1, dropout: float = 0.2) -> ModelConfig:
     return ModelConfig("leaky-test", vocab_size, embedding=4, hidden=6, layers=2, dropout=dropout)
 
 
+def _new(corpus, out) -> Request:
+    return Request(Options(CONFIG, shape(), size="fixed"), corpus=corpus, out=out)
+
+
 def test_the_kind_trains_and_resumes_exactly(leaky, tmp_path):
     corpus = tmp_path / "play.txt"
     corpus.write_text(make_text(60), encoding="utf-8")
     straight = Losses()
-    new_run(corpus, CONFIG, shape(), tmp_path / "a", reporter=straight)
+    train(_new(corpus, tmp_path / "a"), straight)
     first, second = Losses(interrupt_at=4), Losses()
-    assert new_run(corpus, CONFIG, shape(), tmp_path / "b", reporter=first).interrupted
-    resume_run(tmp_path / "b", reporter=second)
+    assert train(_new(corpus, tmp_path / "b"), first).interrupted
+    resume(tmp_path / "b", reporter=second)
     assert len(straight.losses) == 10 and first.losses + second.losses == straight.losses
     a, b = (ckpt.load_checkpoint(tmp_path / d, prefer=rundir.LAST) for d in ("a", "b"))
-    assert a.config.kind == "leaky-test" and a.run.train_config.lr == 5e-3  # the kind's default lr
+    assert a.config.kind == "leaky-test" and a.run.train_config["lr"] == 5e-3  # the kind's default lr
     for name, weight in a.model.state_dict().items():
         assert torch.equal(weight, b.model.state_dict()[name]), name
     assert [p.shape[0] for p in a.model.rnn.parameters()] == [12, 12, 12, 12] * 2  # 2 blocks of 6 rows
@@ -119,7 +124,7 @@ def test_steps_sampling_and_recording_agree_with_training(leaky):
 def test_sample_eval_and_inspect_through_the_cli(leaky, tmp_path):
     corpus = tmp_path / "play.txt"
     corpus.write_text(make_text(60), encoding="utf-8")
-    new_run(corpus, CONFIG, shape(), tmp_path / "run")
+    train(_new(corpus, tmp_path / "run"))
     run = tmp_path / "run"
     done = run_cli("sample", run, "--seed", "3", "--length", "40", "--prime", "ALICE:")
     assert done.exit_code == 0 and done.output.startswith("ALICE:") and len(done.output) >= 46

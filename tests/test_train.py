@@ -20,8 +20,9 @@ from charrnn.errors import CharRNNError, TrainingDiverged
 from charrnn.model import CharRNN, ModelConfig
 from charrnn.rundir import prepare_out_dir
 from charrnn.training import loop
+from charrnn.training import plan as plan_module
 from charrnn.training.config import TrainConfig, parse_duration
-from charrnn.training.loop import train
+from charrnn.training.launch import resume, train_on
 from charrnn.training.schedule import lr_at, progress
 
 from conftest import BUILTIN_KINDS
@@ -74,14 +75,14 @@ def test_resume_is_bit_identical(tmp_path, corpus_file, kind, precision):
     config = replace(CONFIG, precision=precision)
 
     straight = Recorder()
-    train(corpus, config, tmp_path / "a", mconf, reporter=straight)
+    train_on(corpus, config, tmp_path / "a", mconf, reporter=straight)
 
     first = Recorder(interrupt_at=6)
-    result = train(corpus, config, tmp_path / "b", mconf, reporter=first)
+    result = train_on(corpus, config, tmp_path / "b", mconf, reporter=first)
     assert result.interrupted and result.step == 6
     state = ckpt.load_checkpoint(tmp_path / "b", prefer=rundir.LAST)
     second = Recorder()
-    result = train(corpus, config, tmp_path / "b", resume=state, reporter=second)
+    result = resume(tmp_path / "b", reporter=second)
     assert result.stop_reason == "max_steps" and result.step == 12
 
     assert first.losses + second.losses == straight.losses  # exact, not approximate
@@ -105,14 +106,14 @@ def test_deterministic_kernels_are_on_for_the_run_only_and_resume_stays_exact(tm
 
     threads = torch.get_num_threads()
     straight = Watching()
-    train(corpus, config, tmp_path / "a", mconf, reporter=straight)
+    train_on(corpus, config, tmp_path / "a", mconf, reporter=straight)
     assert set(seen) == {(True, True, 1)} and straight.info["precision"].endswith(", deterministic")
     assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.mkldnn.deterministic
     assert torch.get_num_threads() == threads
     first = Recorder(interrupt_at=6)
-    train(corpus, config, tmp_path / "b", mconf, reporter=first)
+    train_on(corpus, config, tmp_path / "b", mconf, reporter=first)
     second = Recorder()
-    train(corpus, config, tmp_path / "b", resume=ckpt.load_checkpoint(tmp_path / "b", prefer=rundir.LAST), reporter=second)
+    resume(tmp_path / "b", reporter=second)
     assert first.losses + second.losses == straight.losses
 
 def test_training_learns_and_logs_metrics(tmp_path, corpus_file):
@@ -120,7 +121,7 @@ def test_training_learns_and_logs_metrics(tmp_path, corpus_file):
     rec = Recorder()
     cfg = TrainConfig(seq_len=16, batch_size=8, eval_every=20, max_steps=60, warmup_steps=5, lr=3e-2, device="cpu")
     mconf = ModelConfig("lstm", corpus.vocab.size, embedding=8, hidden=32, layers=1)
-    result = train(corpus, cfg, tmp_path / "r", mconf, reporter=rec)
+    result = train_on(corpus, cfg, tmp_path / "r", mconf, reporter=rec)
     assert rec.records[-1]["val_loss"] < rec.records[0]["val_loss"] - 0.5
     lines = [json.loads(x) for x in (tmp_path / "r" / rundir.METRICS).read_text().splitlines()]
     assert [r["step"] for r in lines] == [20, 40, 60]
@@ -137,12 +138,12 @@ def test_learning_rate_default_depends_on_the_cell_kind(tmp_path, corpus_file, k
     corpus = load_corpus(corpus_file)
     short = replace(CONFIG, max_steps=CONFIG.warmup_steps + 1, eval_every=CONFIG.warmup_steps + 1, min_lr_frac=1.0)
     rec = Recorder()
-    train(corpus, short, tmp_path / "d", model_config(corpus, kind), reporter=rec)
+    train_on(corpus, short, tmp_path / "d", model_config(corpus, kind), reporter=rec)
     # The run stores the learning rate it settled on, so a resume keeps it even if the defaults change.
-    assert ckpt.load_checkpoint(tmp_path / "d").run.train_config.lr == DEFAULT_LR[kind]
+    assert ckpt.load_checkpoint(tmp_path / "d").run.train_config["lr"] == DEFAULT_LR[kind]
     assert rec.records[-1]["lr"] == DEFAULT_LR[kind]  # what the optimizer used (no decay: min_lr_frac 1)
-    train(corpus, replace(short, lr=5e-3), tmp_path / "g", model_config(corpus, kind))
-    assert ckpt.load_checkpoint(tmp_path / "g").run.train_config.lr == 5e-3
+    train_on(corpus, replace(short, lr=5e-3), tmp_path / "g", model_config(corpus, kind))
+    assert ckpt.load_checkpoint(tmp_path / "g").run.train_config["lr"] == 5e-3
 
 
 def test_gru_and_rnn_default_to_a_lower_learning_rate_than_lstm():
@@ -162,7 +163,7 @@ def test_epochs_limit_and_state_reset(tmp_path, corpus_file, monkeypatch):
         return real_forward(self, ids, state)
 
     monkeypatch.setattr(CharRNN, "forward", spy)
-    result = train(corpus, cfg, tmp_path / "r", model_config(corpus))
+    result = train_on(corpus, cfg, tmp_path / "r", model_config(corpus))
     state = ckpt.load_checkpoint(tmp_path / "r", prefer=rundir.LAST)
     per_epoch = state.run.step_in_epoch
     assert result.stop_reason == "epochs"
@@ -173,20 +174,20 @@ def test_epochs_limit_and_state_reset(tmp_path, corpus_file, monkeypatch):
 
 def test_default_length_and_stop_reasons(tmp_path, corpus_file, monkeypatch):
     corpus = load_corpus(corpus_file)
-    monkeypatch.setattr(loop, "DEFAULT_MAX_STEPS", 3)
+    monkeypatch.setattr(plan_module, "DEFAULT_MAX_STEPS", 3)
     cfg = TrainConfig(seq_len=8, batch_size=4, eval_every=100, device="cpu")
-    result = train(corpus, cfg, tmp_path / "a", model_config(corpus))
+    result = train_on(corpus, cfg, tmp_path / "a", model_config(corpus))
     assert (result.step, result.stop_reason) == (3, "max_steps")
     cfg = TrainConfig(seq_len=8, batch_size=4, eval_every=100, max_steps=4, device="cpu")
-    assert train(corpus, cfg, tmp_path / "b", model_config(corpus)).stop_reason == "max_steps"
+    assert train_on(corpus, cfg, tmp_path / "b", model_config(corpus)).stop_reason == "max_steps"
 
 
 def test_resume_past_the_end_is_refused(tmp_path, corpus_file):
     corpus = load_corpus(corpus_file)
-    train(corpus, CONFIG, tmp_path / "r", model_config(corpus))
+    train_on(corpus, CONFIG, tmp_path / "r", model_config(corpus))
     state = ckpt.load_checkpoint(tmp_path / "r", prefer=rundir.LAST)
     with pytest.raises(CharRNNError, match="already at step 12"):
-        train(corpus, CONFIG, tmp_path / "r", resume=state)
+        resume(tmp_path / "r")
 
 
 def test_scheduleprogress():
@@ -216,7 +217,7 @@ def test_a_run_shorter_than_ten_warmups_warms_up_over_its_first_tenth(tmp_path, 
     corpus = load_corpus(corpus_file)
     short = TrainConfig(seq_len=8, batch_size=4, max_steps=20, eval_every=4, lr=1e-2, device="cpu")
     rec = Recorder()
-    train(corpus, short, tmp_path / "r", model_config(corpus), reporter=rec)
+    train_on(corpus, short, tmp_path / "r", model_config(corpus), reporter=rec)
     assert rec.records[0]["lr"] > 0.9e-2  # step 4 of 20: warmed up (100 warm-up steps would give 4e-4)
 
 
@@ -236,7 +237,7 @@ def test_cli_resume_from_an_evaluation_save_is_exact(tmp_path, corpus_file):
     corpus = load_corpus(corpus_file)
     cfg = TrainConfig(seq_len=16, batch_size=4, max_steps=16, eval_every=8)
     mconf = ModelConfig("lstm", corpus.vocab.size, embedding=4, hidden=8, layers=2, dropout=0.2)
-    train(corpus, cfg, tmp_path / "a", mconf, reporter=CopyAt8())
+    train_on(corpus, cfg, tmp_path / "a", mconf, reporter=CopyAt8())
     assert run_cli("train", "--resume", tmp_path / "b", "--max-steps", "16").exit_code == 0
     a = ckpt.load_checkpoint(tmp_path / "a", prefer=rundir.LAST)
     b = ckpt.load_checkpoint(tmp_path / "b", prefer=rundir.LAST)
@@ -256,7 +257,7 @@ def test_nan_loss_stops_and_writes_nothing(tmp_path, corpus_file, monkeypatch):
 
     monkeypatch.setattr(CharRNN, "forward", poisoned)
     with pytest.raises(TrainingDiverged, match="diverged at step 8"):
-        train(corpus, CONFIG, tmp_path / "r", model_config(corpus))
+        train_on(corpus, CONFIG, tmp_path / "r", model_config(corpus))
     # the step-5 checkpoint (before the NaN) is intact and finite
     state = ckpt.load_checkpoint(tmp_path / "r", prefer=rundir.LAST)
     assert state.run.step == 5
@@ -275,7 +276,7 @@ def test_checkpoint_with_non_finite_weights_is_never_written(tmp_path, corpus_fi
 def test_time_limit(tmp_path, corpus_file):
     corpus = load_corpus(corpus_file)
     cfg = TrainConfig(seq_len=8, batch_size=4, time_limit_s=0.5, eval_every=10_000, device="cpu")
-    result = train(corpus, cfg, tmp_path / "r", model_config(corpus))
+    result = train_on(corpus, cfg, tmp_path / "r", model_config(corpus))
     assert result.stop_reason == "time_limit"
     assert (tmp_path / "r" / rundir.BEST).exists()  # the final step is evaluated and saved
 
@@ -313,12 +314,12 @@ def test_out_dir_protection(tmp_path):
 def test_precision_bf16_trains_on_cpu_and_fp16_is_refused(tmp_path, corpus_file):
     corpus = load_corpus(corpus_file)
     cfg = TrainConfig(seq_len=8, batch_size=4, max_steps=6, eval_every=3, precision="bf16", device="cpu")
-    result = train(corpus, cfg, tmp_path / "a", model_config(corpus))
+    result = train_on(corpus, cfg, tmp_path / "a", model_config(corpus))
     assert result.step == 6 and result.best_val_loss is not None
     state = ckpt.load_checkpoint(tmp_path / "a", prefer=rundir.LAST)
     assert all(t.dtype == torch.float32 for t in state.model.state_dict().values())  # weights stay fp32
     with pytest.raises(CharRNNError, match="fp16 needs a CUDA GPU"):
-        train(corpus, replace(cfg, precision="fp16"), tmp_path / "b", model_config(corpus))
+        train_on(corpus, replace(cfg, precision="fp16"), tmp_path / "b", model_config(corpus))
     with pytest.raises(CharRNNError, match="--precision must be one of"):
         TrainConfig(precision="fp8")
 
@@ -332,7 +333,7 @@ def test_precision_auto_is_bf16_only_on_a_cpu_with_native_bf16(tmp_path, corpus_
     assert TrainConfig().precision == "auto"
     # End to end: the session trains (and reports) in the precision auto picked.
     corpus, seen = load_corpus(corpus_file), Recorder()
-    train(corpus, replace(CONFIG, max_steps=2), tmp_path / "run", model_config(corpus), reporter=seen)
+    train_on(corpus, replace(CONFIG, max_steps=2), tmp_path / "run", model_config(corpus), reporter=seen)
     picked = "bf16" if native else "fp32"
     assert seen.info["precision"] == device_module.describe_precision(picked, torch.device("cpu"))
 
@@ -342,13 +343,13 @@ def test_samples_during_training_are_logged_and_leave_resume_exact(tmp_path, cor
     cfg = replace(CONFIG, sample_every=5)
     mconf = model_config(corpus, dropout=0.3)
     straight = Recorder()
-    train(corpus, cfg, tmp_path / "a", mconf, reporter=straight)
+    train_on(corpus, cfg, tmp_path / "a", mconf, reporter=straight)
     assert [r["step"] for r in straight.records] == [5, 10, 12]
     assert [len(r.get("sample", "")) for r in straight.records] == [200, 200, 0]  # every 5 steps
     first = Recorder(interrupt_at=7)
-    train(corpus, cfg, tmp_path / "b", mconf, reporter=first)
+    train_on(corpus, cfg, tmp_path / "b", mconf, reporter=first)
     second = Recorder()
-    train(corpus, cfg, tmp_path / "b", resume=ckpt.load_checkpoint(tmp_path / "b", prefer=rundir.LAST), reporter=second)
+    resume(tmp_path / "b", reporter=second)
     assert first.losses + second.losses == straight.losses
     assert second.records[0]["sample"] == straight.records[1]["sample"]
     with pytest.raises(CharRNNError, match="multiple of --eval-every"):

@@ -1,12 +1,15 @@
-"""`charrnn train`: options -> TrainConfig and ModelConfig -> new_run or
-resume_run -> a summary table. Progress is drawn by TqdmReporter."""
+"""`charrnn train`: options -> Request -> prepare (the plan; `--plan` prints
+it and stops) -> the plan's start-up lines -> run -> a summary table.
+Progress is drawn by TqdmReporter."""
 
 from __future__ import annotations
 
+import json
 import shlex
 import signal
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,17 +18,17 @@ from rich.table import Table
 from tqdm import tqdm
 
 from .. import cells, rundir
-from ..data import shipped_corpus
 from ..errors import CharRNNError
 from ..model import ModelConfig
 from ..terminal import safe_for_terminal
 from ..training import distributed
-from ..training.config import DEFAULT_MAX_STEPS, TrainConfig, parse_duration
-from ..training.loop import TrainResult
-from ..training.memory import keep_freed_memory
 from ..training import size as size_rule
-from ..training.runs import finetune_run, new_run, resume_run
-from .options import CellKind, DEVICE_HELP, DeviceName, Precision, Size, default_lrs, err, given_options, kinds_help
+from ..training.config import DEFAULT_MAX_STEPS, TrainConfig, field_name, parse_duration
+from ..training.launch import Request, prepare
+from ..training.loop import TrainResult, run
+from ..training.memory import freed_memory_kept
+from ..training.plan import Options, RunPlan, describe_plan
+from .options import CellKind, DEVICE_HELP, DeviceName, Precision, Size, console, default_lrs, err, given_options, kinds_help
 
 # Option defaults come from the config dataclasses, so they cannot drift.
 _T = TrainConfig()
@@ -43,11 +46,6 @@ class TqdmReporter:
         self.deadline: float | None = None
 
     def start(self, total_steps, start_step, info):
-        err.print(f"corpus: {info['corpus']} ({info['corpus_chars']:,} characters, {info['vocab_size']} distinct)")
-        err.print(
-            f"model: {info['parameters']:,} parameters on {info['device']} ({info['precision']});"
-            f" {info['steps_per_epoch']:,} steps per epoch"
-        )
         limit = info.get("time_limit_s")
         self.deadline = time.monotonic() + limit if limit and total_steps is None else None
         self.bar = tqdm(
@@ -171,40 +169,31 @@ def train(
     precision: Annotated[Precision, _run(PRECISION_HELP)] = Precision(_T.precision),
     deterministic: Annotated[bool, _run(
         "Bit-for-bit repeatable on a busy machine: one CPU thread, PyTorch's deterministic algorithms, oneDNN's"
-        " and cuDNN's deterministic modes. Slower (see the README's Reliability section).", "--deterministic/--no-deterministic")] = False,
+        " and cuDNN's deterministic modes. Slower (see docs/reliability.md).", "--deterministic/--no-deterministic")] = False,
+    plan: Annotated[bool, _run(
+        "Print the run's plan (the model, every setting settled, the device, the start) and exit, writing nothing.",
+        "--plan")] = False,
+    json_out: Annotated[bool, _run("With --plan: print the plan as JSON.", "--json")] = False,
 ) -> None:
     """Train a model on a corpus, saving `last` and `best` checkpoints."""
-    limit = parse_duration(time_limit) if time_limit is not None else None
-    options = dict(
-        seq_len=seq_len, batch_size=batch_size, lr=lr, min_lr_frac=min_lr_frac, warmup_steps=warmup_steps,
-        weight_decay=weight_decay, grad_clip=grad_clip, max_steps=max_steps, epochs=epochs, time_limit_s=limit,
-        eval_every=eval_every, sample_every=sample_every, val_frac=val_frac, test_frac=test_frac, seed=seed,
-        device=device.value, encoding=encoding, precision=precision.value, deterministic=deterministic,
-        patience=patience,
-    )  # fmt: skip
-    keep_freed_memory()  # process-wide: every step reuses the last one's buffers (training/memory.py)
+    if json_out and not plan:
+        raise CharRNNError("--json prints the plan: give it with --plan")
+    given = frozenset(field_name(name) for name in given_options(ctx) - {"plan", "json_out"})
+    values = {field_name(name): getattr(v, "value", v) for name, v in ctx.params.items()}
+    values["time_limit_s"] = parse_duration(time_limit) if time_limit is not None else None
+    options = Options(_from(TrainConfig, values), _from(ModelConfig, values | {"vocab_size": 1}), given, size.value)
+    request = Request(options, corpus, out, force, resume, init_from)
     try:
-        if resume is not None and init_from is not None:
-            raise CharRNNError("--resume continues a run and --init-from starts a new one: give one of them")
-        asked = given_options(ctx)
-        _check_size(asked, size, resume, init_from)
-        if resume is not None:
-            given = asked - {"resume", "corpus"}
-            as_field = {name: "time_limit_s" if name == "time_limit" else name for name in given}
-            overrides = {as_field[name]: options.get(as_field[name]) for name in given}
-            result = resume_run(resume, overrides, corpus, reporter=TqdmReporter())
-        elif init_from is not None:
-            values = {"kind": model.value, "layers": layers, "hidden": hidden, "embedding": embedding, "dropout": dropout,
-                      "weight_drop": weight_drop, "embed_dropout": embed_dropout}  # fmt: skip
-            given = {field: values[field] for field in values if ("model" if field == "kind" else field) in asked}
-            result = finetune_run(corpus or shipped_corpus(), init_from, TrainConfig(**options), given, out, force,
-                                  reporter=TqdmReporter())  # fmt: skip
-        else:
-            shape = ModelConfig(model.value, 1, embedding, hidden, layers, dropout, weight_drop, embed_dropout)  # vocab size comes with the corpus
-            config = TrainConfig(**options)
-            fit_size = size == Size.auto and not asked & SIZE_OPTIONS
-            result = new_run(corpus or shipped_corpus(), config, shape, out, force, reporter=TqdmReporter(),
-                             fit_size=fit_size)  # fmt: skip
+        prepared = prepare(request)
+        if plan:
+            _show_plan(prepared.plan, json_out)
+            return
+        if distributed.is_main_process():
+            for line in prepared.plan.lines():
+                err.print(line)
+        # Process-wide, for the run: every step reuses the last one's buffers (training/memory.py).
+        with freed_memory_kept():
+            result = run(prepared.plan, prepared.corpus, prepared.checkpoint, TqdmReporter())
     finally:
         distributed.teardown()
     if not result.is_main:
@@ -214,16 +203,23 @@ def train(
         raise typer.Exit(result.exit_code)
 
 
-SIZE_OPTIONS = {"layers", "hidden", "dropout"}
+def _from(cls, values: dict):
+    """A config dataclass from the options named as its fields: an option
+    is its field's name (field_name maps the two that differ)."""
+    return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
 
 
-def _check_size(given: set[str], size, resume: Path | None, init_from: Path | None) -> None:
-    """--size only sizes a new model, and an explicit auto is not half-ignored."""
-    if "size" in given and (resume is not None or init_from is not None):
-        raise CharRNNError(f"--size sizes a new model; {'--resume' if resume else '--init-from'} keeps its model's")
-    if "size" in given and size == Size.auto and given & SIZE_OPTIONS:
-        named = ", ".join(f"--{name}" for name in sorted(given & SIZE_OPTIONS))
-        raise CharRNNError(f"--size auto sizes the model itself: drop {named}, or --size auto")
+def _show_plan(plan: RunPlan, as_json: bool) -> None:
+    """The plan on stdout: a table, or JSON for scripts."""
+    if as_json:
+        print(json.dumps(plan.to_dict(), indent=2, ensure_ascii=False))
+        return
+    table = Table(title="run plan", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for name, value in describe_plan(plan):
+        table.add_row(name, value)
+    console.print(table)
 
 
 def _summary(result: TrainResult) -> None:

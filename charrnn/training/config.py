@@ -97,8 +97,14 @@ def check_resumable(names) -> None:
 
 
 def flag(name: str) -> str:
-    """A TrainConfig field's command-line flag: time_limit_s -> --time-limit."""
-    return "--" + name.removesuffix("_s").replace("_", "-")
+    """A TrainConfig or ModelConfig field's command-line flag:
+    time_limit_s -> --time-limit, kind -> --model."""
+    return "--model" if name == "kind" else "--" + name.removesuffix("_s").replace("_", "-")
+
+
+def field_name(option: str) -> str:
+    """The other way: a `charrnn train` parameter's name -> its field's (model -> kind)."""
+    return {"model": "kind", "time_limit": "time_limit_s"}.get(option, option)
 
 
 def parse_duration(text: str) -> float:

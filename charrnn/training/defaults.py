@@ -61,6 +61,23 @@ def patience(config: TrainConfig, planned_steps: float | None, steps_per_epoch: 
     return PATIENCE if overfits else 0
 
 
+def patience_rule(config: TrainConfig, total_steps: int | None, steps_per_epoch: int) -> tuple[int, int]:
+    """(patience, from_steps): the patience a run applies once its planned
+    length reaches from_steps. Settled for a run of known length; a
+    time-limited one learns its planned length from its pace, so it gets
+    PATIENCE from OVERFIT_EPOCHS epochs on."""
+    if config.patience is not None or total_steps is not None:
+        return patience(config, total_steps, steps_per_epoch), 0
+    return PATIENCE, OVERFIT_EPOCHS * steps_per_epoch
+
+
+def patience_now(rule: tuple[int, int], planned_steps: float | None) -> int:
+    """The patience of a run whose planned length is now `planned_steps`."""
+    wait, from_steps = rule
+    applies = from_steps == 0 or (planned_steps is not None and planned_steps >= from_steps)
+    return wait if applies else 0
+
+
 def evals_since_best(metrics: list[dict]) -> int:
     """Evaluations since the best one (0: the last evaluation is the best)."""
     vals = [m["val_loss"] for m in metrics]

@@ -17,15 +17,15 @@ import torch
 from .. import checkpoint as ckpt
 from ..data import Vocab
 from ..errors import CharRNNError
-from ..model import CharRNN, ModelConfig
-from .config import TrainConfig
+from ..model import REGULARISERS, CharRNN, ModelConfig
+from .config import TrainConfig, flag
 
 # Fine-tuning starts near a minimum: the learning rate that trains from
 # scratch fastest knocks it out again. The default is the kind's lr times
 # this (benchmarks/finetune.py measured it; README, "Fine-tuning").
 LR_SCALE = 0.5
 SHAPE = ("kind", "embedding", "hidden", "layers")  # what fine-tuning keeps
-REGULARISERS = ("dropout", "weight_drop", "embed_dropout")  # what it may change
+# What it may change: the model's regularisers (model.REGULARISERS).
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def child_shape(parent: ckpt.Checkpoint, given: dict) -> ModelConfig:
     for name in SHAPE:
         if name in given and given[name] != getattr(base, name):
             raise CharRNNError(
-                f"--{'model' if name == 'kind' else name} {given[name]} does not fit {parent.path}"
+                f"{flag(name)} {given[name]} does not fit {parent.path}"
                 f" ({base.layers}x{base.hidden} {base.kind}, embedding {base.embedding}):"
                 " fine-tuning keeps the parent's shape; leave it out"
             )

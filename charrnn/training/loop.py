@@ -1,12 +1,14 @@
 """The training loop: truncated BPTT with carried state, AdamW, warm-up and
 cosine decay, clipping, evaluation, checkpoints and exact resume.
 
-    corpus ids -> splits -> StreamBatches -> Trainer.fit():
-        step, step, ... (every eval_every steps: evaluate, save best/last)
+    run(plan, corpus):
+        splits -> StreamBatches -> the model and state the plan starts from
+        -> Trainer.fit(): step, step, ... (every eval_every steps: evaluate, save best/last)
 
-The loop changes no process-wide setting (the CLI calls
-`memory.keep_freed_memory()`, which makes it faster on glibc); it seeds
-torch's global generator from the config, as a run's exactness needs.
+The run seeds torch's generators from the plan, as its exactness needs,
+and puts the caller's back when it ends; it changes no other process-wide
+setting (the CLI calls `memory.keep_freed_memory()`, which makes it faster
+on glibc).
 """
 
 from __future__ import annotations
@@ -18,22 +20,24 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import checkpoint as ckpt
 from .. import files, rundir
-from ..data import Corpus, StreamBatches, split_corpus
-from ..device import (AUTOCAST, describe_precision, deterministic_kernels, exact_fp32, recurrence_in_fp32,
-                      resolve_device, resolve_precision, rng_states, set_rng_states, to_device)  # fmt: skip
+from ..data import Corpus, StreamBatches, Vocab, split_corpus
+from ..device import (AUTOCAST, describe_precision, deterministic_kernels, exact_fp32, recurrence_in_fp32, rng_states,
+                      set_rng_states, to_device)  # fmt: skip
 from ..errors import CharRNNError, TrainingDiverged
 from ..evaluate import score
-from ..model import CharRNN, ModelConfig
+from ..model import CharRNN
 from ..sample import SampleConfig, generate
 from . import defaults, distributed, finetune
 from .advice import rising_val_advice
-from .config import DEFAULT_MAX_STEPS, TrainConfig
+from .config import TrainConfig
+from .plan import INIT_FROM, RESUME, RunPlan
 from .schedule import lr_at, progress
 from .signals import StopFlag
 
@@ -90,25 +94,102 @@ class TrainResult:
         return 128 + self.signal if self.interrupted else 0
 
 
-def train(
-    corpus: Corpus,
-    config: TrainConfig,
-    out_dir: Path,
-    model_config: ModelConfig | None = None,
-    resume: ckpt.Checkpoint | None = None,
-    reporter: Reporter | None = None,
-    init_from: ckpt.Checkpoint | None = None,
-    size_note: str | None = None,
-) -> TrainResult:
-    """Train a new model (model_config; starting from init_from's weights
-    when given, see finetune.py) or continue a checkpoint's run (resume).
+def run(plan: RunPlan, corpus: Corpus, checkpoint: ckpt.Checkpoint | None = None,
+        reporter: Reporter | None = None) -> TrainResult:  # fmt: skip
+    """Carry out `plan` on `corpus` (the text the plan was made for).
+    `checkpoint` is what the plan starts from: the parent whose weights a
+    fine-tuned run takes, or the run a resumed one continues.
 
-    Everything that can refuse the request (device, splits, batch fit, run
-    length) is checked before anything in `out_dir` is touched; only then is
-    a previous run there (allowed by --force) replaced. `size_note` says
-    what --size auto chose, for the start-up line."""
-    trainer = Trainer(corpus, config, out_dir, model_config, resume, reporter or SilentReporter(), init_from, size_note)
-    return trainer.fit()
+    The plan has already checked everything that can refuse the request;
+    the model is built before anything in the run directory is touched, and
+    a previous run there (allowed by --force) is replaced only at the first
+    save."""
+    device = plan.torch_device
+    dist = distributed.setup(device)
+    reporter = reporter if reporter is not None and dist.is_main else SilentReporter()
+    c, out_dir = plan.train, Path(plan.out_dir)
+    splits = split_corpus(corpus.ids, c.val_frac, c.test_frac)
+    batches = StreamBatches(splits.train, c.batch_size, c.seq_len, dist.rows(c.batch_size))  # this process's streams
+    with ExitStack() as held:
+        held.enter_context(_own_generators(device))
+        model, state = _begin(plan, corpus, checkpoint, dist)
+        optimizer = _make_optimizer(model, c)
+        scaler = torch.amp.GradScaler(device.type, enabled=plan.precision == "fp16")
+        if dist.is_main:  # one writer per run directory, until the run ends
+            held.enter_context(rundir.exclusive(out_dir))
+            rundir.remove_temp_files(out_dir)
+        _restore(state, optimizer, scaler, dist, device)
+        state.train_config, state.corpus, state.plan = c.to_dict(), corpus.info, plan.to_dict()
+        # A run that a new one replaces (--force) stays whole until the new
+        # one's first save: an error before it (say, out of memory) loses
+        # nothing. A resumed run's history is its checkpoint's.
+        replacing = plan.start.mode != RESUME
+        if dist.is_main and not replacing:
+            rundir.write_metrics(out_dir, state.metrics)
+        parts = (model, optimizer, scaler, batches, splits.val, corpus.vocab, state)
+        return Trainer(plan, dist, *parts, reporter, replacing).fit()
+
+
+def _own_generators(device: torch.device):
+    """The run's seeding stays the run's: the caller's CPU generator (and
+    the device's) are put back when the run ends."""
+    if device.type == "cuda":
+        return torch.random.fork_rng(devices=[device.index if device.index is not None else torch.cuda.current_device()])
+    return torch.random.fork_rng(devices=[])
+
+
+def _begin(plan: RunPlan, corpus: Corpus, checkpoint: ckpt.Checkpoint | None,
+           dist: distributed.Dist) -> tuple[CharRNN, ckpt.TrainingState]:  # fmt: skip
+    """The model, on the plan's device, and the training state the run
+    starts from: the one place where the plan's start matters."""
+    torch.manual_seed(plan.train.seed)
+    try:
+        if plan.start.mode == RESUME:
+            model, state = checkpoint.model, checkpoint.run
+        else:
+            model = CharRNN(plan.model)
+            if plan.start.mode == INIT_FROM:
+                finetune.inherit(model, corpus.vocab, checkpoint)
+            state = _fresh_state(plan, model, checkpoint)
+        model = model.to(plan.torch_device).train()
+    except RuntimeError as e:  # torch.OutOfMemoryError is one
+        if not _out_of_memory(e):
+            raise
+        raise CharRNNError(
+            f"out of memory on {plan.device} building the model ({plan.parameters:,} parameters):"
+            " try a smaller --hidden, --embedding or --layers"
+        ) from None
+    model.fp32_recurrence = recurrence_in_fp32(plan.precision, plan.torch_device)
+    if dist.rank > 0:  # each process draws its own dropout masks (weights come from rank 0)
+        torch.manual_seed(hash((plan.train.seed, dist.rank, plan.start.step)) % 2**63)
+    return model, state
+
+
+def _fresh_state(plan: RunPlan, model: CharRNN, parent: ckpt.Checkpoint | None) -> ckpt.TrainingState:
+    return ckpt.TrainingState(
+        train_config=plan.train.to_dict(), corpus=plan.corpus, step=0, epoch=0, step_in_epoch=0, chars_seen=0,
+        progress=0.0, elapsed_s=0.0, best_val_loss=None, metrics=[], optimizer={},
+        carried=model.init_state(plan.train.batch_size, "cpu"),
+        parent=asdict(finetune.parent_record(parent)) if parent is not None else {},
+    )  # fmt: skip
+
+
+def _restore(state: ckpt.TrainingState, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+             dist: distributed.Dist, device: torch.device) -> None:  # fmt: skip
+    """Put back what a saved state holds (a fresh one holds none of it):
+    AdamW's moments, this process's generators, the gradient scaler. A
+    process the checkpoint has no generators for (a run resumed on more
+    processes) keeps the seed _begin gave it."""
+    if state.optimizer:
+        ckpt.restore_optimizer(optimizer, state.optimizer)
+    mine = state.rng if dist.is_main else ckpt.with_prefix(state.rng, f"rank{dist.rank}")
+    try:
+        if mine:
+            set_rng_states(mine, device)
+        if state.scaler and scaler.is_enabled():
+            scaler.load_state_dict(state.scaler)
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        raise CharRNNError(f"the checkpoint's generator or gradient-scaler state cannot be restored: {e}") from None
 
 
 @dataclass
@@ -153,8 +234,11 @@ class _Window:
         }
 
 
-def _prefixed(states: dict, prefix: str) -> dict:
-    return {k[len(prefix) :]: v for k, v in states.items() if k.startswith(prefix)}
+def sync_every(device: torch.device) -> int:
+    """Steps whose losses are read off the device at once: reading a loss
+    off a GPU waits for the GPU, so there a block at a time; on the CPU
+    reading is free, so every step."""
+    return 1 if device.type == "cpu" else SYNC_EVERY
 
 
 def _out_of_memory(e: RuntimeError) -> bool:
@@ -175,159 +259,44 @@ def _make_optimizer(model: CharRNN, config: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.99))
 
 
-ADAMW_STATE = {"step", "exp_avg", "exp_avg_sq"}
-
-
-def _checked_optimizer_state(saved: dict, optimizer: torch.optim.AdamW) -> dict:
-    """The checkpoint's AdamW moments, checked against this model (a file
-    can pass its checksum and still hold anything). The hyper-parameters
-    are this run's config's, and the loop sets lr before every step, so
-    the file's param_groups only have to list the same parameters."""
-    fresh = optimizer.state_dict()
-    listed = [g.get("params") if isinstance(g, dict) else None for g in saved.get("param_groups", ())]
-    if listed != [g["params"] for g in fresh["param_groups"]]:
-        raise ValueError("its parameter groups are not this model's")
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    for pid, moments in saved["state"].items():
-        if not 0 <= pid < len(params):
-            raise ValueError(f"it holds state for parameter {pid}, which the model lacks")
-        tensors = moments.values()
-        if moments and (set(moments) != ADAMW_STATE or not all(isinstance(t, torch.Tensor) for t in tensors)
-                        or not all(t.is_floating_point() for t in tensors) or moments["step"].numel() != 1
-                        or any(moments[k].shape != params[pid].shape for k in ("exp_avg", "exp_avg_sq"))):  # fmt: skip
-            raise ValueError(f"parameter {pid}'s moments are not AdamW's for its shape")
-    return {"state": saved["state"], "param_groups": fresh["param_groups"]}
-
-
 class Trainer:
-    """One invocation of `train`: built once (everything checked), then
-    `fit` steps it to a stop."""
+    """The loop over steps of one run, built from its parts (run() makes
+    them), then `fit` steps it to a stop."""
 
-    def __init__(self, corpus: Corpus, config: TrainConfig, out_dir: Path, model_config: ModelConfig | None,
-                 resume: ckpt.Checkpoint | None, reporter: Reporter,
-                 init_from: ckpt.Checkpoint | None = None, size_note: str | None = None):  # fmt: skip
-        shape = model_config if resume is None else resume.config
-        self.init_from = init_from
-        asked = config.for_kind(shape.kind)
-        config = defaults.val_frac(asked, len(corpus.ids))
-        self.corpus, self.config, self.out_dir = corpus, config, out_dir
-        self.device = resolve_device(config.device)
-        self.precision = resolve_precision(config.precision, self.device)
-        shape.cell.check_device(self.device, shape.layers, shape.dropout)
-        self.dist = distributed.setup(self.device)
-        self.reporter = reporter if self.dist.is_main else SilentReporter()
-        self.rows = self.dist.rows(config.batch_size)  # this process's streams of the batch
-        self.local_batch = config.batch_size // self.dist.world
-        self.splits = split_corpus(corpus.ids, config.val_frac, config.test_frac)
-        self.batches = StreamBatches(self.splits.train, config.batch_size, config.seq_len, self.rows)
-        self.config = config = defaults.eval_every(config, len(self.batches))
-        self.total_steps = self._total_steps(resume)
-        self.fitted = defaults.describe(asked, config, len(corpus.ids), len(self.batches), self.total_steps, size_note)
-        self.model = self._build_model(model_config, resume)
+    def __init__(self, plan: RunPlan, dist: distributed.Dist, model: CharRNN, optimizer: torch.optim.AdamW,
+                 scaler: torch.amp.GradScaler, batches: StreamBatches, val: np.ndarray, vocab: Vocab,
+                 state: ckpt.TrainingState, reporter: Reporter, replacing: bool):  # fmt: skip
+        self.plan, self.config, self.dist, self.device = plan, plan.train, dist, plan.torch_device
+        self.model, self.optimizer, self.scaler = model, optimizer, scaler
         # DDP averages gradients over processes; each process's loss is the
         # mean over its equal share of streams, so the average is the
         # single-process loss over the whole batch.
-        self.net = DistributedDataParallel(self.model) if self.dist.enabled else self.model
-        self.optimizer = _make_optimizer(self.model, config)
-        self.autocast_dtype = AUTOCAST[self.precision]
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        self.lock = ExitStack()  # the run directory's lock, held by rank 0 until fit() ends
-        if self.dist.is_main:
-            self.lock.enter_context(rundir.exclusive(out_dir))
-            rundir.remove_temp_files(out_dir)
-        self.run = self._fresh_run() if resume is None else self._restore(resume)
-        # A run in out_dir that a new one replaces (--force) stays whole until
-        # the new one's first save: an error before it (say, out of memory)
-        # loses nothing. A resumed run's history is its checkpoint's.
-        self.replacing = resume is None
-        if self.dist.is_main and not self.replacing:
-            rundir.write_metrics(out_dir, self.run.metrics)
+        self.net = DistributedDataParallel(model) if dist.enabled else model
+        self.batches, self.val, self.vocab = batches, val, vocab
+        self.run, self.reporter, self.out_dir = state, reporter, Path(plan.out_dir)
+        self.replacing = replacing  # whether out_dir's previous run is still to be replaced at the first save
         # The checkpoint holds every stream's state; this process takes its own.
-        self.state = tuple(s[:, self.rows].to(self.device) for s in self.run.carried)
+        self.state = tuple(s[:, dist.rows(plan.train.batch_size)].to(self.device) for s in state.carried)
         self.window = _Window()
         self.last_entry: dict | None = None
-        # Reading a loss off a GPU waits for the GPU: there the losses are read
-        # a block of steps at a time. On the CPU reading is free: every step.
         self.pending: list[_Pending] = []
         self.signal: int | None = None  # the stop signal the processes agreed on
-        self.sync_every = 1 if self.device.type == "cpu" else SYNC_EVERY
-
-    def _total_steps(self, resume: ckpt.Checkpoint | None) -> int | None:
-        c = self.config
-        totals = [t for t in (c.max_steps, c.epochs and c.epochs * len(self.batches)) if t]
-        total = min(totals) if totals else (None if c.time_limit_s else DEFAULT_MAX_STEPS)
-        if resume is not None and total is not None and resume.run.step >= total:
-            raise CharRNNError(
-                f"the run is already at step {resume.run.step:,}, which its length limit"
-                f" ({total:,} steps) allows no further: raise --max-steps or --epochs to go on"
-            )
-        return total
-
-    def _build_model(self, model_config: ModelConfig | None, resume: ckpt.Checkpoint | None) -> CharRNN:
-        torch.manual_seed(self.config.seed)
-        try:
-            model = CharRNN(model_config) if resume is None else resume.model
-            if self.init_from is not None:
-                finetune.inherit(model, self.corpus.vocab, self.init_from)
-            model = model.to(self.device).train()
-        except RuntimeError as e:  # torch.OutOfMemoryError is one
-            if not _out_of_memory(e):
-                raise
-            with torch.device("meta"):  # the size, without the memory
-                size = CharRNN(model_config or resume.config).num_parameters()
-            raise CharRNNError(
-                f"out of memory on {self.device} building the model ({size:,} parameters):"
-                " try a smaller --hidden, --embedding or --layers"
-            ) from None
-        model.fp32_recurrence = recurrence_in_fp32(self.precision, self.device)
-        if self.dist.rank > 0:  # each process draws its own dropout masks (weights come from rank 0)
-            torch.manual_seed(hash((self.config.seed, self.dist.rank, resume.run.step if resume else 0)) % 2**63)
-        return model
-
-    def _fresh_run(self) -> ckpt.Run:
-        return ckpt.Run(
-            train_config=self.config, corpus=self.corpus.info, step=0, epoch=0, step_in_epoch=0, chars_seen=0,
-            progress=0.0, elapsed_s=0.0, best_val_loss=None, metrics=[], optimizer={},
-            carried=self.model.init_state(self.config.batch_size, "cpu"),
-            parent=asdict(finetune.parent_record(self.init_from)) if self.init_from is not None else {},
-        )  # fmt: skip
-
-    def _restore(self, resume: ckpt.Checkpoint) -> ckpt.Run:
-        run = resume.run
-        try:
-            self.optimizer.load_state_dict(_checked_optimizer_state(run.optimizer, self.optimizer))
-        except (KeyError, ValueError, TypeError, RuntimeError, AttributeError) as e:
-            raise CharRNNError(f"the checkpoint's optimizer state does not fit its model: {e}") from None
-        # The checkpoint holds every process's generators (rank 0's unprefixed);
-        # a process it has none for (a run resumed on more processes) keeps
-        # the seed _build_model gave it.
-        mine = run.rng if self.dist.is_main else _prefixed(run.rng, f"rank{self.dist.rank}.")
-        try:
-            if mine:
-                set_rng_states(mine, self.device)
-            if run.scaler and self.scaler.is_enabled():
-                self.scaler.load_state_dict(run.scaler)
-        except (KeyError, ValueError, TypeError, RuntimeError) as e:
-            raise CharRNNError(f"the checkpoint's generator or gradient-scaler state cannot be restored: {e}") from None
-        run.train_config, run.corpus = self.config, self.corpus.info
-        return run
+        self.sync_every = sync_every(self.device)
 
     # -- the loop ------------------------------------------------------------
 
     def fit(self) -> TrainResult:
         run, config = self.run, self.config
         self.started, self.elapsed0, progress0 = time.monotonic(), run.elapsed_s, run.progress
-        self.reporter.start(self.total_steps, run.step, self._info())
-        if self.fitted:
-            self.reporter.note(self.fitted)
+        self.reporter.start(self.plan.total_steps, run.step, self._info())
         stop_reason = None
         try:
-            with (StopFlag(repeat_interrupts=not self.dist.enabled) as stop, exact_fp32(self.precision, self.device),
+            with (StopFlag(repeat_interrupts=not self.dist.enabled) as stop, exact_fp32(self.plan.precision, self.device),
                   deterministic_kernels(self.config.deterministic, self.device)):
                 self.elapsed = 0.0  # agreed by all processes, so they all use one learning rate
                 while stop_reason is None:
-                    run.progress = progress(run.step, self.total_steps, progress0, self.elapsed, config.time_limit_s)
-                    self._step(lr_at(config, run.step, run.progress, self.total_steps))
+                    run.progress = progress(run.step, self.plan.total_steps, progress0, self.elapsed, config.time_limit_s)
+                    self._step(lr_at(config, run.step, run.progress, self.plan.total_steps))
                     stop_reason = self._stop_reason(stop.signum)
                     if stop_reason or run.step % config.eval_every == 0:
                         self._flush()
@@ -345,7 +314,6 @@ class Trainer:
             ) from None
         finally:
             self.reporter.close()
-            self.lock.close()
         return TrainResult(
             self.out_dir, run.step, stop_reason, run.best_val_loss, self.last_entry,
             self.model.num_parameters(), run.elapsed_s, self.dist.is_main, self.signal,
@@ -356,8 +324,8 @@ class Trainer:
         patience (see defaults.py); every process decides alike, from the
         metrics and the agreed progress."""
         run = self.run
-        planned = self.total_steps or (run.step / run.progress if run.progress > 0 else None)
-        wait = defaults.patience(self.config, planned, len(self.batches))
+        planned = self.plan.total_steps or (run.step / run.progress if run.progress > 0 else None)
+        wait = defaults.patience_now((self.plan.patience, self.plan.patience_from_steps), planned)
         since = defaults.evals_since_best(run.metrics)
         if not wait or since < wait:
             return None
@@ -386,9 +354,10 @@ class Trainer:
         timed_out = limit is not None and self.elapsed >= limit
         if interrupted:
             return "interrupted"
-        if self.total_steps is not None and self.run.step >= self.total_steps:
+        total = self.plan.total_steps
+        if total is not None and self.run.step >= total:
             c = self.config
-            return "epochs" if c.epochs and self.total_steps < (c.max_steps or math.inf) else "max_steps"
+            return "epochs" if c.epochs and total < (c.max_steps or math.inf) else "max_steps"
         return "time_limit" if timed_out else None
 
     def _step(self, lr: float) -> None:
@@ -397,12 +366,13 @@ class Trainer:
         if run.step_in_epoch >= len(self.batches):
             run.epoch += 1
             run.step_in_epoch = 0
-            self.state = model.init_state(self.local_batch, self.device)
+            self.state = model.init_state(self.batches.x.shape[0], self.device)
         t0 = time.monotonic()
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         x, y = (to_device(t, self.device) for t in self.batches.batch(run.step_in_epoch))
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+        autocast = AUTOCAST[self.plan.precision]
+        with torch.autocast(self.device.type, dtype=autocast, enabled=autocast is not None):
             logits, state = self.net(x, self.state)  # (B, T, V)
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
         self.state = model.detach_state(state)
@@ -458,7 +428,7 @@ class Trainer:
     def _evaluate(self) -> dict:
         """Score the whole val split; the metrics entry of this evaluation."""
         run, t0 = self.run, time.monotonic()
-        val = score(self.model, self.splits.val, streams=self.config.batch_size, seq_len=self.config.seq_len,
+        val = score(self.model, self.val, streams=self.config.batch_size, seq_len=self.config.seq_len,
                     d=self.dist)
         if not math.isfinite(val.loss):
             raise TrainingDiverged(f"the validation loss became {val.loss} at step {run.step}; nothing was saved")
@@ -489,7 +459,7 @@ class Trainer:
         if not self.dist.is_main:  # one writer: rank 0
             self.window = _Window()
             return
-        data = ckpt.checkpoint_bytes(self.model, self.corpus.vocab, run)
+        data = ckpt.checkpoint_bytes(self.model, self.vocab, run)
         # best before last: a crash between the two leaves last older than
         # best, and resuming from last redoes the same steps exactly and
         # rewrites best. The other order would leave last claiming a best
@@ -517,7 +487,7 @@ class Trainer:
         resume stays exact."""
         seed = hash((self.config.seed, self.run.step)) % 2**63
         config = SampleConfig(length=SAMPLE_CHARS, temperature=SAMPLE_TEMPERATURE, seed=seed)
-        text = "".join(chars[0] for chars in generate(self.model, self.corpus.vocab, "", config))
+        text = "".join(chars[0] for chars in generate(self.model, self.vocab, "", config))
         self.model.train()
         return text
 
@@ -539,15 +509,16 @@ class Trainer:
         }
 
     def _info(self) -> dict:
+        plan = self.plan
         return {
-            "parameters": self.model.num_parameters(),
-            "device": str(self.device),
-            "steps_per_epoch": len(self.batches),
-            "corpus": self.corpus.info.path,
-            "corpus_chars": self.corpus.info.n_chars,
-            "vocab_size": self.corpus.vocab.size,
-            "time_limit_s": self.config.time_limit_s,
-            "processes": self.dist.world,
-            "precision": describe_precision(self.precision, self.device)
-            + (", deterministic" if self.config.deterministic else ""),
+            "parameters": plan.parameters,
+            "device": plan.device,
+            "steps_per_epoch": plan.steps_per_epoch,
+            "corpus": plan.corpus.path,
+            "corpus_chars": plan.corpus.n_chars,
+            "vocab_size": plan.model.vocab_size,
+            "time_limit_s": plan.train.time_limit_s,
+            "processes": plan.processes,
+            "precision": describe_precision(plan.precision, self.device)
+            + (", deterministic" if plan.train.deterministic else ""),
         }

@@ -17,24 +17,49 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 # From glibc's malloc.h.
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
 NEVER_TRIM = 2**31 - 1  # mallopt takes an int
+GLIBC_MMAP_MAX, GLIBC_TRIM_THRESHOLD = 65536, 128 * 1024  # glibc's defaults (mallopt(3))
 
 
 def keep_freed_memory() -> bool:
     """Ask glibc to keep freed memory for reuse; True if it agreed. A no-op
     (False) on other C libraries (macOS, Windows, musl): their allocators
-    manage this themselves."""
+    manage this themselves. Process-wide: see freed_memory_kept."""
+    return _mallopt(0, NEVER_TRIM)
+
+
+@contextmanager
+def freed_memory_kept() -> Iterator[bool]:
+    """keep_freed_memory() for the block; then glibc's default limits again
+    (the values mallopt(3) documents; glibc's own sliding of the trim
+    threshold stays off once a limit has been set, as after any mallopt),
+    and what the block kept is given back to the system (malloc_trim)."""
+    kept = keep_freed_memory()
+    try:
+        yield kept
+    finally:
+        if kept and _mallopt(GLIBC_MMAP_MAX, GLIBC_TRIM_THRESHOLD):
+            _libc().malloc_trim(0)
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
+def _mallopt(mmap_max: int, trim_threshold: int) -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        libc = _libc()
+        mallopt, libc.malloc_trim.argtypes = libc.mallopt, [ctypes.c_size_t]
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     # mallopt returns 1 on success, 0 on error.
-    return mallopt(M_MMAP_MAX, 0) == 1 and mallopt(M_TRIM_THRESHOLD, NEVER_TRIM) == 1
+    return mallopt(M_MMAP_MAX, mmap_max) == 1 and mallopt(M_TRIM_THRESHOLD, trim_threshold) == 1

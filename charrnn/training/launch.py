@@ -1,0 +1,126 @@
+"""From a request to a run: the reading and checking around make_plan.
+
+    Request -> prepare(): options checked; the checkpoint (--resume,
+               --init-from) read; the corpus read; the device resolved;
+               the run directory chosen (nothing created)
+            -> make_plan -> Prepared(plan, corpus, checkpoint)
+            -> loop.run -> TrainResult
+
+`train` does all of it; `charrnn train --plan` stops after `prepare`.
+Nothing here prints: the CLI shows the plan's lines and draws progress.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import checkpoint as ckpt
+from .. import rundir
+from ..data import Corpus, load_corpus, shipped_corpus
+from ..device import resolve_device
+from ..errors import CharRNNError
+from ..model import ModelConfig
+from . import distributed
+from .config import TrainConfig
+from .loop import Reporter, TrainResult, run
+from .plan import FRESH, INIT_FROM, RESUME, Options, RunPlan, check_options, make_plan, saved_config
+
+
+@dataclass(frozen=True)
+class Request:
+    """A `charrnn train` invocation: the options, and where the run reads and writes."""
+
+    options: Options = Options()
+    corpus: Path | None = None  # None: the shipped corpus, or a resumed run's own
+    out: Path | None = None  # None: checkpoints/<corpus>-<kind>[-N]
+    force: bool = False  # replace a run already in `out`
+    resume: Path | None = None  # a checkpoint, or a run directory meaning its last
+    init_from: Path | None = None  # a checkpoint, a run directory meaning its best, or an export
+
+    @property
+    def start(self) -> str:
+        if self.resume is not None and self.init_from is not None:
+            raise CharRNNError("--resume continues a run and --init-from starts a new one: give one of them")
+        return RESUME if self.resume is not None else INIT_FROM if self.init_from is not None else FRESH
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A plan and what it was made from."""
+
+    plan: RunPlan
+    corpus: Corpus
+    checkpoint: ckpt.Checkpoint | None  # the parent, or the run to resume
+
+
+def prepare(request: Request) -> Prepared:
+    """Read what the request names and plan the run; writes nothing."""
+    start = request.start
+    check_options(request.options, start)
+    device = resolve_device(request.options.config.device)  # a resumed run runs where it is told now: auto by default
+    if start == RESUME:
+        checkpoint = _resumable(request.resume)
+        corpus_path = request.corpus if request.corpus is not None else Path(checkpoint.run.corpus.path)
+        encoding = saved_config(checkpoint).encoding
+        # A fine-tuned run's vocab holds its parent's characters beside its corpus's.
+        corpus = load_corpus(corpus_path, encoding, checkpoint.vocab.chars if checkpoint.run.parent else ())
+        out_dir = checkpoint.path.parent
+    else:
+        checkpoint = ckpt.load_checkpoint(request.init_from) if start == INIT_FROM else None
+        corpus_path = request.corpus or shipped_corpus()
+        extra = checkpoint.vocab.chars if checkpoint is not None else ()
+        corpus = load_corpus(corpus_path, request.options.config.encoding, extra)
+        kind = checkpoint.config.kind if checkpoint is not None else request.options.model.kind
+        out_dir = rundir.prepare_out_dir(request.out, rundir.default_out_dir(corpus_path, kind), request.force)
+        if checkpoint is not None and checkpoint.path.resolve().parent == out_dir.resolve():
+            raise CharRNNError(f"--init-from {checkpoint.path} is in --out {out_dir}, which the new run would replace:"
+                               " choose another --out")  # fmt: skip
+    plan = make_plan(request.options, corpus.info, corpus.vocab, device, str(out_dir), distributed.world_size(),
+                     checkpoint, start)  # fmt: skip
+    return Prepared(plan, corpus, checkpoint)
+
+
+def train(request: Request, reporter: Reporter | None = None) -> TrainResult:
+    """Plan the request's run and carry it out."""
+    prepared = prepare(request)
+    return run(prepared.plan, prepared.corpus, prepared.checkpoint, reporter)
+
+
+def train_on(corpus: Corpus, config: TrainConfig, out_dir: Path, model: ModelConfig,
+             reporter: Reporter | None = None) -> TrainResult:  # fmt: skip
+    """A fresh run of exactly `model` (no size rule; its vocab size from the
+    corpus) on a corpus already read, in `out_dir`: the shortest path for
+    programs and tests that hold their text in memory."""
+    options = Options(config, model, size="fixed")
+    plan = make_plan(options, corpus.info, corpus.vocab, resolve_device(config.device), str(out_dir),
+                     distributed.world_size())  # fmt: skip
+    return run(plan, corpus, reporter=reporter)
+
+
+def _resumable(path: Path) -> ckpt.Checkpoint:
+    """The checkpoint to continue: a run directory's last (or its best, if
+    a kill during the very first save left no last), holding training state
+    and not older than the run's last."""
+    only_best = path.is_dir() and not (path / rundir.LAST).exists() and (path / rundir.BEST).exists()
+    checkpoint = ckpt.load_checkpoint(path, prefer=rundir.BEST if only_best else rundir.LAST)
+    if checkpoint.run is None:
+        raise CharRNNError(f"{checkpoint.path} holds weights only, no training state to resume")
+    last = checkpoint.path.parent / rundir.LAST
+    if checkpoint.path.name == rundir.LAST or not last.exists():
+        return checkpoint
+    newer = ckpt.load_checkpoint(last).run
+    if newer is not None and newer.step > checkpoint.run.step:
+        raise CharRNNError(
+            f"{last} is newer (step {newer.step:,}) than {checkpoint.path} (step {checkpoint.run.step:,}):"
+            f" resuming would replace it; copy {checkpoint.path.name} into a new directory to branch from it"
+        )
+    return checkpoint
+
+
+def resume(path: Path, reporter: Reporter | None = None, **changes) -> TrainResult:
+    """Continue the run at `path` (a checkpoint, or a run directory meaning
+    its last) exactly; `changes` are TrainConfig fields that say how long and
+    where to run (config.RESUMABLE), e.g. max_steps=5000."""
+    options = Options(TrainConfig(**changes), given=frozenset(changes))
+    return train(Request(options, resume=Path(path)), reporter)

@@ -1,0 +1,133 @@
+"""The run plan (training/plan.py): settled once, pure, shown by
+`charrnn train --plan` without writing anything, and saved in the run's
+checkpoints as it was shown."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from charrnn import checkpoint as ckpt
+from charrnn import rundir
+from charrnn.data import load_corpus
+from charrnn.errors import CharRNNError
+from charrnn.model import ModelConfig
+from charrnn.training import defaults
+from charrnn.training.config import DEFAULT_MAX_STEPS, TrainConfig
+from charrnn.training.launch import train_on
+from charrnn.training.plan import FRESH, RESUME, Options, make_plan
+
+from conftest import TINY, assert_one_line_error, make_text, run_cli
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def corpus(corpus_file):
+    return load_corpus(corpus_file)
+
+
+def plan_of(corpus, config=TrainConfig(seq_len=16, batch_size=4), **kw):
+    return make_plan(Options(config, **kw), corpus.info, corpus.vocab, CPU, "out")
+
+
+def test_every_default_is_settled_in_the_plan(corpus):
+    plan = plan_of(corpus)
+    c = plan.train
+    assert None not in (c.lr, c.val_frac, c.eval_every)  # what the loop reads is decided
+    assert plan.model.vocab_size == corpus.vocab.size and plan.start.mode == FRESH
+    assert plan.total_steps == DEFAULT_MAX_STEPS and plan.device == "cpu" and plan.precision in ("fp32", "bf16")
+    assert plan.patience == defaults.PATIENCE and plan.patience_from_steps == 0  # 3000 steps: many epochs here
+    assert plan.parameters == sum(p.numel() for p in torch.nn.Module.parameters(_model(plan.model)))
+    assert plan.lines()[0].startswith("corpus: ") and plan.lines()[1].startswith("model: ")
+
+
+def _model(config: ModelConfig):
+    from charrnn.model import CharRNN
+
+    return CharRNN(config)
+
+
+def test_a_time_limited_run_gets_patience_only_once_it_is_on_pace_for_ten_epochs(corpus):
+    plan = plan_of(corpus, TrainConfig(seq_len=16, batch_size=4, time_limit_s=60))
+    assert plan.total_steps is None and plan.patience_from_steps == defaults.OVERFIT_EPOCHS * plan.steps_per_epoch
+    rule = (plan.patience, plan.patience_from_steps)
+    assert defaults.patience_now(rule, None) == 0
+    assert defaults.patience_now(rule, plan.patience_from_steps - 1) == 0
+    assert defaults.patience_now(rule, plan.patience_from_steps) == defaults.PATIENCE
+
+
+def test_planning_is_pure_and_refuses_in_one_line(corpus, tmp_path):
+    assert plan_of(corpus) == plan_of(corpus)  # same inputs, same plan, nothing read or written
+    with pytest.raises(CharRNNError, match="too few for one batch"):
+        plan_of(corpus, TrainConfig(seq_len=10**6, batch_size=4))
+    with pytest.raises(CharRNNError, match="cannot be split evenly across 3 processes"):
+        make_plan(Options(TrainConfig(batch_size=4)), corpus.info, corpus.vocab, CPU, "out", processes=3)
+    with pytest.raises(CharRNNError, match="fp16 needs a CUDA GPU"):
+        plan_of(corpus, TrainConfig(seq_len=16, batch_size=4, precision="fp16"))
+
+
+def test_the_size_rule_applies_only_to_an_unsized_new_model(corpus):
+    fitted = plan_of(corpus)
+    assert "--size auto" in fitted.fitted  # a small corpus: the rule's model, and the line says so
+    fixed = plan_of(corpus, size="fixed")
+    assert (fixed.model.layers, fixed.model.hidden) == (ModelConfig.layers, ModelConfig.hidden)
+    by_hand = plan_of(corpus, model=ModelConfig("lstm", 1, hidden=24), given=frozenset({"hidden"}))
+    assert by_hand.model.hidden == 24 and by_hand.model.dropout == ModelConfig.dropout
+
+
+def test_plan_prints_and_writes_nothing(corpus_file, tmp_path):
+    out = tmp_path / "run"
+    done = run_cli("train", corpus_file, "--out", out, *TINY, "--max-steps", "7", "--plan")
+    assert done.exit_code == 0, done.output
+    assert not out.exists()
+    for name in ("start", "corpus", "model", "length", "learning rate", "evaluation", "output"):
+        assert f" {name} " in done.stdout, name
+    assert "7 steps" in done.stdout
+
+
+def test_the_json_plan_is_what_the_checkpoint_saves(corpus_file, tmp_path):
+    args = ("train", corpus_file, "--out", tmp_path / "run", *TINY, "--max-steps", "6", "--eval-every", "3")
+    shown = run_cli(*args, "--plan", "--json")
+    assert shown.exit_code == 0, shown.output
+    plan = json.loads(shown.stdout)
+    assert plan["start"]["mode"] == FRESH and plan["total_steps"] == 6 and plan["train"]["eval_every"] == 3
+    assert run_cli(*args).exit_code == 0
+    saved = ckpt.load_checkpoint(tmp_path / "run", prefer=rundir.LAST).run
+    assert saved.plan == plan and saved.train_config == plan["train"]
+
+
+def test_a_resume_plan_names_its_start_and_changes_nothing(corpus_file, tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("train", corpus_file, "--out", out, *TINY, "--max-steps", "4", "--eval-every", "2").exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    done = run_cli("train", "--resume", out, "--max-steps", "8", "--plan", "--json")
+    assert done.exit_code == 0, done.output
+    plan = json.loads(done.stdout)
+    assert plan["start"]["mode"] == RESUME and plan["start"]["step"] == 4 and plan["total_steps"] == 8
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_json_without_plan_is_refused(corpus_file):
+    assert_one_line_error(run_cli("train", corpus_file, "--json"), "--json", "--plan")
+
+
+def test_a_run_puts_the_callers_generator_back(corpus, tmp_path):
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    config = TrainConfig(seq_len=16, batch_size=4, max_steps=2, eval_every=2, device="cpu")
+    train_on(corpus, config, tmp_path / "r", ModelConfig("gru", 1, embedding=4, hidden=6, dropout=0.2))
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_a_user_option_reaches_the_plan_by_its_field_name(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(make_text(60), encoding="utf-8")
+    done = run_cli("train", corpus, *TINY, "--model", "gru", "--time-limit", "90s", "--weight-drop", "0.1",
+                   "--plan", "--json")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    plan = json.loads(done.stdout)
+    assert plan["model"]["kind"] == "gru" and plan["model"]["weight_drop"] == 0.1
+    assert plan["train"]["time_limit_s"] == 90 and plan["total_steps"] is None
