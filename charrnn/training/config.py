@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from .. import cells
 from ..data import check_split
@@ -15,6 +15,11 @@ MAX_LR, MAX_WEIGHT_DECAY = 10.0, 100.0
 DEFAULT_MAX_STEPS = 3000  # when no --max-steps, --epochs or --time-limit is given
 # Options that may change when a run is resumed: they say how long and where
 # to run, not what is trained. Everything else is fixed by the checkpoint.
+# The metadata of a field added after checkpoints were first written: it is
+# saved only when set, so a run that leaves it alone writes what the charrnn
+# before it wrote (and that charrnn, which ignores what it does not know,
+# reads the rest).
+ADDED = {"added": True}
 RESUMABLE = ("max_steps", "epochs", "time_limit_s", "eval_every", "sample_every", "device", "precision", "deterministic",
              "patience")  # fmt: skip
 
@@ -81,7 +86,11 @@ class TrainConfig:
         return self if self.lr is not None else replace(self, lr=cells.get(kind).default_lr)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        for f in fields(self):
+            if f.metadata.get("added") and d[f.name] == f.default:
+                del d[f.name]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
