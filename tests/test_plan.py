@@ -131,3 +131,16 @@ def test_a_user_option_reaches_the_plan_by_its_field_name(tmp_path):
     plan = json.loads(done.stdout)
     assert plan["model"]["kind"] == "gru" and plan["model"]["weight_drop"] == 0.1
     assert plan["train"]["time_limit_s"] == 90 and plan["total_steps"] is None
+
+
+def test_beta2_reaches_adamw_and_is_saved_only_when_set(corpus_file, tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("train", corpus_file, "--out", out, *TINY, "--max-steps", "2", "--beta2", "0.95").exit_code == 0
+    state = ckpt.load_checkpoint(out, prefer=rundir.LAST).run
+    assert state.train_config["beta2"] == 0.95 and state.optimizer["param_groups"][0]["betas"] == [0.9, 0.95]
+    plain = tmp_path / "plain"
+    assert run_cli("train", corpus_file, "--out", plain, *TINY, "--max-steps", "2").exit_code == 0
+    state = ckpt.load_checkpoint(plain, prefer=rundir.LAST).run
+    assert "beta2" not in state.train_config and state.optimizer["param_groups"][0]["betas"] == [0.9, 0.99]
+    assert_one_line_error(run_cli("train", corpus_file, *TINY, "--beta2", "1.5"), "--beta2")
+    assert_one_line_error(run_cli("train", "--resume", out, "--beta2", "0.9"), "--beta2 cannot change")

@@ -132,6 +132,9 @@ def train(
     warmup_steps: Annotated[int, _optim("Linear learning-rate warm-up steps.", min=0)] = _T.warmup_steps,
     weight_decay: Annotated[float, _optim("AdamW weight decay (matrices only).", min=0.0)] = _T.weight_decay,
     grad_clip: Annotated[float, _optim("Clip the global gradient norm to this.", min=0.0)] = _T.grad_clip,
+    beta2: Annotated[float, _optim(
+        "AdamW's second-moment decay: lower adapts each weight's step size faster to recent gradients.",
+        min=0.0, max=0.9999)] = _T.beta2,  # fmt: skip
     seed: Annotated[int, _optim("Random seed (initialisation and dropout).", min=0, max=2**63 - 1)] = _T.seed,
     val_frac: Annotated[Optional[float], _data(
         "Fraction of the corpus for validation (after train). Default: 0.05, or up to 0.1 to hold at least 8192"

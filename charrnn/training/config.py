@@ -46,6 +46,7 @@ class TrainConfig:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler)
     deterministic: bool = False  # deterministic kernels only (device.deterministic_kernels), at a cost
     patience: int | None = None  # stop after this many evaluations without a new best; 0 never; None: defaults.py
+    beta2: float = field(default=0.99, metadata=ADDED)  # AdamW's second-moment decay
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -61,6 +62,8 @@ class TrainConfig:
             raise CharRNNError(f"--lr must be in (0, {MAX_LR:g}], not {self.lr}")
         if not 0 <= self.weight_decay <= MAX_WEIGHT_DECAY:
             raise CharRNNError(f"--weight-decay must be in [0, {MAX_WEIGHT_DECAY:g}], not {self.weight_decay}")
+        if not 0 <= self.beta2 < 1:
+            raise CharRNNError(f"--beta2 must be in [0, 1), not {self.beta2}")
         if not 0 <= self.min_lr_frac <= 1:
             raise CharRNNError(f"--min-lr-frac must be in [0, 1], not {self.min_lr_frac}")
         # Not given, the val split is fitted later (defaults.py), to at most half of what --test-frac leaves.

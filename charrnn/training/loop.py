@@ -256,7 +256,7 @@ def _make_optimizer(model: CharRNN, config: TrainConfig) -> torch.optim.AdamW:
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.99))
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, config.beta2))
 
 
 class Trainer:
