@@ -5,11 +5,12 @@ import subprocess
 import sys
 
 import pytest
+from typer.testing import CliRunner
 
 from charrnn import checkpoint as ckpt
 from charrnn import rundir
+from charrnn.cli.entry import app
 from charrnn.model import ModelConfig
-from charrnn.cli.options import default_lrs
 
 from conftest import TINY, assert_one_line_error, make_text, run_cli
 
@@ -72,6 +73,9 @@ def test_train_prints_how_to_sample(tmp_path, corpus_file):
 
 
 def test_learning_rate_default_follows_the_model_kind(tmp_path, corpus_file):
+    """The one test of the default learning rates: each group's, as a run
+    stores it (so a resume keeps it), --lr over it, and what --help says."""
+
     def stored_lr(out, *extra):
         result = run_cli("train", corpus_file, "--out", out, *TINY, "--max-steps", "2", *extra)
         assert result.exit_code == 0, result.output
@@ -80,7 +84,8 @@ def test_learning_rate_default_follows_the_model_kind(tmp_path, corpus_file):
     assert stored_lr(tmp_path / "g", "--model", "gru") == 2e-3
     assert stored_lr(tmp_path / "l", "--model", "lstm") == 8e-3
     assert stored_lr(tmp_path / "x", "--model", "gru", "--lr", "1e-2") == 1e-2
-    assert default_lrs() == "8e-3 for lstm, mingru and minlstm; 2e-3 for rnn and gru"  # what --help says
+    shown = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "400"}).output
+    assert "Default: 8e-3 for lstm, mingru and minlstm; 2e-3 for rnn and gru." in " ".join(shown.split())
 
 
 def test_resume_continues_to_max_steps(trained_run):

@@ -173,7 +173,7 @@ def test_train_sample_eval_and_inspect_a_scanning_kind_through_the_cli(kind, tmp
                    "--layers", "2", "--seq-len", "16", "--batch-size", "4", "--max-steps", "20", "--eval-every", "10")  # fmt: skip
     assert done.exit_code == 0, done.output
     loaded = ckpt.load_checkpoint(run)
-    assert loaded.config.kind == kind and loaded.run.train_config["lr"] == cells.get(kind).default_lr
+    assert loaded.config.kind == kind
     sampled = run_cli("sample", run, "--seed", "3", "--length", "40", "--prime", "ALICE:")
     assert sampled.exit_code == 0 and sampled.output.startswith("ALICE:") and len(sampled.output) >= 46
     assert run_cli("sample", run, "--seed", "3", "--length", "40", "--prime", "ALICE:").output == sampled.output
