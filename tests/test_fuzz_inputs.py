@@ -24,7 +24,7 @@ from charrnn.data import load_corpus
 from charrnn.errors import CharRNNError
 from charrnn.model import ModelConfig
 from charrnn.training.config import TrainConfig
-from charrnn.training.loop import train
+from charrnn.training.launch import train_on
 
 from conftest import FUZZ_OUTCOMES as OUTCOMES
 from conftest import FUZZ_SCALE as SCALE
@@ -64,7 +64,7 @@ def trains_or_refuses(path: Path, encoding: str, tmp: Path, val_frac: float = VA
         corpus = load_corpus(path, encoding)
         config = TrainConfig(seq_len=SEQ_LEN, batch_size=BATCH, max_steps=1, eval_every=1, encoding=encoding,
                              device="cpu", val_frac=val_frac, test_frac=0.0)  # fmt: skip
-        train(corpus, config, tmp, ModelConfig("gru", corpus.vocab.size, embedding=2, hidden=3, layers=1))
+        train_on(corpus, config, tmp, ModelConfig("gru", corpus.vocab.size, embedding=2, hidden=3, layers=1))
     except CharRNNError as e:
         assert "\n" not in str(e)
         return str(e)
