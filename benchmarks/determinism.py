@@ -6,8 +6,8 @@ CPU hog, counting the runs whose final weights are bit-identical.
     python benchmarks/determinism.py --runs 10       # quicker
     python benchmarks/determinism.py --cost          # what --deterministic costs
 
-The run is the one issue 14 saw diverge once in about 17 times on an AMX
-Xeon (bf16): a 2x48 LSTM, dropout 0.2, T=24, B=8, seed 11, 40 steps, on the
+The run is one that diverged once in about 17 times on an AMX Xeon
+(bf16): a 2x48 LSTM, dropout 0.2, T=24, B=8, seed 11, 40 steps, on the
 first 80 kB of the shipped corpus. Runs go in batches of --per-process in
 fresh processes, so process-level state (allocator, oneDNN's kernel cache,
 thread pools) varies as it does between separate `charrnn train` calls.

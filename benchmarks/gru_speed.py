@@ -1,5 +1,5 @@
 """GRU against LSTM training speed at the same shape, and where the GRU's
-time goes (issue 12, item 1: the GRU should reach 0.9x the LSTM's chars/s).
+time goes. Target: the GRU at 0.9x the LSTM's chars/s or more.
 
     python benchmarks/gru_speed.py                        # 2x256 and 2x512, bf16 and fp32
     python benchmarks/gru_speed.py --hidden 256 --precision bf16 --profile

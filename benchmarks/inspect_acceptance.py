@@ -2,7 +2,7 @@
 corpus with known structure (charrnn.inspection.synthetic), record a fresh held-out
 text, and report the finder's best cell-state unit per feature against the
 same statistic at random initialisation, plus a shuffled-label negative
-control. Targets (issue 4): quotes |r| >= 0.6, beating the control by >= 0.3;
+control. Targets: quotes |r| >= 0.6, beating the control by >= 0.3;
 shuffled labels best |r| < 0.05.
 
     python benchmarks/inspect_acceptance.py                # ~5 minutes on 2 cores

@@ -1,6 +1,6 @@
 """Recording speed and memory: 100,000 characters through a 2x512 LSTM,
 every tensor of every layer (h, c, i, f, g, o), stored as float16.
-Target (issue 4): under a minute on 2 cores, peak RAM under 2 GB.
+Target: under a minute on 2 cores, peak RAM under 2 GB.
 
     python benchmarks/inspect_speed.py
     python benchmarks/inspect_speed.py --spill     # tensors streamed to disk

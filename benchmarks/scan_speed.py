@@ -1,6 +1,6 @@
 """The minimal cells' scan (charrnn/cells/scan.py): how fast and how exact
 each way of running h(t) = a(t) h(t-1) + b(t) is, and what it buys a
-training step against the other kinds (issue 12, item 2).
+training step against the other kinds.
 
     python benchmarks/scan_speed.py                  # both tables, H=384
     python benchmarks/scan_speed.py --hidden 512 --skip-kinds

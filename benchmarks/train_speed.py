@@ -82,7 +82,7 @@ class Setup:
 
 
 def gru_setups() -> list[Setup]:
-    """Issue 12's shapes for the GRU against the LSTM: each kind at 2x256 and
+    """The shapes the GRU is measured against the LSTM at: each kind at 2x256 and
     2x512, T=128, B=32, in bf16 and fp32."""
     return [Setup(f"{kind}-{h}-{prec}", h, 2, 64, 128, 32, kind, prec)
             for h in (256, 512) for prec in ("bf16", "fp32") for kind in ("lstm", "gru")]  # fmt: skip
@@ -369,7 +369,7 @@ def print_tables(result: dict) -> None:
 
 def print_kind_ratios(rows: list[dict], con) -> None:
     """charrnn's GRU against its LSTM at each shape and precision measured
-    (issue 12's target: >= 0.9). The two kinds' rounds ran one after the
+    (target: >= 0.9, as benchmarks/gru_speed.py says). The two kinds' rounds ran one after the
     other in this run, not interleaved: benchmarks/gru_speed.py interleaves
     bare steps of both."""
     from rich.table import Table

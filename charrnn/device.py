@@ -44,9 +44,9 @@ def check_precision(name: str) -> None:
 
 def resolve_precision(name: str, device: torch.device) -> str:
     """`auto` is bf16 autocast on a CPU with native bf16 dot products
-    (AVX512-BF16 or AMX), where it trains about 1.6x as many chars/s as fp32
-    (see benchmarks/quality.py); fp32 everywhere else, including GPUs, where
-    it has not been measured yet."""
+    (AVX512-BF16 or AMX), where it trains markedly faster than fp32 (see
+    benchmarks/quality.py); fp32 everywhere else, including GPUs, where it
+    has not been measured yet."""
     check_precision(name)
     if name == "fp16" and device.type != "cuda":
         raise CharRNNError("--precision fp16 needs a CUDA GPU (PyTorch's CPU LSTM has no fp16 kernel): use bf16")

@@ -92,7 +92,7 @@ def evaluate_checkpoint(path: Path, text_file: Path | None = None, encoding: str
     text = eval_text(checkpoint, text_file, encoding, skip_unknown)
     on = resolve_device(device)
     # One stream is the exact figure: fp32. Several are an estimate already,
-    # and read in bf16 where the CPU has it (twice the speed, README: eval).
+    # and read in bf16 where the CPU has it (faster; README: eval).
     precision = "fp32" if stream_count(len(text.ids), streams, WARMUP) == 1 else resolve_precision("auto", on)
     result = score(checkpoint.model.to(on), text.ids, streams=streams, precision=precision)
     if result.chars == 0:

@@ -2,8 +2,8 @@
  * the step's rows (cells/gru_fused.py calls it between the step's GEMMs).
  *
  * Why C: in PyTorch each step's four elementwise ops (sigmoid, addcmul,
- * tanh, lerp; four products and an addcmul back) cost 10-30 us each in the
- * loop, on rows of 8-16k values: dispatch and a pass over memory per op.
+ * tanh, lerp; four products and an addcmul back) each cost a dispatch and a
+ * pass over memory, on rows of 8-16k values, which dominates the loop.
  * One pass here does a step's forward or backward in one call.
  *
  * This is an optional extension (setup.py): where it does not build, gru_cpu
@@ -33,7 +33,7 @@
 #include <stdint.h>
 
 /* gcc builds each kernel for x86-64-v4 (AVX-512 with its 16-bit element
- * ops: plain "avx512f" left the bf16 loops 2.5x slower), v3 (AVX2, FMA) and
+ * ops: plain "avx512f" left the bf16 loops much slower), v3 (AVX2, FMA) and
  * baseline x86-64, and picks one at load time: one build runs at its best on
  * any x86-64 CPU. */
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) && \

@@ -14,11 +14,10 @@ and writes), so only the GEMMs round as autocast's own would.
 
 The GEMMs go through oneDNN (torch.ops.mkldnn._linear_pointwise, with the
 weight packed once per window; _onednn says where): that is the library
-PyTorch's own CPU LSTM runs on. On 2 cores of an AMD EPYC, at B32
-T128 and H 256 and 512, it ran the per-step GEMMs 1.1-1.4x (fp32) and
-1.4-1.9x (bf16) as fast as addmm, and the window's input GEMM 1.3x; for the
-weight gradients torch.mm stayed 2x faster than packing either operand, so
-they stay torch.mm. Without these ops, torch.addmm does the rest.
+PyTorch's own CPU LSTM runs on. It ran the per-step GEMMs and the window's
+input GEMM faster than addmm (more so in bf16), while for the weight
+gradients torch.mm stayed faster than packing either operand, so they stay
+torch.mm. Without these ops, torch.addmm does the rest.
 """
 
 from __future__ import annotations

@@ -144,7 +144,7 @@ def _rows(order: list[int], h: int) -> list[int]:
 def _gather_rows(mats: list[torch.Tensor], order: list[int], h: int, batch: int) -> torch.Tensor:
     """[m1 | m2 | ...]^T with gate blocks in `order`: the (in, G*H) matrix a
     layer's addmm reads. At batch > 1 it is made contiguous in that (K, N)
-    layout, which addmm reads 20% faster; at batch 1 a transposed view reads
+    layout, which addmm reads faster; at batch 1 a transposed view reads
     as fast, and saves a transposing copy at start-up."""
     rows = torch.cat([torch.cat([m[src * h : (src + 1) * h] for m in mats], 1) for src in order], 0)
     return rows.t().contiguous() if batch > 1 else rows.t()

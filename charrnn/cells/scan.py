@@ -12,11 +12,10 @@ difference of logs, so two gates that both underflow give no 0/0).
 
 Two ways to run it, equal within float rounding (tests):
 - `sequential`: T fused steps forward and T back (an autograd Function),
-  each over (B, H). On a CPU this is fastest: a minGRU layer's recurrence,
-  gate maths included, at B32, T128, H384 took 21 ms forward and
-  backward, where the parallel scan below took 70 ms and the log-space
-  scan of Feng et al. (Heinsen 2023: logcumsumexp of log b - log A) 124 ms
-  (2 cores of an AMD EPYC, `python benchmarks/scan_speed.py`).
+  each over (B, H). On a CPU this is the fastest of the three that
+  `python benchmarks/scan_speed.py` measures: ahead of the parallel scan
+  below, and further ahead of the log-space scan of Feng et al. (Heinsen
+  2023: logcumsumexp of log b - log A).
 - `parallel`: a Hillis-Steele scan, log2(T) steps each over the whole
   (B, T, H): few, large kernels, the shape a GPU wants. It composes
   (a, b) pairs by products and sums of positives, never dividing by a
