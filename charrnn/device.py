@@ -17,6 +17,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 PRECISIONS = ("auto", *AUTOCAST)
 STORAGE = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # what exported weights may be
+CUBLAS_WORKSPACE = "CUBLAS_WORKSPACE_CONFIG"  # cuBLAS's deterministic mode needs it set
 
 
 def resolve_device(name: str) -> torch.device:
@@ -105,16 +106,18 @@ def deterministic_kernels(enabled: bool, device: torch.device) -> Iterator[None]
     work did), PyTorch's deterministic algorithms (an error, not a silent
     difference, where an op has none), oneDNN's deterministic mode, and on
     CUDA cuDNN's deterministic kernels and the cuBLAS workspace setting
-    that deterministic mode requires. Previous settings come back after."""
+    that deterministic mode requires. Previous settings come back after,
+    the environment's included."""
     if not enabled:
         yield
         return
-    if device.type == "cuda":  # read by cuBLAS when its handle is made: before the first matmul
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    workspace = os.environ.get(CUBLAS_WORKSPACE)
     before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
               torch.backends.mkldnn.deterministic, torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
               torch.get_num_threads())  # fmt: skip
     try:
+        if device.type == "cuda":  # read by cuBLAS when its handle is made: before the first matmul
+            os.environ.setdefault(CUBLAS_WORKSPACE, ":4096:8")
         torch.set_num_threads(1)
         torch.use_deterministic_algorithms(True)
         torch.backends.mkldnn.deterministic = True
@@ -125,6 +128,10 @@ def deterministic_kernels(enabled: bool, device: torch.device) -> Iterator[None]
         torch.backends.mkldnn.deterministic = before[2]
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[3], before[4]
         torch.set_num_threads(before[5])
+        if workspace is None:
+            os.environ.pop(CUBLAS_WORKSPACE, None)
+        else:
+            os.environ[CUBLAS_WORKSPACE] = workspace
 
 
 def ieee_fp32(device: torch.device) -> AbstractContextManager[None]:

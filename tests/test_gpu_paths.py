@@ -5,6 +5,8 @@ same paths on a real GPU."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -35,6 +37,20 @@ def test_batches_are_copied_without_blocking_only_to_cuda(monkeypatch):
     for name in ("cuda", "mps", "cpu"):
         dev.to_device(torch.zeros(2), torch.device(name))
     assert seen == [True, False, False]
+
+
+@pytest.mark.parametrize("before", [None, ":16:8"])
+def test_deterministic_kernels_put_the_cublas_setting_back(monkeypatch, before):
+    if before is None:
+        monkeypatch.delenv(dev.CUBLAS_WORKSPACE, raising=False)
+    else:
+        monkeypatch.setenv(dev.CUBLAS_WORKSPACE, before)
+    with dev.deterministic_kernels(True, torch.device("cuda")):
+        assert os.environ[dev.CUBLAS_WORKSPACE] == (before or ":4096:8")  # a setting already made is kept
+    assert os.environ.get(dev.CUBLAS_WORKSPACE) == before
+    with pytest.raises(RuntimeError, match="stop"), dev.deterministic_kernels(True, torch.device("cuda")):
+        raise RuntimeError("stop")  # a run that ends in an error puts it back too
+    assert os.environ.get(dev.CUBLAS_WORKSPACE) == before
 
 
 def test_a_multilayer_lstm_with_dropout_is_refused_on_mps(tmp_path, corpus_file, monkeypatch):
