@@ -19,7 +19,7 @@ from .data import IGNORE, eval_streams, load_corpus, split_corpus, stream_count,
 from .device import AUTOCAST, ieee_fp32, resolve_device, resolve_precision
 from .errors import CharRNNError
 from .model import CharRNN
-from .training.distributed import Dist, sum_all
+from .parallel import Dist, sum_all
 
 
 @dataclass(frozen=True)
