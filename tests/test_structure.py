@@ -97,7 +97,7 @@ def test_a_commands_module_loads_no_trainer_in_a_fresh_process():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "['charrnn.training.config', 'charrnn.training.distributed']"  # no loop, no runs
+    assert done.stdout.strip() == "[]"  # nothing of training: the model, checkpoints and scoring stand alone
 
 
 def test_the_old_entry_point_still_starts():
@@ -111,6 +111,11 @@ def test_the_graph_sees_imports(graph):
     assert "charrnn.training.loop" in graph["charrnn.training.launch"]  # from .loop import ...
     assert "charrnn.checkpoint" in graph["charrnn.training.loop"]  # from .. import checkpoint as ckpt
     assert "charrnn.training.loop" in reachable(graph, "charrnn.cli.train")
+
+
+@pytest.mark.parametrize("module", ["charrnn.checkpoint", "charrnn.evaluate"])
+def test_the_checkpoint_and_scoring_layers_import_nothing_from_training(graph, module):
+    assert not {m for m in reachable(written(graph), module) if m.startswith("charrnn.training")}
 
 
 def test_only_cells_know_the_kinds():
