@@ -15,7 +15,7 @@ from charrnn.data import Vocab
 from charrnn.errors import CharRNNError
 from charrnn.model import CharRNN, ModelConfig
 
-from conftest import BUILTIN_KINDS, run_cli
+from conftest import BUILTIN_KINDS, assert_one_line_error, run_cli
 
 VOCAB = Vocab.from_chars('abcdefghis \n"()')
 TEXT = 'ab "cd ef" (gh (a) b)\nhe said "abc"\n' * 8
@@ -157,6 +157,16 @@ def test_inspect_cli(trained_run, tmp_path):
     assert result.exit_code == 1 and "never seen: '€'" in result.stderr
     result = run_cli("inspect", trained_run, "--text", text, "--unit", "l9.h:3")
     assert result.exit_code == 1 and "--unit must be TENSOR:UNIT" in result.stderr
+
+
+def test_inspect_stores_fp32_or_fp16_and_refuses_bf16(trained_run, tmp_path):
+    text = "ALICE: the fox.\n" * 2
+    for dtype, stored in (("fp32", np.float32), ("fp16", np.float16)):
+        done = run_cli("inspect", trained_run, "--text", text, "--dtype", dtype, "--out", tmp_path / f"{dtype}.npz")
+        assert done.exit_code == 0, done.output
+        assert np.load(tmp_path / f"{dtype}.npz")["l0.h"].dtype == stored
+    refused = run_cli("inspect", trained_run, "--text", text, "--dtype", "bf16", "--out", tmp_path / "bf16.npz")
+    assert_one_line_error(refused, "--dtype bf16: a recording is stored as fp32 or fp16")
 
 
 def test_inspect_unit_display_is_safe(tmp_path):

@@ -3,7 +3,6 @@ web page that generates text in the browser."""
 
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,13 +10,7 @@ import typer
 
 from ..errors import CharRNNError
 from ..export import Exported, export_page, export_weights
-from .options import CheckpointArg, ForceOpt, err
-
-
-class Dtype(str, enum.Enum):
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
+from .options import CheckpointArg, Dtype, ForceOpt, err
 
 
 def export(

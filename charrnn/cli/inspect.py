@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -25,14 +24,9 @@ from ..inspection.source import TextSource
 from ..sample import SampleConfig
 from ..terminal import safe_for_terminal
 from .options import DeviceName, DeviceOpt, ForceOpt, NewestCheckpointArg, SeedOpt, TemperatureOpt, TopKOpt, TopPOpt
-from .options import Unknown, console, err, unknown_opt
+from .options import Dtype, Unknown, console, err, unknown_opt
 
 UnknownTextOpt = unknown_opt("Characters of --text or --file")
-
-
-class Dtype(str, Enum):
-    float32 = "float32"
-    float16 = "float16"
 
 
 @dataclass(frozen=True)
@@ -73,7 +67,7 @@ def inspect(
     layers: Annotated[Optional[str], typer.Option(help="Layers to record, e.g. 0,1 (default all).")] = None,
     units: Annotated[Optional[str], typer.Option(help="Units to record, e.g. 0-63,100 (default all).")] = None,
     max_chars: Annotated[int, typer.Option(help="Record at most this many characters.", min=1)] = 100_000,
-    dtype: Annotated[Dtype, typer.Option(help="Storage type of the recorded tensors.")] = Dtype.float32,
+    dtype: Annotated[Dtype, typer.Option(help="Storage type of the recorded tensors: fp32 or fp16 (npz has no bf16).")] = Dtype.fp32,
     out: Annotated[Optional[Path], typer.Option(help="Write everything to this .npz (with a JSON manifest).")] = None,
     lstmvis: Annotated[
         Optional[Path], typer.Option(help="Write an LSTMVis project directory (needs h5py: charrnn[lstmvis]).")

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from .. import cells
-from ..device import DEVICES, PRECISIONS
+from ..device import DEVICES, PRECISIONS, STORAGE
 
 # markup=False everywhere: paths, corpus and model text are data, never markup.
 err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
@@ -28,6 +28,7 @@ CellKind = _choices("CellKind", cells.names())  # the kinds registered when the 
 DeviceName = _choices("DeviceName", DEVICES)
 Precision = _choices("Precision", PRECISIONS)
 Size = _choices("Size", ("auto", "fixed"))
+Dtype = _choices("Dtype", STORAGE)  # how exported weights or recorded tensors are stored
 
 
 def kinds_help() -> str:

@@ -17,6 +17,7 @@ from .. import rundir
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..data import Vocab, unseen_error
 from ..device import resolve_device
+from ..errors import CharRNNError
 from .analysis import Report, analyse
 from .features import Feature
 from .record import Recording, recorded, select_layers, select_units
@@ -25,12 +26,21 @@ from .source import TextSource, source_text
 
 @dataclass(frozen=True)
 class Selection:
-    """What to record: layers like '0,1' and units like '0-63,100' (None: all)."""
+    """What to record: layers like '0,1' and units like '0-63,100' (None: all),
+    stored as fp32 or fp16."""
 
     layers: str | None = None
     units: str | None = None
-    dtype: str = "float32"
+    dtype: str = "fp32"
     max_chars: int = 100_000
+
+    def storage(self) -> np.dtype:
+        if self.dtype not in RECORDED:  # numpy, and so an npz, has no bf16
+            raise CharRNNError(f"--dtype {self.dtype}: a recording is stored as {' or '.join(RECORDED)}")
+        return np.dtype(RECORDED[self.dtype])
+
+
+RECORDED = {"fp32": np.float32, "fp16": np.float16}  # how a recording's tensors may be stored
 
 
 @dataclass(frozen=True)
@@ -55,7 +65,7 @@ def inspect_checkpoint(path: Path | None, source: TextSource, selection: Selecti
     model = checkpoint.model.to(resolve_device(device))
     layers = select_layers(selection.layers, checkpoint.config.layers)
     units = select_units(selection.units, checkpoint.config.hidden)
-    with recorded(model, checkpoint.vocab, text, layers, units, np.dtype(selection.dtype)) as recording:
+    with recorded(model, checkpoint.vocab, text, layers, units, selection.storage()) as recording:
         yield Inspection(checkpoint, recording, skipped)
 
 
