@@ -44,9 +44,9 @@ def main() -> None:
     precision = args.precision or resolve_precision("auto", torch.device("cpu"))
     checkpoint = load_checkpoint(args.checkpoint)
     text = args.text.read_text(encoding="utf-8")[: args.chars]
-    ids = checkpoint.vocab.encode(text, skip_unknown=True)  # as `charrnn eval --unknown skip`
-    if len(ids) < len(text):
-        print(f"left out {len(text) - len(ids):,} characters the model never saw: {checkpoint.vocab.unknown(text)}")
+    ids, skipped = checkpoint.vocab.encode_known(text, skip_unknown=True)  # as `charrnn eval --unknown skip`
+    if skipped:
+        print(f"left out {skipped:,} characters the model never saw")
     model = checkpoint.model
     print(f"{checkpoint.path}: {model.config.kind} {model.config.layers}x{model.config.hidden};"
           f" {len(ids):,} characters; torch {torch.__version__}, {torch.get_num_threads()} threads;"

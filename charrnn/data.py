@@ -66,22 +66,40 @@ class Vocab:
         except UnicodeEncodeError as e:
             raise CharRNNError(f"text holds an unpaired surrogate at character {e.start}") from None
 
-    def unknown(self, text: str) -> list[str]:
-        """Characters of `text` that are not in the vocab, sorted."""
-        return sorted(set(text) - set(self.chars))
+    def encode(self, text: str) -> np.ndarray:
+        """Text -> ids (compact dtype); characters outside the vocab are
+        refused, as `encode_known` refuses them."""
+        return self.encode_known(text)[0]
 
-    def encode(self, text: str, skip_unknown: bool = False) -> np.ndarray:
-        """Text -> ids (compact dtype). Unknown characters raise, or are dropped."""
+    def encode_known(self, text: str, where: str = "text", skip_unknown: bool = False,
+                     skipping: str = "") -> tuple[np.ndarray, int]:  # fmt: skip
+        """Text -> (ids, characters left out), by `translate`."""
         lut = self._lut  # type: ignore[attr-defined]
         ids = lut[np.minimum(self.code_points(text), len(lut) - 1)]
-        bad = ids < 0
-        if bad.any():
-            if not skip_unknown:
-                raise CharRNNError(
-                    f"text holds characters the model has never seen: {describe_chars(self.unknown(text))}"
-                )
-            ids = ids[~bad]
-        return ids.astype(self.dtype)
+        if (ids >= 0).all():  # the usual case, in one pass
+            return ids.astype(self.dtype), 0
+        alphabet = Vocab.from_chars(text)
+        return self.translate(alphabet.encode(text), alphabet, where, skip_unknown, skipping)
+
+    def translate(self, ids: np.ndarray, alphabet: Vocab, where: str = "text", skip_unknown: bool = False,
+                  skipping: str = "") -> tuple[np.ndarray, int]:  # fmt: skip
+        """A text written in `alphabet`'s ids -> the same text in this vocab's
+        ids, and how many characters were left out: the one place a text's
+        characters outside the vocab (ones the model has never seen) are
+        handled. They are refused in one line naming each and how often it
+        occurs (`where` holds them; `skipping` says what --unknown skip
+        would do), or with skip_unknown left out."""
+        lut = self._lut  # type: ignore[attr-defined]
+        mine = lut[np.minimum(alphabet.code_points("".join(alphabet.chars)), len(lut) - 1)]  # alphabet id -> id or -1
+        known = mine >= 0
+        mapped = np.where(known, mine, 0).astype(self.dtype)
+        if known.all():
+            return mapped[ids], 0
+        counts = np.bincount(ids, minlength=alphabet.size)
+        unseen = {alphabet.chars[i]: int(counts[i]) for i in np.flatnonzero(~known) if counts[i]}
+        if unseen and not skip_unknown:
+            raise unseen_error(where, unseen, skipping)
+        return mapped[ids[known[ids]]], sum(unseen.values())
 
     def decode(self, ids: Iterable[int]) -> str:
         return "".join(self.chars[int(i)] for i in ids)
@@ -108,11 +126,9 @@ def describe_unseen(counts: dict[str, int], limit: int = 20) -> str:
     return shown + (f" ... ({len(ranked)} characters in all)" if len(ranked) > limit else "")
 
 
-def unseen_error(where: str, counts: dict[str, int], rest: str = "scores the rest") -> CharRNNError:
-    return CharRNNError(
-        f"{where} holds characters the model has never seen: {describe_unseen(counts)}"
-        f" (--unknown skip leaves them out and {rest})"
-    )
+def unseen_error(where: str, counts: dict[str, int], skipping: str = "") -> CharRNNError:
+    hint = f" (--unknown skip {skipping})" if skipping else ""
+    return CharRNNError(f"{where} holds characters the model has never seen: {describe_unseen(counts)}{hint}")
 
 
 # --------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import Checkpoint, load_checkpoint
-from .data import IGNORE, eval_streams, load_corpus, split_corpus, stream_count, unseen_error
+from .data import IGNORE, eval_streams, load_corpus, split_corpus, stream_count
 from .device import AUTOCAST, ieee_fp32, resolve_device, resolve_precision
 from .errors import CharRNNError
 from .model import CharRNN
@@ -115,19 +115,9 @@ def eval_text(checkpoint: Checkpoint, text_file: Path | None = None, encoding: s
     how often each occurs, or with `skip_unknown` scored without them."""
     if text_file is not None:
         data = load_corpus(text_file, encoding)
-        index = {c: i for i, c in enumerate(checkpoint.vocab.chars)}
-        known = np.array([c in index for c in data.vocab.chars])
-        skipped = 0
-        if not known.all():
-            counts = np.bincount(data.ids, minlength=data.vocab.size)
-            unseen = {c: int(counts[i]) for i, c in enumerate(data.vocab.chars) if not known[i]}
-            if not skip_unknown:
-                raise unseen_error(str(text_file), unseen)
-            skipped = sum(unseen.values())
-        # Re-map the file's own ids to the model's vocab, leaving out the unseen.
-        lut = np.asarray([index.get(c, 0) for c in data.vocab.chars], dtype=checkpoint.vocab.dtype)
-        ids = data.ids if known.all() else data.ids[known[data.ids]]
-        return EvalText(lut[ids], str(text_file), skipped)
+        ids, skipped = checkpoint.vocab.translate(data.ids, data.vocab, str(text_file), skip_unknown,
+                                                  "leaves them out and scores the rest")  # fmt: skip
+        return EvalText(ids, str(text_file), skipped)
     run = checkpoint.run
     if run is None:
         raise CharRNNError("this checkpoint records no corpus: give a text file to score")

@@ -3,6 +3,7 @@ into the state and logits that sampling and beam search start from."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .data import Vocab
@@ -10,11 +11,17 @@ from .device import ieee_fp32
 from .model import CharRNN
 
 
+def known_prime(vocab: Vocab, prime: str, skip_unknown: bool) -> np.ndarray:
+    """The prime's ids, without the characters the model has never seen
+    (skip_unknown) or refused in one line naming them."""
+    return vocab.encode_known(prime, "the prime", skip_unknown, "drops them")[0]
+
+
 def prime_ids(vocab: Vocab, prime: str, skip_unknown: bool, device: torch.device) -> torch.Tensor:
     """The prime's ids (P,); with no prime (or none left once unknown
     characters are skipped), a newline, as if a new line began."""
-    ids = vocab.encode(prime, skip_unknown=skip_unknown) if prime else None
-    if ids is None or len(ids) == 0:
+    ids = known_prime(vocab, prime, skip_unknown)
+    if len(ids) == 0:
         ids = vocab.encode("\n" if "\n" in vocab.chars else vocab.chars[0])
     return torch.as_tensor(ids.astype("int64"), device=device)
 

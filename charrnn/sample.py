@@ -14,11 +14,11 @@ import torch
 from . import rundir
 from .beam import beam_columns
 from .checkpoint import load_checkpoint
-from .data import Vocab, describe_chars
+from .data import Vocab
 from .device import resolve_device
 from .errors import CharRNNError
 from .model import CharRNN
-from .prime import prime_ids, read_prime
+from .prime import known_prime, prime_ids, read_prime
 from .stepper import FastStepper
 
 
@@ -95,11 +95,7 @@ def sample_checkpoint(path: Path | None, prime: str, config: SampleConfig, devic
     be readable."""
     checkpoint = load_checkpoint(path if path is not None else rundir.newest_run())
     model = checkpoint.model.to(resolve_device(device))
-    unknown = checkpoint.vocab.unknown(prime)
-    if unknown and not config.skip_unknown:
-        raise CharRNNError(
-            f"the prime holds characters the model has never seen: {describe_chars(unknown)} (--unknown skip drops them)"
-        )
+    known_prime(checkpoint.vocab, prime, config.skip_unknown)  # refused here, not once generation has begun
     if config.beam is not None:
         return beam_columns(model, checkpoint.vocab, prime, config)
     return generate(model, checkpoint.vocab, prime, config)

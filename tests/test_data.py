@@ -17,6 +17,24 @@ def test_vocab_round_trip_unicode(tmp_path):
     assert corpus.ids.dtype == np.uint8
 
 
+def test_characters_the_vocab_lacks_are_named_and_counted_or_left_out():
+    vocab = Vocab.from_chars("abc ")
+    text = "a b\x1b c\u7dad \x1b"
+    with pytest.raises(CharRNNError) as refused:
+        vocab.encode_known(text, "the prime", skipping="drops them")
+    assert str(refused.value) == (
+        "the prime holds characters the model has never seen: '\\x1b' (2 times), '\u7dad' (once) (--unknown skip drops them)"
+    )
+    ids, skipped = vocab.encode_known(text, skip_unknown=True)
+    assert vocab.decode(ids) == "a b c " and skipped == 3 and ids.dtype == vocab.dtype
+    assert vocab.encode_known("cab", skip_unknown=True)[1] == 0 and len(vocab.encode_known("")[0]) == 0
+    with pytest.raises(CharRNNError, match=r"^text holds characters the model has never seen: 'z' \(once\)$"):
+        vocab.encode("abz")
+    other = Vocab.from_chars("abz")  # a text in another vocabulary's ids, as eval reads a file
+    ids, skipped = vocab.translate(other.encode("zabza"), other, skip_unknown=True)
+    assert vocab.decode(ids) == "aba" and skipped == 2
+
+
 def test_compact_dtype_grows_with_vocab():
     assert Vocab.from_chars("ab").dtype == np.uint8
     assert Vocab.from_chars(chr(0x4E00 + i) for i in range(300)).dtype == np.uint16

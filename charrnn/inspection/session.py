@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import rundir
 from ..checkpoint import Checkpoint, load_checkpoint
-from ..data import Vocab, unseen_error
+from ..data import Vocab
 from ..device import resolve_device
 from ..errors import CharRNNError
 from .analysis import Report, analyse
@@ -73,9 +73,6 @@ def _known(text: str, vocab: Vocab, source: TextSource) -> tuple[str, int]:
     """The text without the characters the model has never seen, and how
     many were left out; or, unless the source says to skip them, a refusal
     naming them and how often each occurs."""
-    unseen = {c: text.count(c) for c in vocab.unknown(text)}
-    if not unseen:
-        return text, 0
-    if not source.skip_unknown:
-        raise unseen_error(f"--file {source.file}" if source.file is not None else "the text", unseen, "records the rest")
-    return text.translate({ord(c): None for c in unseen}), sum(unseen.values())
+    where = f"--file {source.file}" if source.file is not None else "the text"
+    ids, skipped = vocab.encode_known(text, where, source.skip_unknown, "leaves them out and records the rest")
+    return (vocab.decode(ids) if skipped else text), skipped
