@@ -29,7 +29,7 @@ VOCAB = Vocab(tuple(sorted(set("\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefgh
 
 
 def baseline_chars_per_s(model: CharRNN, batch: int, length: int, seed: int = 0) -> float:
-    """The loop most char-rnn samplers run: the fused module on a (B, 1)
+    """The loop most char-rnn samplers run: the sequence module on a (B, 1)
     input every step, then softmax and a multinomial draw."""
     g = torch.Generator().manual_seed(seed)
     with torch.inference_mode():
@@ -38,8 +38,8 @@ def baseline_chars_per_s(model: CharRNN, batch: int, length: int, seed: int = 0)
         t0 = time.perf_counter()
         for _ in range(length):
             x = model.embed(ids)
-            out, new = model.rnn(x, model.cell.to_fused(state))
-            state = model.cell.from_fused(new)
+            out, new = model.rnn(x, model.cell.to_module_state(state))
+            state = model.cell.from_module_state(new)
             probs = F.softmax(model.head(out[:, -1]), -1)
             ids = torch.multinomial(probs, 1, generator=g)
             ids.tolist()  # the characters are needed on the host, as in sampling

@@ -86,6 +86,6 @@ def trained_run(tmp_path: Path, corpus_file: Path) -> Path:
     return out
 
 
-FUSED_KINDS = ["rnn", "gru", "lstm"]  # trained by PyTorch's fused modules
+MODULE_KINDS = ["rnn", "gru", "lstm"]  # trained by their Cell.sequence_module (nn.RNN, FastGRU, nn.LSTM)
 SCAN_KINDS = ["mingru", "minlstm"]  # trained by a scan over each window (charrnn/cells/scan.py)
-BUILTIN_KINDS = FUSED_KINDS + SCAN_KINDS
+BUILTIN_KINDS = MODULE_KINDS + SCAN_KINDS

@@ -16,7 +16,7 @@ from charrnn.cells import gru_cpu
 from charrnn.cells.gru_cpu import FastGRU, GRULayer
 from charrnn.model import CharRNN, ModelConfig
 
-BUILT = gru_cpu.gru_fused  # None where the optional C step is not built
+BUILT = gru_cpu.gru_cstep  # None where the optional C step is not built
 
 
 @pytest.fixture(params=["c", "c-addmm", "ops"])
@@ -25,7 +25,7 @@ def step(request, monkeypatch) -> str:
     is, and through addmm) and with its PyTorch-ops twin."""
     if request.param != "ops" and BUILT is None:
         pytest.skip("the optional C step is not built here")
-    monkeypatch.setattr(gru_cpu, "gru_fused", BUILT if request.param != "ops" else None)
+    monkeypatch.setattr(gru_cpu, "gru_cstep", BUILT if request.param != "ops" else None)
     if request.param == "c-addmm":
         monkeypatch.setattr(BUILT, "_onednn", lambda dtype: False)
     return request.param
@@ -87,7 +87,7 @@ def test_leaves_the_incoming_gradient_alone(step: str):
 @pytest.mark.parametrize("lacking", ["the C step", "oneDNN's bf16"])
 def test_under_bf16_autocast_without_what_it_needs_runs_nn_grus_own_path(lacking: str, monkeypatch):
     if lacking == "the C step":
-        monkeypatch.setattr(gru_cpu, "gru_fused", None)
+        monkeypatch.setattr(gru_cpu, "gru_cstep", None)
     elif BUILT is not None:
         monkeypatch.setattr(BUILT, "bf16_supported", lambda: False)
     ref, fast = _pair(4, 6, 2)

@@ -146,14 +146,14 @@ def test_kinds_whose_declarations_contradict_are_refused():
     class Both(Cell):
         name, ranges, default_lr, scans = "both-test", {"h": Range.tanh}, 1e-3, True
 
-    class Fused(Cell):
-        name, ranges, default_lr, recurrent, fused = "fused-test", {"h": Range.tanh}, 1e-3, False, torch.nn.GRU
+    class WithModule(Cell):
+        name, ranges, default_lr, recurrent, sequence_module = "module-test", {"h": Range.tanh}, 1e-3, False, torch.nn.GRU
 
     with pytest.raises(CharRNNError, match="only a kind that is not recurrent can scan"):
         cells.register(Both())
-    with pytest.raises(CharRNNError, match="a fused module has W_hh"):
-        cells.register(Fused())
-    assert "both-test" not in cells.names() and "fused-test" not in cells.names()
+    with pytest.raises(CharRNNError, match="a sequence module .nn.RNNBase. has W_hh"):
+        cells.register(WithModule())
+    assert "both-test" not in cells.names() and "module-test" not in cells.names()
 
 
 @pytest.mark.parametrize("kind", SCAN_KINDS)

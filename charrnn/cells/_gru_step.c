@@ -1,5 +1,5 @@
 /* The GRU's per-step elementwise maths on the CPU, fused into one pass over
- * the step's rows (cells/gru_fused.py calls it between the step's GEMMs).
+ * the step's rows (cells/gru_cstep.py calls it between the step's GEMMs).
  *
  * Why C: in PyTorch each step's four elementwise ops (sigmoid, addcmul,
  * tanh, lerp; four products and an addcmul back) each cost a dispatch and a
@@ -8,8 +8,8 @@
  *
  * This is an optional extension (setup.py): where it does not build, gru_cpu
  * runs the same maths as PyTorch ops. It takes raw pointers, from Python
- * ints, to tensors gru_fused.py has made contiguous in the layouts below;
- * it has no other view of them, so gru_fused.py checks device, dtypes and
+ * ints, to tensors gru_cstep.py has made contiguous in the layouts below;
+ * it has no other view of them, so gru_cstep.py checks device, dtypes and
  * shapes before the first call.
  *
  * Layouts, per step, H the hidden size, each row-major:
@@ -55,7 +55,7 @@
 #define IVDEP
 #endif
 
-/* Raised whenever an argument list changes: gru_fused.py refuses a build
+/* Raised whenever an argument list changes: gru_cstep.py refuses a build
  * older than itself (an editable install keeps the last one built). */
 #define ABI 3
 

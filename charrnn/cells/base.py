@@ -2,7 +2,7 @@
 
 A cell kind is one object (a `Cell`) that says everything the rest of
 charrnn needs to know about it: the names of its state parts and gates,
-the fused multi-layer module it trains with, its one step function, how
+the multi-layer module it trains with, its one step function, how
 the fast sampler packs it, what range each traced tensor lives in, and its
 default learning rate. Nothing outside `charrnn/cells/` branches on kind.
 
@@ -45,10 +45,12 @@ class Cell:
     # and a corpus past every row gets the fixed default. () : not measured,
     # always the fixed default.
     size_rule: ClassVar[tuple[SizeRow, ...]] = ()
-    # The fused multi-layer module training runs; None: cells/stepped.py's
-    # SteppedRNN, which runs the kind's `scan` over each window if it has
-    # one (`scans`), else steps `step` in a loop (exact, slow).
-    fused: ClassVar[type[nn.RNNBase] | None] = None
+    # The nn.RNNBase class training runs, which takes a whole window through
+    # every layer in one call (PyTorch's kernels: cuDNN, oneDNN; or
+    # FastGRU); None: cells/stepped.py's SteppedRNN, which runs the kind's
+    # `scan` over each window if it has one (`scans`), else steps `step` in
+    # a loop (exact, slow).
+    sequence_module: ClassVar[type[nn.RNNBase] | None] = None
     # Whether the gates read h(t-1) through W_hh. False: the layer has no
     # weight_hh/bias_hh, and `step` and `record` get gh = None.
     recurrent: ClassVar[bool] = True
@@ -71,31 +73,42 @@ class Cell:
         """Per layer, the tensors a step traces and inspect records, in order."""
         return self.state_names + self.gate_names
 
-    # -- the fused path ----------------------------------------------------
+    # -- the multi-layer module --------------------------------------------
 
     def build(self, input_size: int, hidden: int, layers: int, dropout: float) -> nn.Module:
         """The multi-layer module training runs, with nn.RNNBase's parameter
         names and calling convention: batch-first (B, T, in) and the state
-        (in `to_fused` form) -> (B, T, H) and the new state."""
+        (in `to_module_state` form) -> (B, T, H) and the new state."""
         dropout = dropout if layers > 1 else 0.0  # PyTorch warns about dropout after a last layer
-        if self.fused is None:
+        if self.sequence_module is None:
             return SteppedRNN(self, input_size, hidden, layers, dropout)
-        return self.fused(input_size, hidden, num_layers=layers, dropout=dropout, batch_first=True)
+        return self.sequence_module(input_size, hidden, num_layers=layers, dropout=dropout, batch_first=True)
 
     def init_parameters(self, rnn: nn.Module, layers: int, hidden: int) -> None:
-        """Adjust the fused module's fresh parameters (default: keep PyTorch's)."""
+        """Adjust the built module's fresh parameters (default: keep PyTorch's)."""
 
     def check_device(self, device: torch.device, layers: int, dropout: float) -> None:
         """Refuse, in one line (CharRNNError), a model this kind cannot train
         correctly on `device` (default: none)."""
 
-    def to_fused(self, state: State):
-        """charrnn's state tuple -> what the fused module takes."""
+    def to_module_state(self, state: State):
+        """charrnn's state tuple -> what the built module takes."""
         return state[0] if len(state) == 1 else state
 
-    def from_fused(self, state) -> State:
-        """What the fused module returns -> charrnn's state tuple."""
+    def from_module_state(self, state) -> State:
+        """What the built module returns -> charrnn's state tuple."""
         return tuple(state) if isinstance(state, tuple) else (state,)
+
+    # The names model.py still reads; they go once it reads the ones above.
+    @property
+    def fused(self) -> type[nn.RNNBase] | None:
+        return self.sequence_module
+
+    def to_fused(self, state: State):
+        return self.to_module_state(state)
+
+    def from_fused(self, state) -> State:
+        return self.from_module_state(state)
 
     # -- the step: the gate maths, written once ----------------------------
 
@@ -113,7 +126,7 @@ class Cell:
 
     def record(self, gi: torch.Tensor, gh: torch.Tensor | None, h: torch.Tensor, prev: LayerState) -> dict[str, torch.Tensor]:
         """Every traced tensor but h for a chunk of T characters, given the
-        fused kernel's h (T, H) for the chunk and gi, gh (T, blocks*H) made
+        built module's h (T, H) for the chunk and gi, gh (T, blocks*H) made
         from it (gh from h(t-1); None for a kind that is not `recurrent`); prev is the state before the chunk, (H,)
         each. This default steps once per character; built-in kinds compute
         their gates for the whole chunk at once."""
@@ -121,7 +134,7 @@ class Cell:
         state = tuple(p[None] for p in prev)
         for t in range(len(gi)):
             new, gates = self.step(gi[t : t + 1], None if gh is None else gh[t : t + 1], state)
-            state = (h[t : t + 1], *new[1:])  # carry the fused kernel's h, as training computes it
+            state = (h[t : t + 1], *new[1:])  # carry the built module's h, as training computes it
             for name, value in zip(self.state_names[1:], new[1:]):
                 parts[name].append(value)
             for name, value in gates.items():
@@ -150,7 +163,7 @@ def check_kind(cell: Cell) -> None:
         raise CharRNNError(f"cell {cell.name!r} gives no range for {', '.join(missing)}")
     if cell.scans and cell.recurrent:
         raise CharRNNError(f"cell {cell.name!r}: only a kind that is not recurrent can scan")
-    if cell.fused is not None and not cell.recurrent:
-        raise CharRNNError(f"cell {cell.name!r}: a fused module has W_hh, so its kind must be recurrent")
+    if cell.sequence_module is not None and not cell.recurrent:
+        raise CharRNNError(f"cell {cell.name!r}: a sequence module (nn.RNNBase) has W_hh, so its kind must be recurrent")
     if len(set(cell.traced)) != len(cell.traced):
         raise CharRNNError(f"cell {cell.name!r} uses a name twice among {cell.traced}")

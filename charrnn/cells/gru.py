@@ -31,7 +31,7 @@ class GRU(Cell):
     ranges = {"h": Range.tanh, "r": Range.sigmoid, "z": Range.sigmoid, "n": Range.tanh}
     default_lr = 2e-3  # 8e-3 made 2x512 GRUs peak at step 500 (README, "Quality per minute")
     blocks = 3
-    fused = FastGRU  # nn.GRU, with a hand-written backward on the CPU (gru_cpu.py)
+    sequence_module = FastGRU  # nn.GRU, with a hand-written backward on the CPU (gru_cpu.py)
     web_step = """
 (gi, gh, prev, H) => {
   const h = new Float64Array(H);

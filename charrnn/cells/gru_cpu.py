@@ -11,7 +11,7 @@ weight-gradient GEMM per step. Here each layer is one autograd Function:
   and one GEMM for dh(t-1); the weight gradients and dx are three GEMMs
   over the whole window after the loop.
 
-Where the optional C step is built (setup.py), gru_fused.py runs the loops:
+Where the optional C step is built (setup.py), gru_cstep.py runs the loops:
 a step's elementwise maths is one C call in place of four PyTorch ops forward
 and five back (each a dispatch and a pass over memory), and the GEMMs go
 through oneDNN;
@@ -36,9 +36,9 @@ from .gru_layout import RECURRENT_ORDER, blocks, window_gradients
 from .types import layer_weights
 
 try:  # the optional C step (setup.py); without it, the same maths in PyTorch ops
-    from . import gru_fused
+    from . import gru_cstep
 except ImportError:
-    gru_fused = None
+    gru_cstep = None
 
 
 def _steps(t: torch.Tensor, columns) -> list[tuple[torch.Tensor, ...]]:
@@ -56,8 +56,8 @@ class GRULayer(torch.autograd.Function):
         if x.shape[0] == 0:
             raise ValueError("GRU layer: a window of no time steps")
         with torch.autocast(x.device.type, enabled=False):
-            if gru_fused is not None and x.device.type == "cpu":
-                saved = gru_fused.forward(x, h0, w_ih, w_hh, b_ih, b_hh, gemm)
+            if gru_cstep is not None and x.device.type == "cpu":
+                saved = gru_cstep.forward(x, h0, w_ih, w_hh, b_ih, b_hh, gemm)
             elif gemm == x.dtype:
                 saved = _forward(x, h0, w_ih, w_hh, b_ih, b_hh)
             else:
@@ -71,15 +71,15 @@ class GRULayer(torch.autograd.Function):
         with torch.autocast(dout.device.type, enabled=False):
             x2d, hg, hs, gates, n, w_ih, w_hh = ctx.saved_tensors
             args = (x2d, hg, hs, gates, n, w_ih, w_hh, dout.contiguous(), ctx.needs_input_grad[1])
-            fused = gru_fused is not None and dout.device.type == "cpu"
-            dx, *grads = (gru_fused.backward if fused else _backward)(*args)
+            c_step = gru_cstep is not None and dout.device.type == "cpu"
+            dx, *grads = (gru_cstep.backward if c_step else _backward)(*args)
         return dx.view(dout.shape[0], dout.shape[1], -1), *grads, None
 
 
 def _forward(x, h0, w_ih, w_hh, b_ih, b_hh):
     """PyTorch ops where the C step is not built; -> what _backward needs:
-    x2d, hs (twice: gru_fused keeps a bf16 copy there), gates and n, as in
-    gru_fused.forward."""
+    x2d, hs (twice: gru_cstep keeps a bf16 copy there), gates and n, as in
+    gru_cstep.forward."""
     T, B, _ = x.shape
     H = w_hh.shape[1]
     x2d = x.reshape(T * B, -1)
@@ -105,7 +105,7 @@ def _forward(x, h0, w_ih, w_hh, b_ih, b_hh):
 
 
 def _backward(x2d, _hg, hs, gates, n, w_ih, w_hh, dout, need_dh0: bool):
-    """PyTorch ops where the C step is not built; as gru_fused.backward."""
+    """PyTorch ops where the C step is not built; as gru_cstep.backward."""
     T, B, H = n.shape
     rows = hs.new_empty(T, B, 4 * H)  # per step [dN | dz | dr | dgh_n]
     dh0 = _backward_loop(hs, gates, n, dout, rows, blocks(w_hh, RECURRENT_ORDER), need_dh0)
@@ -175,4 +175,4 @@ def _gemm_dtype(input: torch.Tensor) -> torch.dtype | None:
     if not torch.is_autocast_enabled("cpu"):
         return input.dtype
     bf16 = torch.get_autocast_dtype("cpu") == torch.bfloat16 and input.dtype == torch.float32
-    return torch.bfloat16 if bf16 and gru_fused is not None and gru_fused.bf16_supported() else None
+    return torch.bfloat16 if bf16 and gru_cstep is not None and gru_cstep.bf16_supported() else None

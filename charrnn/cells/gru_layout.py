@@ -1,4 +1,4 @@
-"""The layout both GRU CPU paths (gru_cpu.py's PyTorch ops, gru_fused.py's
+"""The layout both GRU CPU paths (gru_cpu.py's PyTorch ops, gru_cstep.py's
 C step) share: nn.GRU's gate blocks (r, z, n) and the backward's gradient
 layout."""
 

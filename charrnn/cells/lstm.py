@@ -32,7 +32,7 @@ class LSTM(Cell):
     # 50k-5M slices of verse, code and prose (README, "Sizing the model").
     size_rule = (SizeRow(2_000_000, 2, 384, 0.2),)
     blocks = 4
-    fused = nn.LSTM
+    sequence_module = nn.LSTM
     web_step = """
 (gi, gh, prev, H) => {
   const h = new Float64Array(H), c = new Float64Array(H);

@@ -18,7 +18,7 @@ class RNN(Cell):
     # minutes or more; 2e-3 was better at 3.5 minutes too (README, "Quality
     # per minute").
     default_lr = 2e-3
-    fused = nn.RNN  # tanh, its default
+    sequence_module = nn.RNN  # tanh, its default
     web_step = """
 (gi, gh, prev, H) => {
   const h = new Float64Array(H);
@@ -30,7 +30,7 @@ class RNN(Cell):
         return ((gi + gh).tanh(),), {}
 
     def record(self, gi, gh, h, prev):
-        return {}  # h is all there is, and the fused kernel gave it
+        return {}  # h is all there is, and the built module gave it
 
     def pack(self, slot: Slot) -> _Packed:
         return _Packed(slot)

@@ -1,5 +1,5 @@
-"""A multi-layer module for any cell kind without a fused kernel: what
-such a kind trains with.
+"""A multi-layer module for any cell kind without a sequence module
+(Cell.sequence_module): what such a kind trains with.
 
 A kind that scans (`Cell.scans`: minGRU, minLSTM) runs its scan (cells/scan.py)
 over each window, every op covering the whole (B, T, H) at once. Any other
@@ -10,7 +10,7 @@ and experiments with new kinds, not long runs.
 It keeps nn.RNNBase's parameter names (without weight_hh and bias_hh for a
 kind that is not `recurrent`) and initialisation (every weight uniform in
 +-1/sqrt(H)), and its calling convention: batch-first input (B, T, in),
-the state as the kind's `to_fused` gives it, dropout between layers while
+the state as the kind's `to_module_state` gives it, dropout between layers while
 training.
 """
 
@@ -39,8 +39,8 @@ class SteppedRNN(nn.Module):
                 self.register_parameter(f"{name}_l{k}", nn.Parameter(torch.empty(shape).uniform_(-bound, bound)))
 
     def forward(self, x: torch.Tensor, state):
-        """x (B, T, in) -> out (B, T, H), the new state (in the fused form)."""
-        state = self.cell.from_fused(state)  # parts of (layers, B, H)
+        """x (B, T, in) -> out (B, T, H), the new state (in the module form)."""
+        state = self.cell.from_module_state(state)  # parts of (layers, B, H)
         new_state = []
         for k in range(self.layers):
             prev = tuple(part[k] for part in state)
@@ -48,7 +48,7 @@ class SteppedRNN(nn.Module):
             new_state.append(last)
             if k < self.layers - 1:
                 x = F.dropout(x, self.dropout, self.training)
-        return x, self.cell.to_fused(tuple(torch.stack(part) for part in zip(*new_state)))
+        return x, self.cell.to_module_state(tuple(torch.stack(part) for part in zip(*new_state)))
 
     def _layer(self, k: int, x: torch.Tensor, prev: LayerState) -> tuple[torch.Tensor, LayerState]:
         """Layer k over a window: x (B, T, in) -> h (B, T, H), its last state."""

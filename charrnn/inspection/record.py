@@ -8,8 +8,8 @@ position, the model's top-k next-character predictions and the surprisal
 (loss, nats) of the character that actually came next.
 
 It is computed a layer at a time and a chunk of characters at a time, not
-character by character: each layer's h comes from the fused kernel that
-training uses (state carried across chunks), then the cell kind's `record`
+character by character: each layer's h comes from the layer module that
+training uses (the kind's sequence module; state carried across chunks), then the cell kind's `record`
 gives the rest from h(t-1) (built-in kinds: gates from one batched matmul
 over the chunk, and the LSTM cell from its elementwise recurrence). Tests
 hold every tensor equal to the step path's within 1e-5.
@@ -161,10 +161,10 @@ def record(
     loss = np.full(n, np.nan, dtype=np.float32)
     state = model.init_state(1)
     with ieee_fp32(device):
-        fused = single_layers(model)
+        layer_modules = single_layers(model)
         for start in range(0, n, chunk):
             x = ids[start : start + chunk]
-            tensors, logits, state = _chunk(model, fused, x, state)
+            tensors, logits, state = _chunk(model, layer_modules, x, state)
             for name in names:
                 sinks[name].write(start, tensors[name][:, columns].cpu().numpy())
             logp = F.log_softmax(logits, -1)
@@ -188,8 +188,8 @@ def _chunk(model: CharRNN, layers: list, ids: torch.Tensor, state: tuple) -> tup
     for k in range(model.config.layers):
         w = model.layer_weights(k)
         prev = tuple(part[k, 0] for part in state)  # (H,) each
-        h, _ = layers[k](x[None], cell.to_fused(tuple(p[None, None] for p in prev)))  # a batch of 1
-        h = h[0]  # (T, H): the fused kernel's numbers, as training computes them
+        h, _ = layers[k](x[None], cell.to_module_state(tuple(p[None, None] for p in prev)))  # a batch of 1
+        h = h[0]  # (T, H): the layer module's numbers, as training computes them
         h_prev = torch.cat([prev[0][None], h[:-1]])
         rest = cell.record(w.input(x), w.recurrent(h_prev), h, prev)
         parts = {"h": h, **rest}
@@ -241,8 +241,8 @@ class _Sink:
 
 
 def single_layers(model: CharRNN) -> list[torch.nn.Module]:
-    """Each layer of the model as its own one-layer fused module (same
-    weights), so a layer's h can be taken for every position."""
+    """Each layer of the model as its own one-layer module (the kind's
+    `build`, same weights), so a layer's h can be taken for every position."""
     cfg = model.config
     layers = []
     for k in range(cfg.layers):
