@@ -3,6 +3,7 @@ with its step's maths in the optional C step (cells/_gru_step.c) and without."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sys
 import sysconfig
@@ -12,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+import charrnn.cells
 from charrnn.cells import gru_cpu
 from charrnn.cells.gru_cpu import FastGRU, GRULayer
 from charrnn.model import CharRNN, ModelConfig
@@ -29,6 +31,37 @@ def step(request, monkeypatch) -> str:
     if request.param == "c-addmm":
         monkeypatch.setattr(BUILT, "_onednn", lambda dtype: False)
     return request.param
+
+
+@pytest.mark.parametrize(("state", "reason"), [
+    ("absent", "the GRU's C step (charrnn/cells/_gru_step.c) is not built: `pip install -e .` builds it"),
+    ("older", "the GRU's C step is an older build (ABI 2, this charrnn needs 3): rebuild it with `pip install -e .`"),
+    ("broken", "the GRU's C step does not load (import of charrnn.cells._gru_step halted; None in sys.modules):"
+               " rebuild it with `pip install -e .`"),
+])  # fmt: skip
+def test_a_missing_stale_or_broken_c_step_is_named_with_how_to_rebuild(monkeypatch, state, reason):
+    name = "charrnn.cells._gru_step"
+    fake = type(sys)("_gru_step")
+    fake.ABI = 2
+    monkeypatch.setitem(sys.modules, name, fake if state == "older" else None)  # None: the import fails
+    monkeypatch.setattr(charrnn.cells, "_gru_step", fake, raising=False)
+    if state != "older":
+        monkeypatch.delattr(charrnn.cells, "_gru_step")
+    if state == "broken":  # the file is there, but does not load
+        monkeypatch.setattr(importlib.util, "find_spec", lambda *a, **kw: object())
+    monkeypatch.delitem(sys.modules, "charrnn.cells.gru_cstep", raising=False)  # so that it is imported afresh
+    monkeypatch.delattr(charrnn.cells, "gru_cstep", raising=False)
+    module, error = gru_cpu._load_c_step()
+    assert module is None and error == reason
+    monkeypatch.setattr(gru_cpu, "gru_cstep", None)
+    monkeypatch.setattr(gru_cpu, "_c_step_error", error)
+    assert gru_cpu.c_step_problem() == f"{reason} (until then the GRU trains through PyTorch ops, slower)"
+
+
+def test_a_built_c_step_is_no_problem():
+    if BUILT is None:
+        pytest.skip("the optional C step is not built here")
+    assert gru_cpu.c_step_problem() is None and gru_cpu._load_c_step() == (BUILT, None)
 
 
 def _pair(inputs: int, hidden: int, layers: int, dropout: float = 0.0) -> tuple[nn.GRU, FastGRU]:

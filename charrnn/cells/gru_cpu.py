@@ -35,10 +35,28 @@ from torch import nn
 from .gru_layout import RECURRENT_ORDER, blocks, window_gradients
 from .types import layer_weights
 
-try:  # the optional C step (setup.py); without it, the same maths in PyTorch ops
-    from . import gru_cstep
-except ImportError:
-    gru_cstep = None
+
+def _load_c_step():
+    """gru_cstep, or None and why: the optional C step (setup.py); without
+    it, the same maths run in PyTorch ops."""
+    try:
+        from . import gru_cstep
+    except ImportError as e:
+        return None, str(e)
+    return gru_cstep, None
+
+
+gru_cstep, _c_step_error = _load_c_step()
+
+
+def c_step_problem() -> str | None:
+    """None where the GRU's C step is built and current; else, in one line,
+    why not and how to rebuild it (until then the GRU trains through
+    PyTorch ops, slower)."""
+    if gru_cstep is not None:
+        return None
+    reason = _c_step_error or "the GRU's C step is not in use"
+    return f"{reason} (until then the GRU trains through PyTorch ops, slower)"
 
 
 def _steps(t: torch.Tensor, columns) -> list[tuple[torch.Tensor, ...]]:

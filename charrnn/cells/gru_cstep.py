@@ -23,16 +23,29 @@ torch.mm. Without these ops, torch.addmm does the rest.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import platform
 
 import torch
 
 from ..device import onednn_has_bf16
-from . import _gru_step
 from .gru_layout import RECURRENT_ORDER, blocks, window_gradients
 
-if getattr(_gru_step, "ABI", None) != 3:  # gru_cpu then runs PyTorch ops
-    raise ImportError("charrnn/cells/_gru_step is an older build: run `pip install -e .` again")
+# _gru_step.c's ABI, raised whenever an argument list changes: an editable
+# install keeps the last build, which may be older than this file. Each
+# ImportError below is the one line gru_cpu.c_step_problem reports.
+ABI = 3
+try:
+    from . import _gru_step
+except ImportError as e:
+    if importlib.util.find_spec(f"{__package__}._gru_step") is None:
+        raise ImportError("the GRU's C step (charrnn/cells/_gru_step.c) is not built: `pip install -e .` builds it") from None
+    raise ImportError(f"the GRU's C step does not load ({e}): rebuild it with `pip install -e .`") from None
+if getattr(_gru_step, "ABI", None) != ABI:
+    raise ImportError(
+        f"the GRU's C step is an older build (ABI {getattr(_gru_step, 'ABI', None)}, this charrnn needs {ABI}):"
+        " rebuild it with `pip install -e .`"
+    )
 
 # The C step's kinds, by (state dtype, GEMM dtype).
 KINDS = {
