@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -24,6 +25,7 @@ from . import plot as plot_cmd
 from . import sample as sample_cmd
 from . import synthetic as synthetic_cmd
 from . import train as train_cmd
+from . import version
 
 
 class _OneLineErrors(TyperGroup):
@@ -68,6 +70,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=version.show,
+        help="Show the versions, platform, devices and CPU facts a bug report needs, and exit.")] = False,  # fmt: skip
+) -> None:
+    """Options before the command."""
+
+
 app.command("train")(train_cmd.train)
 app.command("sample")(sample_cmd.sample)
 app.command("eval")(eval_cmd.evaluate)
