@@ -5,13 +5,16 @@ val), and report val loss, bits per char, chars/s and parameters.
     python benchmarks/quality.py --minutes 3.5                       # the default model
     python benchmarks/quality.py --minutes 10 -- --model gru --hidden 384
     python benchmarks/quality.py --minutes 3.5 --json
+    python benchmarks/quality.py --minutes 2 --auto                  # charrnn's own choice for 2 minutes
     python benchmarks/quality.py --minutes 10 --log benchmarks/results/quality.jsonl
     python benchmarks/quality.py --table benchmarks/results/quality.jsonl
     python benchmarks/quality.py --table benchmarks/results/quality.jsonl --best
 
 Everything after `--` goes to `charrnn train` as is. A model not sized there
 is the fixed default (`--size fixed`), so a row is the model its options
-name. The learning rate decays to its floor exactly when the time runs out
+name; with `--auto`, the plan chooses (`--size auto`: the size rule and the
+recipes for the budget), as for a user who gives only the corpus, the
+split and the time. The learning rate decays to its floor exactly when the time runs out
 (--time-limit).
 `--log` appends each result (with the machine, torch version and commit)
 to a JSON-lines file; `--table` renders such a file as the README's
@@ -48,12 +51,13 @@ DEFAULT_CORPUS = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 LN2 = 0.6931471805599453
 
 
-def run(corpus: Path, minutes: float, extra: list[str]) -> dict:
+def run(corpus: Path, minutes: float, extra: list[str], auto: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
+        size = [] if auto else ["--size", "fixed"]
         cmd = [sys.executable, "-m", "charrnn", "train", str(corpus), "--out", str(out),
                "--val-frac", "0.1", "--test-frac", "0", "--time-limit", f"{minutes * 60:.0f}s",
-               "--size", "fixed", *extra]  # fmt: skip
+               *size, *extra]  # fmt: skip
         done = subprocess.run(cmd, check=False, capture_output=True, text=True)
         if done.returncode != 0:
             sys.exit(f"error: training failed:\n{done.stderr[-2000:]}")
@@ -61,6 +65,7 @@ def run(corpus: Path, minutes: float, extra: list[str]) -> dict:
         last = ckpt.load_checkpoint(out, prefer=rundir.LAST).run.metrics[-1]
         return {
             "args": extra,
+            **({"auto": True} if auto else {}),
             "minutes": minutes,
             "val_loss": best.run.best_val_loss,
             "val_bpc": best.run.best_val_loss / LN2,
@@ -93,6 +98,8 @@ def provenance() -> dict:
 
 def label(result: dict) -> str:
     m = result["model"]
+    if result.get("auto"):  # what the plan chose, with no option but the corpus, the split and the time
+        return f"charrnn's defaults: {m['kind'].upper()} {m['layers']}x{m['hidden']}"
     return f"{m['kind'].upper()} {m['layers']}x{m['hidden']}" + _options(result)
 
 
@@ -207,6 +214,8 @@ def main() -> None:
     ap.add_argument(
         "--best", action="store_true", help="with --table: one row per cell kind and size, its best result per budget"
     )
+    ap.add_argument("--auto", action="store_true",
+                    help="leave the model and its training to charrnn's defaults (--size auto), as a user would")
     ap.add_argument("train_args", nargs="*", help="after --: options for charrnn train")
     args = ap.parse_args()
     if args.table:
@@ -217,7 +226,7 @@ def main() -> None:
         return
     if not args.corpus.is_file():
         sys.exit(f"error: corpus not found: {args.corpus}")
-    result = run(args.corpus, args.minutes, args.train_args) | provenance()
+    result = run(args.corpus, args.minutes, args.train_args, args.auto) | provenance()
     if args.log:
         with args.log.open("a") as f:
             f.write(json.dumps(result) + "\n")

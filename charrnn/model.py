@@ -1,6 +1,6 @@
 """CharRNN: embedding -> recurrent layers of one cell kind -> dropout -> linear head.
 
-Training runs the kind's fused multi-layer module (`nn.RNN`, `nn.GRU`,
+Training runs the kind's sequence module, all layers in one call (`nn.RNN`, `nn.GRU`,
 `nn.LSTM`), or for a kind without one cells/stepped.py's module (the
 minimal cells' scan over each window). `step` computes one character at a time
 from the same weights, through the kind's own step function, so that every
@@ -116,7 +116,7 @@ class CharRNN(nn.Module):
         self.drop = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.hidden, c.vocab_size)
         self.cell.init_parameters(self.rnn, c.layers, c.hidden)
-        # Set by the trainer where autocast must not reach a fused recurrence
+        # Set by the trainer where autocast must not reach a sequence module's recurrence
         # (device.recurrence_in_fp32: bf16 on CUDA, or on a CPU whose oneDNN
         # has no bf16). A scanning kind keeps its recurrence in fp32 anyway
         # (cells/scan.py), and its matmuls in bf16.
@@ -135,7 +135,7 @@ class CharRNN(nn.Module):
         float32 whatever precision autocast computed it in."""
         return tuple(s.detach().float() for s in state)
 
-    # -- fused path ----------------------------------------------------------
+    # -- the sequence module's path ---------------------------------------------
 
     def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """ids (B, T) -> logits (B, T, V), new state."""
@@ -144,18 +144,18 @@ class CharRNN(nn.Module):
         x = self.embed(ids)  # (B, T, E)
         if self.training and self.config.embed_dropout:
             x = locked_dropout(x, self.config.embed_dropout)
-        if self.fp32_recurrence and self.cell.fused is not None:  # cuDNN's kernels are the reason (see device.py)
+        if self.fp32_recurrence and self.cell.sequence_module is not None:  # cuDNN's kernels are the reason (see device.py)
             with torch.autocast(x.device.type, enabled=False):
-                out, new = self._recurrence(x.float(), self.cell.to_fused(tuple(s.float() for s in state)))
+                out, new = self._recurrence(x.float(), self.cell.to_module_state(tuple(s.float() for s in state)))
         else:
-            out, new = self._recurrence(x, self.cell.to_fused(state))  # out (B, T, H)
-        return self.head(self.drop(out)), self.cell.from_fused(new)
+            out, new = self._recurrence(x, self.cell.to_module_state(state))  # out (B, T, H)
+        return self.head(self.drop(out)), self.cell.from_module_state(new)
 
     def _recurrence(self, x: torch.Tensor, state):
-        """The fused module over a window; while training with weight drop,
+        """The sequence module over a window; while training with weight drop,
         with each layer's W_hh masked for this window (functional_call
         swaps the masked tensor in, so gradients reach the parameter
-        through the mask, and the fused kernels run unchanged)."""
+        through the mask, and its kernels run unchanged)."""
         p = self.config.weight_drop
         if not (self.training and p):
             return self.rnn(x, state)
@@ -174,7 +174,7 @@ class CharRNN(nn.Module):
     def step(self, ids: torch.Tensor, state: State, trace: dict | None = None) -> tuple[torch.Tensor, State]:
         """One character per stream: ids (B,) -> logits (B, V), new state.
 
-        Computed layer by layer with the cell's step, from the fused layers'
+        Computed layer by layer with the cell's step, from the sequence module's
         weights (eval semantics: no dropout). If `trace` is a dict it
         receives every layer's tensors, each (B, H), under the names of
         `ModelConfig.trace_names`: `l{k}.h`, `l{k}.c` for an LSTM, and the

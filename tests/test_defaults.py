@@ -148,7 +148,7 @@ def test_a_new_run_sizes_for_the_device_it_will_train_on(small_corpus, tmp_path)
     corpus = load_corpus(small_corpus)
     options = Options(TrainConfig(seq_len=16, batch_size=4))
     plan = make_plan(options, corpus.info, corpus.vocab, torch.device("mps"), str(tmp_path / "run"))
-    assert plan.device == "mps" and plan.model.dropout == 0 and "the lstm on mps refuses it" in plan.fitted
+    assert plan.device == "mps" and plan.model.dropout == 0 and "the lstm on mps refuses it" in plan.fitted[0]
 
 
 @pytest.mark.parametrize("flag", ["--resume", "--init-from"])

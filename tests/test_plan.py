@@ -71,7 +71,7 @@ def test_planning_is_pure_and_refuses_in_one_line(corpus, tmp_path):
 
 def test_the_size_rule_applies_only_to_an_unsized_new_model(corpus):
     fitted = plan_of(corpus)
-    assert "--size auto" in fitted.fitted  # a small corpus: the rule's model, and the line says so
+    assert "--size auto" in " ".join(fitted.fitted)  # a small corpus: the rule's model, and the line says so
     fixed = plan_of(corpus, size="fixed")
     assert (fixed.model.layers, fixed.model.hidden) == (ModelConfig.layers, ModelConfig.hidden)
     by_hand = plan_of(corpus, model=ModelConfig("lstm", 1, hidden=24), given=frozenset({"hidden"}))
@@ -144,3 +144,49 @@ def test_beta2_reaches_adamw_and_is_saved_only_when_set(corpus_file, tmp_path):
     assert "beta2" not in state.train_config and state.optimizer["param_groups"][0]["betas"] == [0.9, 0.99]
     assert_one_line_error(run_cli("train", corpus_file, *TINY, "--beta2", "1.5"), "--beta2")
     assert_one_line_error(run_cli("train", "--resume", out, "--beta2", "0.9"), "--beta2 cannot change")
+
+
+BIG = 600_000  # characters: past the recipes' smallest corpus
+
+
+def big_plan(config: TrainConfig, given=frozenset(), device=CPU, **model):
+    from charrnn.data import CorpusInfo, Vocab
+
+    info = CorpusInfo("big.txt", "0" * 64, BIG, 1, "utf-8")  # the plan needs the corpus's facts, not its text
+    options = Options(config, ModelConfig("lstm", 1, **model), given)
+    return make_plan(options, info, Vocab.from_chars("abc \n"), device, "out")
+
+
+def test_a_short_time_limit_takes_the_measured_recipe(monkeypatch):
+    from charrnn import cells
+
+    (recipe,) = cells.get("gru").recipes
+    monkeypatch.setattr(type(cells.get("gru")), "recipe_ready", lambda self, device: True)
+    plan = big_plan(TrainConfig(time_limit_s=120))
+    assert (plan.model.kind, plan.model.layers, plan.model.hidden) == ("gru", 2, 256)
+    assert (plan.train.batch_size, plan.train.seq_len, plan.train.lr) == (64, 64, recipe.train["lr"])
+    assert "--size auto for 4 minutes or less: 2x256 GRU" in plan.fitted[0]
+    assert plan.out_dir == "out"
+    mine = big_plan(TrainConfig(time_limit_s=120, lr=1e-3), given=frozenset({"lr"}))
+    assert mine.model.kind == "gru" and mine.train.lr == 1e-3 and "--lr" not in mine.fitted[0]  # a given option wins
+
+
+@pytest.mark.parametrize("config, given", [
+    (TrainConfig(time_limit_s=5 * 60), frozenset()),  # past the recipe's budget
+    (TrainConfig(time_limit_s=120, max_steps=100), frozenset({"max_steps"})),  # a budget of steps too
+    (TrainConfig(time_limit_s=120), frozenset({"hidden"})),  # the user sized the model
+    (TrainConfig(), frozenset()),  # the default budget: steps
+])  # fmt: skip
+def test_no_recipe_where_none_was_measured(monkeypatch, config, given):
+    from charrnn import cells
+
+    monkeypatch.setattr(type(cells.get("gru")), "recipe_ready", lambda self, device: True)
+    assert big_plan(config, given).model.kind == "lstm"
+
+
+def test_no_recipe_without_the_build_it_was_measured_with(monkeypatch):
+    from charrnn.cells import gru_cpu
+
+    monkeypatch.setattr(gru_cpu, "gru_cstep", None)
+    assert big_plan(TrainConfig(time_limit_s=120)).model.kind == "lstm"
+    assert big_plan(TrainConfig(time_limit_s=120), device=torch.device("cuda")).model.kind == "lstm"  # a CPU recipe

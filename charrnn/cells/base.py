@@ -25,7 +25,7 @@ from torch import nn
 from ..errors import CharRNNError
 from .packing import PackedLayer, Slot, StepLayer
 from .stepped import SteppedRNN
-from .types import LayerState, Range, SizeRow, State
+from .types import LayerState, Range, Recipe, SizeRow, State
 
 
 class Cell:
@@ -45,6 +45,9 @@ class Cell:
     # and a corpus past every row gets the fixed default. () : not measured,
     # always the fixed default.
     size_rule: ClassVar[tuple[SizeRow, ...]] = ()
+    # --size auto's recipes for short time budgets (training/recipes.py),
+    # measured by benchmarks/quality.py; () : none.
+    recipes: ClassVar[tuple[Recipe, ...]] = ()
     # The nn.RNNBase class training runs, which takes a whole window through
     # every layer in one call (PyTorch's kernels: cuDNN, oneDNN; or
     # FastGRU); None: cells/stepped.py's SteppedRNN, which runs the kind's
@@ -87,6 +90,12 @@ class Cell:
     def init_parameters(self, rnn: nn.Module, layers: int, hidden: int) -> None:
         """Adjust the built module's fresh parameters (default: keep PyTorch's)."""
 
+    def recipe_ready(self, device: torch.device) -> bool:
+        """Whether this kind trains on `device` as fast as its recipes were
+        measured (a kind whose speed there rests on an optional build says no
+        without it)."""
+        return True
+
     def check_device(self, device: torch.device, layers: int, dropout: float) -> None:
         """Refuse, in one line (CharRNNError), a model this kind cannot train
         correctly on `device` (default: none)."""
@@ -98,17 +107,6 @@ class Cell:
     def from_module_state(self, state) -> State:
         """What the built module returns -> charrnn's state tuple."""
         return tuple(state) if isinstance(state, tuple) else (state,)
-
-    # The names model.py still reads; they go once it reads the ones above.
-    @property
-    def fused(self) -> type[nn.RNNBase] | None:
-        return self.sequence_module
-
-    def to_fused(self, state: State):
-        return self.to_module_state(state)
-
-    def from_fused(self, state) -> State:
-        return self.from_module_state(state)
 
     # -- the step: the gate maths, written once ----------------------------
 

@@ -35,6 +35,23 @@ class SizeRow(NamedTuple):
     dropout: float
 
 
+class Recipe(NamedTuple):
+    """A kind's measured best settings for a time budget (--size auto;
+    training/recipes.py): a time-limited run of at most `max_seconds` on a
+    corpus of at least `min_chars`, on `device_type`, gets `model`
+    (ModelConfig fields) and `train` (TrainConfig fields)."""
+
+    max_seconds: float
+    min_chars: int
+    device_type: str
+    model: dict
+    train: dict
+    why: str  # the measurement behind it, for the start-up line
+
+    def fits(self, n_chars: int, time_limit_s: float, device_type: str) -> bool:
+        return n_chars >= self.min_chars and time_limit_s <= self.max_seconds and device_type == self.device_type
+
+
 class LayerWeights(NamedTuple):
     w_ih: torch.Tensor  # (blocks*H, in)
     w_hh: torch.Tensor | None  # (blocks*H, H); None: a kind whose gates read the input alone (Cell.recurrent)

@@ -12,7 +12,7 @@ Nothing here prints: the CLI shows the plan's lines and draws progress.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .. import checkpoint as ckpt
@@ -65,20 +65,32 @@ def prepare(request: Request) -> Prepared:
         encoding = saved_config(checkpoint).encoding
         # A fine-tuned run's vocab holds its parent's characters beside its corpus's.
         corpus = load_corpus(corpus_path, encoding, checkpoint.vocab.chars if checkpoint.run.parent else ())
-        out_dir = checkpoint.path.parent
     else:
         checkpoint = ckpt.load_checkpoint(request.init_from) if start == INIT_FROM else None
         corpus_path = request.corpus or shipped_corpus()
         extra = checkpoint.vocab.chars if checkpoint is not None else ()
         corpus = load_corpus(corpus_path, request.options.config.encoding, extra)
-        kind = checkpoint.config.kind if checkpoint is not None else request.options.model.kind
-        out_dir = rundir.prepare_out_dir(request.out, rundir.default_out_dir(corpus_path, kind), request.force)
-        if checkpoint is not None and checkpoint.path.resolve().parent == out_dir.resolve():
-            raise CharRNNError(f"--init-from {checkpoint.path} is in --out {out_dir}, which the new run would replace:"
-                               " choose another --out")  # fmt: skip
-    plan = make_plan(request.options, corpus.info, corpus.vocab, device, str(out_dir), distributed.world_size(),
+    # A named --out is checked before planning; the default name waits for the kind the plan chooses.
+    out_dir = checkpoint.path.parent if start == RESUME else _checked_out(request.out, request, checkpoint)
+    plan = make_plan(request.options, corpus.info, corpus.vocab, device, str(out_dir or ""), distributed.world_size(),
                      checkpoint, start)  # fmt: skip
+    if out_dir is None:
+        default = rundir.default_out_dir(corpus_path, plan.model.kind)
+        plan = replace(plan, out_dir=str(_checked_out(default, request, checkpoint)))
     return Prepared(plan, corpus, checkpoint)
+
+
+def _checked_out(out: Path | None, request: Request, parent: ckpt.Checkpoint | None) -> Path | None:
+    """The directory a new run writes to: `out` (None: not yet known), never
+    another run's unless --force (a default name gets a -2, -3, ... instead),
+    nor the one a fine-tuned run's parent is in."""
+    if out is None:
+        return None
+    out_dir = rundir.prepare_out_dir(out if request.out is not None else None, out, request.force)
+    if parent is not None and parent.path.resolve().parent == out_dir.resolve():
+        raise CharRNNError(f"--init-from {parent.path} is in --out {out_dir}, which the new run would replace:"
+                           " choose another --out")  # fmt: skip
+    return out_dir
 
 
 def train(request: Request, reporter: Reporter | None = None) -> TrainResult:

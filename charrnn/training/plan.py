@@ -27,7 +27,7 @@ from ..data import CorpusInfo, Vocab, describe_chars, split_sizes, steps_per_epo
 from ..device import describe_precision, resolve_precision
 from ..errors import CharRNNError
 from ..model import REGULARISERS, CharRNN, ModelConfig
-from . import defaults, finetune, size
+from . import defaults, finetune, recipes, size
 from .config import DEFAULT_MAX_STEPS, TrainConfig, check_resumable, flag
 from .schedule import WARMUP_SHARE
 
@@ -78,7 +78,7 @@ class RunPlan:
     patience_from_steps: int
     out_dir: str
     notes: tuple[str, ...] = ()  # printed before the corpus line: where the run starts from
-    fitted: str | None = None  # what was fitted to the corpus and why, printed after the model line
+    fitted: tuple[str, ...] = ()  # what was chosen for the corpus and budget, and why: after the model line
 
     @property
     def torch_device(self) -> torch.device:
@@ -94,7 +94,7 @@ class RunPlan:
             f"model: {self.parameters:,} parameters on {self.device} ({precision}"
             f"{', deterministic' if self.train.deterministic else ''}); {self.steps_per_epoch:,} steps per epoch",
         ]
-        return lines + ([self.fitted] if self.fitted else [])
+        return lines + list(self.fitted)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -109,11 +109,11 @@ def make_plan(options: Options, corpus: CorpusInfo, vocab: Vocab, device: torch.
     writing to `out_dir`. `checkpoint` is the parent (INIT_FROM) or the run
     to continue (RESUME). Refuses, in one line, anything the run could not do."""
     if start == RESUME:
-        model, asked, notes, size_note = _resumed(options, corpus, vocab, checkpoint)
+        model, asked, notes, size_note, chosen = *_resumed(options, corpus, vocab, checkpoint), None
     elif start == INIT_FROM:
-        model, asked, notes, size_note = _fine_tuned(options, vocab, checkpoint)
+        model, asked, notes, size_note, chosen = *_fine_tuned(options, vocab, checkpoint), None
     else:
-        model, asked, notes, size_note = _fresh(options, corpus, vocab, device)
+        model, asked, notes, size_note, chosen = _fresh(options, corpus, vocab, device)
     config = defaults.val_frac(asked.for_kind(model.kind), corpus.n_chars)
     precision = resolve_precision(config.precision, device)
     model.cell.check_device(device, model.layers, model.dropout)
@@ -131,19 +131,26 @@ def make_plan(options: Options, corpus: CorpusInfo, vocab: Vocab, device: torch.
         start=_start(start, checkpoint), corpus=corpus, model=model, train=config, device=str(device),
         precision=precision, processes=processes, parameters=parameters, steps_per_epoch=per_epoch,
         total_steps=total, patience=patience, patience_from_steps=patience_from, out_dir=str(out_dir),
-        notes=tuple(notes), fitted=defaults.describe(asked, config, corpus.n_chars, per_epoch, total, size_note),
+        notes=tuple(notes), fitted=_fitted(chosen, defaults.describe(asked, config, corpus.n_chars, per_epoch, total,
+                                                                     size_note)),
     )  # fmt: skip
 
 
 def _fresh(options: Options, corpus: CorpusInfo, vocab: Vocab, device: torch.device):
-    """A new model of the options' shape; with --size auto and no size
-    option given, its layers, hidden size and dropout from the rule."""
+    """A new model of the options' shape. With --size auto and no model
+    option given, the recipe measured best for the run's budget where one
+    fits (recipes.py), else layers, hidden size and dropout from the
+    corpus-size rule (size.py)."""
     check_options(options, FRESH)
-    model = replace(options.model, vocab_size=vocab.size)
-    size_note = None
-    if options.size == "auto" and not options.given & SIZE_FIELDS:
-        model, size_note = size.fit_shape(model, corpus.n_chars, device)
-    return model, options.config, [], size_note
+    model, config = replace(options.model, vocab_size=vocab.size), options.config
+    if options.size != "auto" or options.given & SIZE_FIELDS:
+        return model, config, [], None, None
+    recipe = recipes.pick(corpus.n_chars, config, device, options.given)
+    if recipe is not None:
+        model, config = recipes.apply(recipe, model, config, options.given)
+        return model, config, [], None, recipes.describe(recipe, options.given)
+    model, size_note = size.fit_shape(model, corpus.n_chars, device)
+    return model, config, [], size_note, None
 
 
 def _fine_tuned(options: Options, vocab: Vocab, parent: Checkpoint):
@@ -199,6 +206,10 @@ def check_options(options: Options, start: str) -> None:
         check_resumable(_overrides(options))
 
 
+def _fitted(*lines: str | None) -> tuple[str, ...]:
+    return tuple(line for line in lines if line)
+
+
 def _overrides(options: Options) -> set[str]:
     """The options a resumed run was given anew (its corpus may be given too)."""
     return set(options.given) - {"corpus", "resume"}
@@ -250,7 +261,7 @@ def describe_plan(plan: RunPlan) -> list[tuple[str, str]]:
         ("seed", str(c.seed)),
         ("output", plan.out_dir),
     ]
-    return rows + [("note", note) for note in (*plan.notes[1:], *([plan.fitted] if plan.fitted else []))]
+    return rows + [("note", note) for note in (*plan.notes[1:], *plan.fitted)]
 
 
 def _length(plan: RunPlan) -> str:
