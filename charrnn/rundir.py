@@ -135,9 +135,9 @@ def append_metrics(directory: Path, entry: dict) -> None:
     files.append_line(directory / METRICS, json.dumps(entry), "the checkpoint saved just before holds this entry")
 
 
-def read_metrics(run: Path) -> list[dict]:
+def read_metrics(run_dir: Path) -> list[dict]:
     """A run's evaluations, from its directory or its metrics.jsonl."""
-    path = run / METRICS if run.is_dir() else run
+    path = run_dir / METRICS if run_dir.is_dir() else run_dir
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as e:

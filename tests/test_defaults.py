@@ -89,10 +89,10 @@ def test_the_size_rule_is_a_table_from_corpus_size_to_model_size():
     assert size.auto_size(rows[-1].below) == size.auto_size(10**9) == size.FIXED  # past the rows: the fixed default
     assert size.auto_size(1000, "gru") == size.FIXED  # a kind the rule was not measured for
     shape = ModelConfig("lstm", 40)
-    fitted, note = size.fit_shape(shape, 10**9, CPU)
+    fitted, note = size.fit_model(shape, 10**9, CPU)
     assert (fitted, note) == (shape, None)  # nothing to say when the rule's choice is the default
     small = size.auto_size(1000)
-    fitted, note = size.fit_shape(shape, 1000, CPU)
+    fitted, note = size.fit_model(shape, 1000, CPU)
     assert (fitted.layers, fitted.hidden, fitted.dropout) == (small.layers, small.hidden, small.dropout)
     assert note.startswith(f"{small.layers}x{small.hidden} LSTM") and note.endswith("chars)")
     assert f"under {rows[0].below:,} chars" in note  # says why: the row of the rule that applies
@@ -101,7 +101,7 @@ def test_the_size_rule_is_a_table_from_corpus_size_to_model_size():
 def test_the_size_rule_never_picks_what_the_device_refuses():
     small = size.auto_size(1000)
     assert small.layers > 1 and small.dropout > 0  # the LSTM on MPS refuses this
-    fitted, note = size.fit_shape(ModelConfig("lstm", 40), 1000, torch.device("mps"))
+    fitted, note = size.fit_model(ModelConfig("lstm", 40), 1000, torch.device("mps"))
     fitted.cell.check_device(torch.device("mps"), fitted.layers, fitted.dropout)  # not refused
     assert fitted.dropout == 0 and "no dropout: the lstm on mps refuses it" in note
 

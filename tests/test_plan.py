@@ -161,7 +161,7 @@ def test_a_short_time_limit_takes_the_measured_recipe(monkeypatch):
     from charrnn import cells
 
     (recipe,) = cells.get("gru").recipes
-    monkeypatch.setattr(type(cells.get("gru")), "recipe_ready", lambda self, device: True)
+    monkeypatch.setattr(type(cells.get("gru")), "slower_here", lambda self, device: None)
     plan = big_plan(TrainConfig(time_limit_s=120))
     assert (plan.model.kind, plan.model.layers, plan.model.hidden) == ("gru", 2, 256)
     assert (plan.train.batch_size, plan.train.seq_len, plan.train.lr) == (64, 64, recipe.train["lr"])
@@ -180,7 +180,7 @@ def test_a_short_time_limit_takes_the_measured_recipe(monkeypatch):
 def test_no_recipe_where_none_was_measured(monkeypatch, config, given):
     from charrnn import cells
 
-    monkeypatch.setattr(type(cells.get("gru")), "recipe_ready", lambda self, device: True)
+    monkeypatch.setattr(type(cells.get("gru")), "slower_here", lambda self, device: None)
     assert big_plan(config, given).model.kind == "lstm"
 
 
@@ -190,3 +190,14 @@ def test_no_recipe_without_the_build_it_was_measured_with(monkeypatch):
     monkeypatch.setattr(gru_cpu, "gru_cstep", None)
     assert big_plan(TrainConfig(time_limit_s=120)).model.kind == "lstm"
     assert big_plan(TrainConfig(time_limit_s=120), device=torch.device("cuda")).model.kind == "lstm"  # a CPU recipe
+
+
+def test_a_missing_c_step_is_said_once_on_the_start_up_lines(corpus, monkeypatch):
+    from charrnn.cells import gru_cpu
+
+    gru = ModelConfig("gru", 1, embedding=4, hidden=6)
+    assert not any("C step" in line for line in plan_of(corpus, model=gru, size="fixed").lines())
+    monkeypatch.setattr(gru_cpu, "gru_cstep", None)
+    lines = plan_of(corpus, model=gru, size="fixed").lines()
+    assert sum("C step" in line for line in lines) == 1 and lines[-1].startswith("note: ")
+    assert not any("C step" in line for line in plan_of(corpus, size="fixed").lines())  # an LSTM needs none

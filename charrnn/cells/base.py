@@ -90,11 +90,11 @@ class Cell:
     def init_parameters(self, rnn: nn.Module, layers: int, hidden: int) -> None:
         """Adjust the built module's fresh parameters (default: keep PyTorch's)."""
 
-    def recipe_ready(self, device: torch.device) -> bool:
-        """Whether this kind trains on `device` as fast as its recipes were
-        measured (a kind whose speed there rests on an optional build says no
-        without it)."""
-        return True
+    def slower_here(self, device: torch.device) -> str | None:
+        """Why this kind trains more slowly on `device` than it can (an
+        optional build missing or stale), in one line with the cure; None
+        where it runs at full speed. Its recipes apply only then."""
+        return None
 
     def check_device(self, device: torch.device, layers: int, dropout: float) -> None:
         """Refuse, in one line (CharRNNError), a model this kind cannot train

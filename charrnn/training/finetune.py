@@ -38,7 +38,7 @@ class Parent:
     vocab_size: int
 
 
-def child_shape(parent: ckpt.Checkpoint, given: dict) -> ModelConfig:
+def child_model(parent: ckpt.Checkpoint, given: dict) -> ModelConfig:
     """The parent's shape, with `given` options (ModelConfig field -> value,
     only those the user gave) checked against it: only the regularisers
     (dropout, weight drop, embedding dropout) may change."""

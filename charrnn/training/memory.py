@@ -6,8 +6,8 @@ megabytes each) with mmap and gives them back with munmap when freed, and
 it trims the top of its heap whenever enough of it is free. A training step
 allocates and frees the same big buffers every time, so every step paid for
 millions of page faults: measured here, a fifth of the CPU time was spent in
-the kernel. Turning both off makes the default model train 1.3x (fp32) to
-1.5x (bf16) as fast on 2 CPU cores (benchmarks/malloc_effect.py).
+the kernel. Turning both off makes the default model train markedly faster
+(benchmarks/malloc_effect.py measures by how much).
 The cost is that memory freed after a peak stays with the process until it
 exits, which suits a training process whose steps all have the same size.
 """

@@ -132,7 +132,7 @@ def make_plan(options: Options, corpus: CorpusInfo, vocab: Vocab, device: torch.
         precision=precision, processes=processes, parameters=parameters, steps_per_epoch=per_epoch,
         total_steps=total, patience=patience, patience_from_steps=patience_from, out_dir=str(out_dir),
         notes=tuple(notes), fitted=_fitted(chosen, defaults.describe(asked, config, corpus.n_chars, per_epoch, total,
-                                                                     size_note)),
+                                                                     size_note), _slower(model, device)),
     )  # fmt: skip
 
 
@@ -149,7 +149,7 @@ def _fresh(options: Options, corpus: CorpusInfo, vocab: Vocab, device: torch.dev
     if recipe is not None:
         model, config = recipes.apply(recipe, model, config, options.given)
         return model, config, [], None, recipes.describe(recipe, options.given)
-    model, size_note = size.fit_shape(model, corpus.n_chars, device)
+    model, size_note = size.fit_model(model, corpus.n_chars, device)
     return model, config, [], size_note, None
 
 
@@ -157,7 +157,7 @@ def _fine_tuned(options: Options, vocab: Vocab, parent: Checkpoint):
     """The parent's shape (only its regularisers may change), a lower learning rate."""
     check_options(options, INIT_FROM)
     given_model = {name: getattr(options.model, name) for name in options.given if hasattr(options.model, name)}
-    model = replace(finetune.child_shape(parent, given_model), vocab_size=vocab.size)
+    model = replace(finetune.child_model(parent, given_model), vocab_size=vocab.size)
     config = finetune.child_config(options.config, model.kind)
     added, _ = parent.vocab.diff(vocab)
     new = f"{len(added)} new ({describe_chars(added)})" if added else "no new ones"
@@ -204,6 +204,11 @@ def check_options(options: Options, start: str) -> None:
         raise CharRNNError(f"--size auto sizes the model itself: drop {named}, or --size auto")
     if start == RESUME:
         check_resumable(_overrides(options))
+
+
+def _slower(model: ModelConfig, device: torch.device) -> str | None:
+    problem = model.cell.slower_here(device)
+    return f"note: {problem}" if problem else None
 
 
 def _fitted(*lines: str | None) -> tuple[str, ...]:

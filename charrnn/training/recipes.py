@@ -32,7 +32,7 @@ def pick(n_chars: int, config: TrainConfig, device: torch.device, given: frozens
     if given & MODEL_OPTIONS or config.max_steps or config.epochs or config.time_limit_s is None:
         return None
     fitting = [(name, r) for name in cells.names() for r in cells.get(name).recipes
-               if r.fits(n_chars, config.time_limit_s, device.type) and cells.get(name).recipe_ready(device)]  # fmt: skip
+               if r.fits(n_chars, config.time_limit_s, device.type) and cells.get(name).slower_here(device) is None]  # fmt: skip
     return min(fitting, key=lambda kr: kr[1].max_seconds, default=None)
 
 

@@ -59,21 +59,21 @@ def describe_rule(kind: str = cells.DEFAULT) -> str:
     return "; ".join(words)
 
 
-def fit_shape(shape: ModelConfig, n_chars: int, device: torch.device) -> tuple[ModelConfig, str | None]:
-    """`shape` with its layers, hidden size and dropout from the rule, and a
+def fit_model(model: ModelConfig, n_chars: int, device: torch.device) -> tuple[ModelConfig, str | None]:
+    """`model` with its layers, hidden size and dropout from the rule, and a
     few words for the start-up line when that is not the fixed default.
     Where the cell kind cannot train the rule's dropout on `device` (the
     LSTM on Apple MPS), the rule's model goes without dropout, and says so:
     a default must never be refused."""
-    row = _row(n_chars, shape.kind)
+    row = _row(n_chars, model.kind)
     if row is None:
-        return replace(shape, **asdict(FIXED)), None
+        return replace(model, **asdict(FIXED)), None
     chosen, without = _size(row), ""
     try:
-        shape.cell.check_device(device, chosen.layers, chosen.dropout)
+        model.cell.check_device(device, chosen.layers, chosen.dropout)
     except CharRNNError:
-        chosen, without = replace(chosen, dropout=0.0), f", no dropout: the {shape.kind} on {device.type} refuses it"
-    fitted = replace(shape, **asdict(chosen))
+        chosen, without = replace(chosen, dropout=0.0), f", no dropout: the {model.kind} on {device.type} refuses it"
+    fitted = replace(model, **asdict(chosen))
     if chosen == FIXED and not without:
         return fitted, None
     dropout = f", dropout {chosen.dropout:g}" if chosen.dropout else without
