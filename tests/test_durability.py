@@ -252,6 +252,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path, corpus: Path):
 # 2. Ctrl-C
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: signal.Signals(s).name)
 def test_a_stop_signal_saves_last_and_exits_128_plus_its_number(tmp_path: Path, corpus: Path, sig: int):
     run_dir = tmp_path / "run"
@@ -286,6 +287,7 @@ def test_a_stop_signal_saves_last_and_exits_128_plus_its_number(tmp_path: Path, 
     assert resumed.run.step == last.run.step + 3
 
 
+@pytest.mark.slow
 def test_sigterm_at_a_random_moment_then_resume_is_bit_exact(tmp_path: Path, corpus: Path):
     """What a preempted cluster job does: SIGTERM somewhere mid-run, then
     --resume to the end; the weights equal an uninterrupted run's, dropout

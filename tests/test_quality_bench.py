@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import TINY, make_text
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "quality.py"
@@ -22,6 +24,7 @@ def bench(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_timed_run_logs_a_result_and_table_renders_it(tmp_path: Path) -> None:
     corpus = tmp_path / "c.txt"
     corpus.write_text(make_text(200), encoding="utf-8")
