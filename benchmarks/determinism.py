@@ -36,7 +36,7 @@ def one_run(precision: str, corpus_path: Path, deterministic: bool = False) -> d
     import torch
 
     from charrnn.checkpoint import load_checkpoint
-    from charrnn.data import load_corpus
+    from charrnn.corpus import load_corpus
     from charrnn.model import ModelConfig
     from charrnn.training.config import TrainConfig
     from charrnn.training.launch import train_on
@@ -65,7 +65,7 @@ def one_run(precision: str, corpus_path: Path, deterministic: bool = False) -> d
 def cost(corpus_path: Path, rounds: int = 3, steps: int = 40) -> None:
     """chars/s of the default model with and without --deterministic,
     alternated in one process (the ratio is what to read)."""
-    from charrnn.data import load_corpus
+    from charrnn.corpus import load_corpus
     from charrnn.model import ModelConfig
     from charrnn.training.config import TrainConfig
     from charrnn.training.launch import train_on

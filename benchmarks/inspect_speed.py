@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from charrnn.inspection.record import record
-from charrnn.data import Vocab
+from charrnn.corpus import Vocab
 from charrnn.model import CharRNN, ModelConfig
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"

@@ -42,7 +42,7 @@ def chars_per_s(steps) -> float:
 
 
 def compare(old: dict, kind: str, hidden: int, batch: int, length: int, repeats: int) -> tuple[float, float]:
-    from charrnn import data, model, sample
+    from charrnn import corpus, model, sample
 
     torch.manual_seed(0)
     new_model = model.CharRNN(model.ModelConfig(kind, len(VOCAB), 64, hidden, 2)).eval()
@@ -51,7 +51,7 @@ def compare(old: dict, kind: str, hidden: int, batch: int, length: int, repeats:
     old_model.load_state_dict(new_model.state_dict())
 
     def run_new():
-        return sample.generate(new_model, data.Vocab(VOCAB), "ab", sample.SampleConfig(length, seed=1, num_samples=batch))
+        return sample.generate(new_model, corpus.Vocab(VOCAB), "ab", sample.SampleConfig(length, seed=1, num_samples=batch))
 
     def run_old():
         cfg = old["sample"].SampleConfig(length, seed=1, num_samples=batch)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
-from charrnn.data import Vocab
+from charrnn.corpus import Vocab
 from charrnn.model import CharRNN, ModelConfig
 from charrnn.sample import SampleConfig, generate
 

@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from charrnn import checkpoint as ckpt  # noqa: E402
 from charrnn import rundir  # noqa: E402
-from charrnn.data import corpus_files  # noqa: E402
+from charrnn.corpus import corpus_files  # noqa: E402
 from charrnn.device import resolve_device  # noqa: E402
 from charrnn.training.config import DEFAULT_MAX_STEPS  # noqa: E402
 

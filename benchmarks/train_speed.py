@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from charrnn.data import load_corpus, split_corpus
+from charrnn.corpus import load_corpus, split_corpus
 from charrnn.errors import CharRNNError
 from charrnn.device import resolve_device
 from charrnn.model import ModelConfig

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .data import Vocab
+from .corpus import Vocab
 from .errors import CharRNNError
 from .model import CharRNN
 from .prime import prime_ids, read_prime

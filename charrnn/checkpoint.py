@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .data import CorpusInfo, Vocab, check_split
+from .corpus import CorpusInfo, Vocab, check_split
 from .errors import CharRNNError
 from .files import write_bytes_atomic
 from .model import NEWEST_FORMAT, CharRNN, ModelConfig, State

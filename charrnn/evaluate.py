@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import Checkpoint, load_checkpoint
-from .data import IGNORE, eval_streams, load_corpus, split_corpus, stream_count
+from .corpus import IGNORE, eval_streams, load_corpus, split_corpus, stream_count
 from .device import AUTOCAST, ieee_fp32, resolve_device, resolve_precision
 from .errors import CharRNNError
 from .model import CharRNN

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .data import Vocab
+from .corpus import Vocab
 from .device import ieee_fp32
 from .model import CharRNN
 

@@ -14,7 +14,7 @@ import torch
 from . import rundir
 from .beam import beam_columns
 from .checkpoint import load_checkpoint
-from .data import Vocab
+from .corpus import Vocab
 from .device import resolve_device
 from .errors import CharRNNError
 from .model import CharRNN

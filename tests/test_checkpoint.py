@@ -9,7 +9,7 @@ import torch
 
 from charrnn import checkpoint as ckpt
 from charrnn import rundir
-from charrnn.data import Vocab
+from charrnn.corpus import Vocab
 from charrnn.errors import CharRNNError
 from charrnn.model import CharRNN, ModelConfig
 

@@ -236,7 +236,7 @@ def test_no_corpus_means_the_shipped_one(tmp_path):
 
 
 def test_missing_shipped_corpus_is_explained(tmp_path, monkeypatch):
-    import charrnn.data as data
+    from charrnn.corpus import reader as data
 
     monkeypatch.setattr(data, "SHIPPED_CORPUS", tmp_path / "gone.txt")
     assert_one_line_error(run_cli("train", "--out", tmp_path / "r"), "not in this installation")
@@ -332,3 +332,8 @@ def test_damaged_checkpoints_through_the_cli(trained_run, damage, monkeypatch):
         fragment = "newer than this charrnn reads"
     for args in (["sample", trained_run], ["eval", trained_run], ["train", "--resume", path]):
         assert_one_line_error(run_cli(*args), fragment)
+
+
+def test_charrnn_alone_shows_the_help_and_no_error():
+    done = CliRunner().invoke(app, [])
+    assert done.exit_code == 0 and "train" in done.output and "error:" not in done.output

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from charrnn import device as dev
-from charrnn.data import Vocab, load_corpus
+from charrnn.corpus import Vocab, load_corpus
 from charrnn.evaluate import score
 from charrnn.inspection.analysis import gradient_flow
 from charrnn.inspection.record import record

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from charrnn.data import IGNORE, StreamBatches, Vocab, eval_streams, load_corpus, split_corpus
+from charrnn.corpus import IGNORE, StreamBatches, Vocab, eval_streams, load_corpus, split_corpus
 from charrnn.errors import CharRNNError
 
 
@@ -56,7 +56,7 @@ def test_other_encoding(tmp_path):
 
 
 def test_invalid_utf8_names_byte_offset_across_chunks(tmp_path, monkeypatch):
-    import charrnn.data as data
+    from charrnn.corpus import reader as data
 
     monkeypatch.setattr(data, "CHUNK_BYTES", 7)  # the bad byte lies past several chunks
     p = tmp_path / "bad.txt"
@@ -66,7 +66,7 @@ def test_invalid_utf8_names_byte_offset_across_chunks(tmp_path, monkeypatch):
 
 
 def test_multibyte_characters_split_across_chunks(tmp_path, monkeypatch):
-    import charrnn.data as data
+    from charrnn.corpus import reader as data
 
     monkeypatch.setattr(data, "CHUNK_BYTES", 3)
     text = "a한🙂b" * 10

@@ -13,7 +13,7 @@ from charrnn import cells
 from charrnn import checkpoint as ckpt
 from charrnn import rundir
 from charrnn.model import ModelConfig
-from charrnn.data import load_corpus
+from charrnn.corpus import load_corpus
 from charrnn.training import defaults, size
 from charrnn.training.config import TrainConfig
 from charrnn.training.plan import Options, make_plan

@@ -49,10 +49,6 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 PAGES = [REPO / "README.md", *sorted(DOCS.glob("*.md"))]
 
-# TODO: options documented ahead of the code that adds them. The engineer
-# adding them deletes their names here (and this constant when it is empty).
-PENDING_OPTIONS: dict[str, set[str]] = {"": {"--version"}, "train": {"--plan", "--json"}}
-
 FOREIGN = {"python", "python3", "pip", "pip3", "torchrun", "pytest", "bash", "sh", "git", "bible", "sed", "awk",
            ".", "source", "cd", "apt-get", "sudo"}  # fmt: skip
 PASSES_TO_TRAIN = ("benchmarks/quality.py", "benchmarks/malloc_effect.py")
@@ -72,8 +68,6 @@ def commands() -> dict[str, set[str]]:
     found = {"": {"--help", *(o for p in group.params for o in [*p.opts, *getattr(p, "secondary_opts", [])])}}
     for name, command in group.commands.items():
         found[name] = {"--help", *(o for p in command.params for o in [*p.opts, *getattr(p, "secondary_opts", [])])}
-    for name, options in PENDING_OPTIONS.items():
-        found[name] = found[name] | options
     return found
 
 

@@ -22,7 +22,7 @@ import torch
 
 from charrnn import checkpoint as ckpt
 from charrnn import files, rundir
-from charrnn.data import Vocab
+from charrnn.corpus import Vocab
 from charrnn.errors import CharRNNError
 from charrnn.model import CharRNN, ModelConfig
 from charrnn.training.config import TrainConfig
@@ -394,7 +394,7 @@ def test_crash_around_best_keeps_best_consistent(tmp_path: Path, monkeypatch, co
     best validation loss the run records, and after resuming, exactly the
     best one. (Writing `last` before `best` broke this: a crash between left
     `last` claiming a loss no `best` file held.)"""
-    from charrnn.data import load_corpus
+    from charrnn.corpus import load_corpus
 
     data = load_corpus(corpus, "utf-8")
     config = TrainConfig(seq_len=16, batch_size=4, eval_every=1, max_steps=12, warmup_steps=2, seed=5, device="cpu")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from charrnn import checkpoint as ckpt
-from charrnn.data import load_corpus
+from charrnn.corpus import load_corpus
 from charrnn.evaluate import eval_text, score
 from charrnn.model import CharRNN, ModelConfig
 from charrnn.training.config import TrainConfig

@@ -7,7 +7,7 @@ import torch
 
 from charrnn import checkpoint as ckpt
 from charrnn import rundir
-from charrnn.data import Vocab
+from charrnn.corpus import Vocab
 from charrnn.model import CharRNN, ModelConfig
 from charrnn.training import finetune
 

@@ -24,7 +24,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from charrnn import checkpoint as ckpt
-from charrnn.data import load_corpus
+from charrnn.corpus import load_corpus
 from charrnn.errors import CharRNNError
 from charrnn.training.config import TrainConfig
 from charrnn.training.launch import resume, train_on

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from charrnn.data import load_corpus
+from charrnn.corpus import load_corpus
 from charrnn.errors import CharRNNError
 from charrnn.model import ModelConfig
 from charrnn.training.config import TrainConfig

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from charrnn import device as dev
-from charrnn.data import load_corpus
+from charrnn.corpus import load_corpus
 from charrnn.errors import CharRNNError, TrainingDiverged
 from charrnn.model import CharRNN, ModelConfig
 from charrnn.training.config import TrainConfig
@@ -132,7 +132,7 @@ def test_inference_asks_for_ieee_fp32_where_the_model_is(monkeypatch):
     """eval, inspect, gradient flow and a sample's prime run the fused kernel:
     on CUDA it must not be left on cuDNN's TF32 default (test_cuda.py checks
     the numbers on a GPU; here, that each path asks on the model's device)."""
-    from charrnn.data import Vocab
+    from charrnn.corpus import Vocab
     from charrnn.evaluate import score
     from charrnn.inspection.analysis import gradient_flow
     from charrnn.inspection.record import record

@@ -11,7 +11,7 @@ import torch
 from charrnn.inspection.record import record, select_units
 from charrnn.inspection.analysis import correlations, find_units, saturation, surprises, top_contexts
 from charrnn.inspection.features import BUILTIN_FEATURES, parse_feature
-from charrnn.data import Vocab
+from charrnn.corpus import Vocab
 from charrnn.errors import CharRNNError
 from charrnn.model import CharRNN, ModelConfig
 

@@ -165,6 +165,6 @@ def test_unknown_kinds_are_refused_in_one_line(tmp_path):
 
 
 def _vocab():
-    from charrnn.data import Vocab
+    from charrnn.corpus import Vocab
 
     return Vocab(tuple("abcde"))

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from charrnn import checkpoint as ckpt
-from charrnn.data import Vocab
+from charrnn.corpus import Vocab
 from charrnn.model import CharRNN, ModelConfig
 
 from conftest import run_cli

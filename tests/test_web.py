@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from charrnn import checkpoint as ckpt
-from charrnn.data import Vocab
+from charrnn.corpus import Vocab
 from charrnn.model import CharRNN, ModelConfig
 
 from conftest import BUILTIN_KINDS, SCAN_KINDS, assert_one_line_error, make_text, run_cli

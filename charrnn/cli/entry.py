@@ -48,6 +48,8 @@ class _OneLineErrors(TyperGroup):
         except CharRNNError as e:
             _fail(str(e))
         except typer.TyperException as e:  # usage errors: bad option value, unknown option
+            if type(e).__name__ == "NoArgsIsHelpError":  # `charrnn` alone: the help is shown, nothing was wrong
+                sys.exit(0)
             _fail(e.format_message() if hasattr(e, "format_message") else str(e))
         except typer.Abort:
             _fail("aborted")

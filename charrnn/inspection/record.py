@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ..cells import WEIGHT_NAMES
-from ..data import Vocab
+from ..corpus import Vocab
 from ..device import ieee_fp32
 from ..errors import CharRNNError
 from ..files import atomic_path

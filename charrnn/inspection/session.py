@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import rundir
 from ..checkpoint import Checkpoint, load_checkpoint
-from ..data import Vocab
+from ..corpus import Vocab
 from ..device import resolve_device
 from ..errors import CharRNNError
 from .analysis import Report, analyse

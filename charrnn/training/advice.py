@@ -2,8 +2,8 @@
 and say what to do about it.
 
 A run that trains too long on a small corpus overfits: the training loss
-keeps falling while the validation loss turns up (tinyshakespeare's 1M
-characters do this within 10 minutes on 2 CPU cores, see the README). A
+keeps falling while the validation loss turns up (a corpus of a million
+characters does, well within a long run: docs/benchmarks.md). A
 run whose learning rate is too high goes wrong differently: both losses
 rise together. Either way the `best` checkpoint is unharmed, but the user
 should hear about it while the run is still going, once per such streak.

@@ -6,7 +6,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from .. import cells
-from ..data import check_split
+from ..corpus import check_split
 from ..device import check_precision
 from ..errors import CharRNNError
 from ..typecheck import check_types
@@ -108,15 +108,21 @@ def check_resumable(names) -> None:
         raise CharRNNError(f"{', '.join(fixed)} cannot change when resuming: the run fixes them")
 
 
+# The fields whose `charrnn train` option has another name: the rest are
+# their fields' names, with dashes.
+OPTION_OF = {"kind": "model", "time_limit_s": "time_limit"}
+FIELD_OF = {option: name for name, option in OPTION_OF.items()}
+
+
 def flag(name: str) -> str:
     """A TrainConfig or ModelConfig field's command-line flag:
     time_limit_s -> --time-limit, kind -> --model."""
-    return "--model" if name == "kind" else "--" + name.removesuffix("_s").replace("_", "-")
+    return "--" + OPTION_OF.get(name, name).replace("_", "-")
 
 
 def field_name(option: str) -> str:
     """The other way: a `charrnn train` parameter's name -> its field's (model -> kind)."""
-    return {"model": "kind", "time_limit": "time_limit_s"}.get(option, option)
+    return FIELD_OF.get(option, option)
 
 
 def parse_duration(text: str) -> float:

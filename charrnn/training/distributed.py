@@ -12,36 +12,13 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
 from ..errors import CharRNNError
-
-
-@dataclass(frozen=True)
-class Dist:
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def enabled(self) -> bool:
-        return self.world > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def rows(self, n: int, what: str = "--batch-size") -> slice:
-        """This rank's share of n streams."""
-        if n % self.world:
-            raise CharRNNError(
-                f"{what} {n} cannot be split evenly across {self.world} processes: use a multiple of {self.world}"
-            )
-        share = n // self.world
-        return slice(self.rank * share, (self.rank + 1) * share)
+from ..parallel import Dist, sum_all  # noqa: F401  (the loop's, through this module)
 
 
 def is_main_process() -> bool:
@@ -126,15 +103,6 @@ def exit_without_shutdown(code: object) -> None:
         except Exception:  # a closed or missing stream: nothing more can be said
             pass
     os._exit(code)
-
-
-def sum_all(values: list[float], d: Dist, device: torch.device) -> list[float]:
-    """Element-wise sum of a few numbers over all ranks (float64)."""
-    if not d.enabled:
-        return values
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return t.tolist()
 
 
 def gather_streams(t: torch.Tensor, d: Dist) -> torch.Tensor:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from .. import checkpoint as ckpt
-from ..data import Vocab
+from ..corpus import Vocab
 from ..errors import CharRNNError
 from ..model import REGULARISERS, CharRNN, ModelConfig
 from .config import TrainConfig, flag

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .. import checkpoint as ckpt
 from .. import rundir
-from ..data import Corpus, load_corpus, shipped_corpus
+from ..corpus import Corpus, load_corpus, shipped_corpus
 from ..device import resolve_device
 from ..errors import CharRNNError
 from ..model import ModelConfig

@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import checkpoint as ckpt
 from .. import files, rundir
-from ..data import Corpus, StreamBatches, Vocab, split_corpus
+from ..corpus import Corpus, StreamBatches, Vocab, split_corpus
 from ..device import (AUTOCAST, describe_precision, deterministic_kernels, exact_fp32, recurrence_in_fp32, rng_states,
                       set_rng_states, to_device)  # fmt: skip
 from ..errors import CharRNNError, TrainingDiverged

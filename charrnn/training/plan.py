@@ -23,7 +23,7 @@ import torch
 
 from .. import cells
 from ..checkpoint import Checkpoint
-from ..data import CorpusInfo, Vocab, describe_chars, split_sizes, steps_per_epoch
+from ..corpus import CorpusInfo, Vocab, describe_chars, split_sizes, steps_per_epoch
 from ..device import describe_precision, resolve_precision
 from ..errors import CharRNNError
 from ..model import REGULARISERS, CharRNN, ModelConfig

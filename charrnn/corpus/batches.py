@@ -1,0 +1,153 @@
+"""Splits and batches: a corpus's ids cut into train, val and test, and
+the streams that truncated backpropagation through time reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import CharRNNError
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Contiguous train / val / test parts of a corpus (views, no copies)."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def check_split(val_frac: float, test_frac: float) -> None:
+    if not (0 < val_frac < 1 and 0 <= test_frac < 1 and val_frac + test_frac < 1):
+        raise CharRNNError(
+            f"split fractions must satisfy 0 < --val-frac ({val_frac}), 0 <= --test-frac"
+            f" ({test_frac}) and --val-frac + --test-frac < 1"
+        )
+
+
+def split_sizes(n: int, val_frac: float, test_frac: float) -> tuple[int, int, int]:
+    """(train, val, test) characters of a corpus of n: val and test are the
+    end, in that order, each the fraction's floor."""
+    check_split(val_frac, test_frac)
+    n_test = int(n * test_frac)
+    n_val = int(n * val_frac)
+    if n_val < 2:
+        raise CharRNNError(
+            f"the validation split has {n_val} characters (corpus: {n}); it needs at least 2:"
+            " use a larger corpus or a larger --val-frac"
+        )
+    return n - n_val - n_test, n_val, n_test
+
+
+def split_corpus(ids: np.ndarray, val_frac: float, test_frac: float) -> Splits:
+    n_train, n_val, _ = split_sizes(len(ids), val_frac, test_frac)
+    return Splits(ids[:n_train], ids[n_train : n_train + n_val], ids[n_train + n_val :])
+
+
+def steps_per_epoch(n: int, batch_size: int, seq_len: int) -> int:
+    """Steps of one epoch over n characters (StreamBatches), refused when not one fits."""
+    steps = (n - 1) // batch_size // seq_len
+    if steps == 0:
+        raise CharRNNError(_too_short(n, batch_size, seq_len))
+    return steps
+
+
+class StreamBatches:
+    """Truncated-BPTT batches: B contiguous streams read T characters a step.
+
+    The split is cut into B equal streams laid side by side; step k reads
+    column block k of every stream, and the hidden state a stream ends block k
+    with is the state it starts block k+1 with (carried, detached). Targets
+    are the inputs shifted by one character::
+
+        ids:  a b c d e f g h i j k l m n o p q r s t u v w x y
+                                                   (B=3, T=4, L=8)
+        x  stream 0: a b c d | e f g h     y: b c d e | f g h i
+           stream 1: i j k l | m n o p        j k l m | n o p q
+           stream 2: q r s t | u v w x        r s t u | v w x y
+                     step 0    step 1
+
+    State is reset to zero at each epoch's start. The last L mod T columns,
+    and the last (N-1) mod B characters, are not read.
+    """
+
+    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, rows: slice = slice(None)):
+        self.steps = steps_per_epoch(len(ids), batch_size, seq_len)
+        stream_len = (len(ids) - 1) // batch_size
+        self.seq_len = seq_len
+        # `rows` picks this process's streams when several share the batch.
+        self.x = ids[: batch_size * stream_len].reshape(batch_size, stream_len)[rows]  # (B, L)
+        self.y = ids[1 : batch_size * stream_len + 1].reshape(batch_size, stream_len)[rows]
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, targets) of step k of an epoch, each (B, T) int64."""
+        cols = slice(k * self.seq_len, (k + 1) * self.seq_len)
+        return _as_long(self.x[:, cols]), _as_long(self.y[:, cols])
+
+
+def _as_long(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(a.astype(np.int64))
+
+
+def _too_short(n: int, batch_size: int, seq_len: int) -> str:
+    need = batch_size * seq_len + 1
+    fits = (n - 1) // seq_len
+    hint = (
+        f"--batch-size {fits} would fit with --seq-len {seq_len}"
+        if fits >= 1
+        else f"--batch-size 1 --seq-len {max(1, n - 1)} would fit"
+    )
+    return (
+        f"the training split has {n} characters, too few for one batch of"
+        f" --batch-size {batch_size} x --seq-len {seq_len} (needs {need}): {hint},"
+        " or use a larger corpus"
+    )
+
+
+IGNORE = -100  # a target that is read, not scored (F.cross_entropy's ignore_index)
+
+
+def stream_count(n: int, streams: int, warmup: int) -> int:
+    """How many of `streams` eval_streams uses on n characters: each must
+    score at least as many as it warms up on."""
+    targets = n - 1
+    return max(1, min(streams, targets // (2 * warmup) if warmup else targets))
+
+
+def eval_streams(
+    ids: np.ndarray, streams: int, seq_len: int, warmup: int, rank: int = 0, world: int = 1
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Every target of `ids` (each character after the first) scored
+    exactly once, by up to `streams` contiguous streams read side by side,
+    `seq_len` steps at a time, the state carried. Stream 0 starts at the
+    text's start, as one stream would; each other stream starts `warmup`
+    characters before its first scored target, so its state has seen them
+    (they are read, not scored: their targets are IGNORE). A stream must
+    score at least as many characters as it warms up on, so a short text
+    gets fewer streams; streams=1 is the exact single-stream score.
+    Yields (x, y) of shape (streams, <= seq_len); with world > 1, this
+    process takes streams rank, rank + world, ..."""
+    targets = len(ids) - 1
+    if targets < 1:
+        return
+    b = stream_count(len(ids), streams, warmup)
+    steps = -(-(targets + (b - 1) * warmup) // b)  # every stream reads this many characters
+    # stream k reads from first[k]; it scores from scored[k] (stream 0 from its start)
+    scored = np.array([0] + [steps + (k - 1) * (steps - warmup) for k in range(1, b)], dtype=np.int64)
+    first = np.maximum(scored - warmup, 0)
+    first, scored = first[rank::world], scored[rank::world]
+    if len(first) == 0:  # more processes than streams: this one has none
+        return
+    for t0 in range(0, steps, seq_len):
+        pos = first[:, None] + np.arange(t0, min(t0 + seq_len, steps))[None, :]  # input positions
+        x = ids[np.minimum(pos, targets - 1)]
+        y = ids[np.minimum(pos + 1, targets)].astype(np.int64)
+        y[(pos < scored[:, None]) | (pos >= targets)] = IGNORE  # warm-up, or past the text's end
+        yield _as_long(x), torch.from_numpy(y)

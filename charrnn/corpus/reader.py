@@ -1,0 +1,189 @@
+"""Reading a corpus: a text file or a directory of them, checked, scanned
+and encoded.
+
+A corpus is read twice in chunks, never held whole as a Python string:
+pass 1 validates the text and collects its character set, pass 2 encodes it
+into a preallocated array of the smallest unsigned type that fits the vocab
+(1 byte per character for most corpora). Peak memory is that array plus one
+chunk, so a 100 MB corpus costs about 100 MB.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CharRNNError
+from ..typecheck import check_types
+from .vocab import Vocab
+
+SHIPPED_CORPUS = Path(__file__).resolve().parent.parent.parent / "corpora" / "shakespeare.txt"
+CHUNK_BYTES = 1 << 20
+SNIFF_BYTES = 8192  # how much of a file we read to decide whether it is text
+
+
+@dataclass(frozen=True)
+class CorpusInfo:
+    """What a checkpoint remembers about its corpus (to find it and check it)."""
+
+    path: str
+    sha256: str  # of the raw bytes of every file, in order
+    n_chars: int
+    n_files: int
+    encoding: str
+
+    def __post_init__(self) -> None:
+        check_types(self)  # read back from checkpoints
+
+
+@dataclass(frozen=True)
+class Corpus:
+    ids: np.ndarray  # (N,) compact unsigned ids
+    vocab: Vocab
+    info: CorpusInfo
+
+
+def _ascii_compatible(encoding: str) -> bool:
+    """Whether NUL bytes in a file mean binary (false for UTF-16 and UTF-32)."""
+    try:
+        return "a\0".encode(encoding) == b"a\0"
+    except (UnicodeError, LookupError):
+        return False
+
+
+def _is_text_file(path: Path, encoding: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(SNIFF_BYTES)
+    except OSError:
+        return False
+    if _ascii_compatible(encoding):
+        return b"\0" not in head
+    return "\0" not in head.decode(encoding, errors="ignore")
+
+
+def corpus_files(path: Path, encoding: str = "utf-8") -> list[Path]:
+    """The files a corpus path means: the file itself, or a directory's text
+    files (recursively, sorted, hidden ones skipped)."""
+    if not path.exists():
+        raise CharRNNError(f"corpus not found: {path}")
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise CharRNNError(f"corpus is neither a file nor a directory: {path}")
+    files = [
+        p
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        and _is_text_file(p, encoding)
+    ]
+    if not files:
+        raise CharRNNError(f"directory {path} holds no text files")
+    return files
+
+
+def _read_file(path: Path, encoding: str, digest) -> Iterator[str]:
+    """Decoded chunks of one file; bad bytes raise with their byte offset."""
+    dec = codecs.getincrementaldecoder(encoding)(errors="strict")
+    utf8 = codecs.lookup(encoding).name == "utf-8"
+    nul_means_binary = _ascii_compatible(encoding)
+    fed = 0  # bytes of the file consumed so far
+    with open(path, "rb") as f:
+        while True:
+            raw = f.read(CHUNK_BYTES)
+            final = not raw
+            digest.update(raw)
+            if fed == 0 and utf8 and raw.startswith(codecs.BOM_UTF8):
+                raw, fed = raw[len(codecs.BOM_UTF8) :], len(codecs.BOM_UTF8)  # strip a BOM
+            nul = raw.find(b"\0") if nul_means_binary else -1
+            if nul >= 0:
+                raise CharRNNError(
+                    f"{path} looks binary: NUL byte at byte offset {fed + nul}"
+                    " (UTF-16 or UTF-32 text needs --encoding)"
+                )
+            pending = len(dec.getstate()[0])
+            try:
+                text = dec.decode(raw, final=final)
+            except UnicodeDecodeError as e:
+                offset = fed - pending + e.start
+                raise CharRNNError(
+                    f"{path} is not valid {encoding}: byte 0x{e.object[e.start]:02x} at byte offset {offset}"
+                    " (use --encoding if the file uses another encoding)"
+                ) from None
+            except UnicodeError as e:  # not a byte's fault: e.g. UTF-16 with no byte-order mark
+                raise CharRNNError(f"{path} is not valid {encoding}: {e} (use --encoding utf-16-le or -be)") from None
+            if not nul_means_binary and "\0" in text:
+                raise CharRNNError(f"{path} looks binary: it holds U+0000 characters")
+            fed += len(raw)
+            if text:
+                yield text
+            if final:
+                return
+
+
+def _read_chunks(files: list[Path], encoding: str, digest) -> Iterator[str]:
+    """Decoded chunks of all files; files are separated by a newline when
+    one does not already end with one."""
+    for i, path in enumerate(files):
+        last = ""
+        for text in _read_file(path, encoding, digest):
+            last = text
+            yield text
+        if i < len(files) - 1 and last and not last.endswith("\n"):
+            yield "\n"
+
+
+def shipped_corpus() -> Path:
+    """The corpus `charrnn train` uses when given none (corpora/README.md)."""
+    if not SHIPPED_CORPUS.is_file():
+        raise CharRNNError(
+            f"the shipped corpus {SHIPPED_CORPUS} is not in this installation"
+            " (it comes with a source checkout: pip install -e .); give a corpus path"
+        )
+    return SHIPPED_CORPUS
+
+
+def load_corpus(path: str | Path, encoding: str = "utf-8", extra_chars: Iterable[str] = ()) -> Corpus:
+    """Read and encode a corpus (a text file, or a directory of them). Its
+    vocab is the corpus's characters and any `extra_chars` (a fine-tuned
+    model keeps its parent's)."""
+    path = Path(path)
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise CharRNNError(f"unknown encoding: {encoding}") from None
+    files = corpus_files(path, encoding)
+    try:
+        charset, n_chars, sha = _scan(files, encoding)
+        if n_chars == 0:
+            raise CharRNNError(f"corpus {path} is empty")
+        vocab = Vocab.from_chars(charset | set(extra_chars))
+        ids = np.empty(n_chars, dtype=vocab.dtype)
+        pos = 0
+        for text in _read_chunks(files, encoding, hashlib.sha256()):
+            chunk = vocab.encode(text)
+            ids[pos : pos + len(chunk)] = chunk
+            pos += len(chunk)
+    except OSError as e:
+        raise CharRNNError(f"cannot read corpus {path}: {e.strerror or e}") from None
+    if pos != n_chars:
+        raise CharRNNError(f"corpus {path} changed while it was being read")
+    # An absolute path, so eval and resume find the corpus from any directory.
+    info = CorpusInfo(str(path.resolve()), sha, n_chars, len(files), encoding)
+    return Corpus(ids, vocab, info)
+
+
+def _scan(files: list[Path], encoding: str) -> tuple[set[str], int, str]:
+    charset: set[str] = set()
+    n_chars = 0
+    digest = hashlib.sha256()
+    for text in _read_chunks(files, encoding, digest):
+        charset.update(text)
+        n_chars += len(text)
+    return charset, n_chars, digest.hexdigest()
