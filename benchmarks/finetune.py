@@ -1,6 +1,6 @@
 """Fine-tuning against training from scratch, on small corpora of a user's own.
 
-    charrnn train --out checkpoints/shakespeare-lstm        # the parent: the main job
+    charrnn train --out checkpoints/shakespeare-lstm --size fixed   # the parent: the default LSTM
     python benchmarks/finetune.py                             # 60 s per run
     python benchmarks/finetune.py --seconds 30 --scales 0.25
 

@@ -1,4 +1,4 @@
-"""What charrnn.training.memory.keep_freed_memory() is worth: train the default model
+"""What charrnn.training.memory.freed_memory_kept() is worth: train the default model
 for a few steps with it and without it (alternating, so both see the same
 machine noise) and print chars/s, kernel CPU time and page faults.
 
@@ -21,10 +21,10 @@ REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 # Runs the CLI in a child process, with the setting switched off if asked.
 CHILD = """
-import sys
+import contextlib, sys
 import charrnn.cli.train
 if sys.argv.pop(1) == "off":
-    charrnn.cli.train.keep_freed_memory = lambda: False
+    charrnn.cli.train.freed_memory_kept = lambda: contextlib.nullcontext(False)
 from charrnn.cli.entry import app
 app(sys.argv[1:], prog_name="charrnn")
 """

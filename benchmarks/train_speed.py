@@ -206,7 +206,7 @@ def measure_throughput(setup: Setup, corpus, device: torch.device, steps: int, w
         rep = PairingReporter(bare, device, warmup + steps)
         with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as out:
             try:
-                train_on(corpus, tc, Path(out), model_config=mc, reporter=rep)
+                train_on(corpus, tc, Path(out), mc, reporter=rep)
             except _Done:
                 pass
             else:
@@ -284,7 +284,7 @@ def measure_overhead(setup: Setup, corpus, device: torch.device, scale: float, q
     mc = ModelConfig("lstm", corpus.vocab.size, setup.embedding, setup.hidden, setup.layers)
     rec = _Recorder()
     with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as out:
-        train_on(corpus, tc, Path(out), model_config=mc, reporter=rec)
+        train_on(corpus, tc, Path(out), mc, reporter=rec)
         lines = (Path(out) / "metrics.jsonl").read_text().splitlines()
         file_records = [json.loads(x) for x in lines if x.strip()]
     records = file_records or rec.records

@@ -1,7 +1,7 @@
 """Learning curves of a run: train and val loss against characters seen
 and against wall time, from its metrics.jsonl, as a PNG.
 
-    charrnn plot checkpoints/shakespeare-lstm --out curves.png
+    charrnn plot checkpoints/shakespeare-gru --out curves.png
 
 Needs matplotlib (pip install -e '.[plot]').
 """

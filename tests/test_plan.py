@@ -11,7 +11,7 @@ import torch
 
 from charrnn import checkpoint as ckpt
 from charrnn import rundir
-from charrnn.data import load_corpus
+from charrnn.corpus import load_corpus
 from charrnn.errors import CharRNNError
 from charrnn.model import ModelConfig
 from charrnn.training import defaults
@@ -149,10 +149,10 @@ def test_beta2_reaches_adamw_and_is_saved_only_when_set(corpus_file, tmp_path):
 BIG = 600_000  # characters: past the recipes' smallest corpus
 
 
-def big_plan(config: TrainConfig, given=frozenset(), device=CPU, **model):
-    from charrnn.data import CorpusInfo, Vocab
+def big_plan(config: TrainConfig, given=frozenset(), device=CPU, n_chars=BIG, **model):
+    from charrnn.corpus import CorpusInfo, Vocab
 
-    info = CorpusInfo("big.txt", "0" * 64, BIG, 1, "utf-8")  # the plan needs the corpus's facts, not its text
+    info = CorpusInfo("big.txt", "0" * 64, n_chars, 1, "utf-8")  # the plan needs the corpus's facts, not its text
     options = Options(config, ModelConfig("lstm", 1, **model), given)
     return make_plan(options, info, Vocab.from_chars("abc \n"), device, "out")
 
@@ -160,12 +160,12 @@ def big_plan(config: TrainConfig, given=frozenset(), device=CPU, **model):
 def test_a_short_time_limit_takes_the_measured_recipe(monkeypatch):
     from charrnn import cells
 
-    (recipe,) = cells.get("gru").recipes
+    recipe = next(r for r in cells.get("gru").recipes if r.max_seconds)
     monkeypatch.setattr(type(cells.get("gru")), "slower_here", lambda self, device: None)
     plan = big_plan(TrainConfig(time_limit_s=120))
     assert (plan.model.kind, plan.model.layers, plan.model.hidden) == ("gru", 2, 256)
     assert (plan.train.batch_size, plan.train.seq_len, plan.train.lr) == (64, 64, recipe.train["lr"])
-    assert "--size auto for 4 minutes or less: 2x256 GRU" in plan.fitted[0]
+    assert "--size auto for 4 minutes or less on 500,000+ characters: 2x256 GRU" in plan.fitted[0]
     assert plan.out_dir == "out"
     mine = big_plan(TrainConfig(time_limit_s=120, lr=1e-3), given=frozenset({"lr"}))
     assert mine.model.kind == "gru" and mine.train.lr == 1e-3 and "--lr" not in mine.fitted[0]  # a given option wins
@@ -175,13 +175,23 @@ def test_a_short_time_limit_takes_the_measured_recipe(monkeypatch):
     (TrainConfig(time_limit_s=5 * 60), frozenset()),  # past the recipe's budget
     (TrainConfig(time_limit_s=120, max_steps=100), frozenset({"max_steps"})),  # a budget of steps too
     (TrainConfig(time_limit_s=120), frozenset({"hidden"})),  # the user sized the model
-    (TrainConfig(), frozenset()),  # the default budget: steps
+    (TrainConfig(), frozenset()),  # the default budget, on a corpus smaller than its recipe's
 ])  # fmt: skip
 def test_no_recipe_where_none_was_measured(monkeypatch, config, given):
     from charrnn import cells
 
     monkeypatch.setattr(type(cells.get("gru")), "slower_here", lambda self, device: None)
     assert big_plan(config, given).model.kind == "lstm"
+
+
+def test_the_default_budget_on_a_large_corpus_takes_its_recipe(monkeypatch):
+    from charrnn import cells
+
+    monkeypatch.setattr(type(cells.get("gru")), "slower_here", lambda self, device: None)
+    plan = big_plan(TrainConfig(), n_chars=5_000_000)
+    assert (plan.model.kind, plan.model.hidden, plan.train.batch_size, plan.total_steps) == ("gru", 256, 64, 3000)
+    assert "--size auto for the default length on 2,000,000+ characters" in plan.fitted[0]
+    assert big_plan(TrainConfig(max_steps=3000), frozenset({"max_steps"}), n_chars=5_000_000).model.kind == "lstm"
 
 
 def test_no_recipe_without_the_build_it_was_measured_with(monkeypatch):

@@ -36,20 +36,26 @@ class SizeRow(NamedTuple):
 
 
 class Recipe(NamedTuple):
-    """A kind's measured best settings for a time budget (--size auto;
-    training/recipes.py): a time-limited run of at most `max_seconds` on a
-    corpus of at least `min_chars`, on `device_type`, gets `model`
-    (ModelConfig fields) and `train` (TrainConfig fields)."""
+    """A kind's measured best settings for a budget (--size auto;
+    training/recipes.py): a run on a corpus of at least `min_chars`, on
+    `device_type`, whose budget is a --time-limit of at most `max_seconds`
+    (None: a run given no budget, which trains the default number of
+    steps), gets `model` (ModelConfig fields) and `train` (TrainConfig
+    fields)."""
 
-    max_seconds: float
+    max_seconds: float | None
     min_chars: int
     device_type: str
     model: dict
     train: dict
     why: str  # the measurement behind it, for the start-up line
 
-    def fits(self, n_chars: int, time_limit_s: float, device_type: str) -> bool:
-        return n_chars >= self.min_chars and time_limit_s <= self.max_seconds and device_type == self.device_type
+    def fits(self, n_chars: int, time_limit_s: float | None, device_type: str) -> bool:
+        if n_chars < self.min_chars or device_type != self.device_type:
+            return False
+        if self.max_seconds is None:
+            return time_limit_s is None
+        return time_limit_s is not None and time_limit_s <= self.max_seconds
 
 
 class LayerWeights(NamedTuple):

@@ -120,9 +120,10 @@ def train(
         " stream's embedding features, the same ones at every step. Adds to what --size auto chose.",
         min=0.0, max=0.99)] = _M.embed_dropout,  # fmt: skip
     size: Annotated[Size, _model(
-        "Where none of --layers, --hidden and --dropout is given, auto sizes the model from the corpus (an"
-        f" {cells.DEFAULT.upper()}: {size_rule.describe_rule()}; kinds not measured as fixed); fixed keeps the defaults"
-        " shown. The start-up line says what auto chose.")] = Size.auto,  # fmt: skip
+        "Where no model option is given and the budget, corpus and machine match a measured recipe, auto takes the"
+        " recipe's model and training settings (docs/train.md); else, where none of --layers, --hidden and --dropout is"
+        f" given, it sizes the model from the corpus (an {cells.DEFAULT.upper()}: {size_rule.describe_rule()}; kinds"
+        " not measured as fixed). fixed keeps the defaults shown. The start-up lines say what auto chose.")] = Size.auto,  # fmt: skip
     seq_len: Annotated[int, _optim("Characters per stream per step (truncated BPTT length).", min=1)] = _T.seq_len,
     batch_size: Annotated[int, _optim("Number of parallel contiguous streams.", min=1)] = _T.batch_size,
     lr: Annotated[

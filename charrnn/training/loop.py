@@ -7,8 +7,8 @@ cosine decay, clipping, evaluation, checkpoints and exact resume.
 
 The run seeds torch's generators from the plan, as its exactness needs,
 and puts the caller's back when it ends; it changes no other process-wide
-setting (the CLI calls `memory.keep_freed_memory()`, which makes it faster
-on glibc).
+setting (the CLI holds `memory.freed_memory_kept()` around it, which makes
+it faster on glibc).
 """
 
 from __future__ import annotations
