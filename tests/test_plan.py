@@ -211,3 +211,14 @@ def test_a_missing_c_step_is_said_once_on_the_start_up_lines(corpus, monkeypatch
     lines = plan_of(corpus, model=gru, size="fixed").lines()
     assert sum("C step" in line for line in lines) == 1 and lines[-1].startswith("note: ")
     assert not any("C step" in line for line in plan_of(corpus, size="fixed").lines())  # an LSTM needs none
+
+
+@pytest.mark.parametrize("name, forked", [("cpu", ([], None)), ("cuda:1", ([torch.device("cuda:1")], "cuda")),
+                                          ("mps", ([torch.device("mps")], "mps"))])  # fmt: skip
+def test_a_run_forks_the_generators_of_the_device_it_seeds(monkeypatch, name, forked):
+    from charrnn.training import loop
+
+    seen = []
+    monkeypatch.setattr(torch.random, "fork_rng", lambda devices, device_type: seen.append((devices, device_type)))
+    loop._own_generators(torch.device(name))
+    assert seen == [forked]

@@ -131,11 +131,10 @@ def run(plan: RunPlan, corpus: Corpus, checkpoint: ckpt.Checkpoint | None = None
 
 
 def _own_generators(device: torch.device):
-    """The run's seeding stays the run's: the caller's CPU generator (and
-    the device's) are put back when the run ends."""
-    if device.type == "cuda":
-        return torch.random.fork_rng(devices=[device.index if device.index is not None else torch.cuda.current_device()])
-    return torch.random.fork_rng(devices=[])
+    """The run's seeding stays the run's: the caller's CPU generator, and
+    the GPU's (CUDA or MPS), are put back when the run ends."""
+    gpu = [device] if device.type in ("cuda", "mps") else []
+    return torch.random.fork_rng(devices=gpu, device_type=device.type if gpu else None)
 
 
 def _begin(plan: RunPlan, corpus: Corpus, checkpoint: ckpt.Checkpoint | None,
