@@ -289,3 +289,11 @@ def test_inspect_generate_and_unit_contexts(trained_run, tmp_path):
     shown = run_cli("inspect", trained_run, "--text", "ALICE: the fox.\nBOB: a dog.\n", "--unit", "l0.c:2")
     assert shown.exit_code == 0 and "highest" in shown.stdout and "lowest" in shown.stdout
     assert run_cli("inspect", trained_run, "--text", "AB", "--file", out).exit_code == 1  # one input only
+
+
+def test_inspect_still_takes_the_dtype_names_it_once_took(trained_run, tmp_path):
+    text = "ALICE: the fox.\n" * 2
+    done = run_cli("inspect", trained_run, "--text", text, "--dtype", "float16", "--out", tmp_path / "old.npz")
+    assert done.exit_code == 0, done.output
+    assert np.load(tmp_path / "old.npz")["l0.h"].dtype == np.float16
+    assert_one_line_error(run_cli("inspect", trained_run, "--text", text, "--dtype", "float64"), "--dtype", "float64")

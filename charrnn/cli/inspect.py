@@ -52,6 +52,16 @@ class Outputs:
             raise CharRNNError(f"{self.lstmvis} is not empty: --force writes into it")
 
 
+OLD_DTYPE_NAMES = {"float32": "fp32", "float16": "fp16"}  # what --dtype took before it named dtypes as export does
+
+
+def _dtype(value: str) -> str:
+    name = OLD_DTYPE_NAMES.get(value, value)
+    if name not in Dtype.__members__:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(Dtype.__members__)}")
+    return name
+
+
 def inspect(
     checkpoint: NewestCheckpointArg = None,
     text: Annotated[Optional[str], typer.Option(help="Text to record.")] = None,
@@ -67,7 +77,9 @@ def inspect(
     layers: Annotated[Optional[str], typer.Option(help="Layers to record, e.g. 0,1 (default all).")] = None,
     units: Annotated[Optional[str], typer.Option(help="Units to record, e.g. 0-63,100 (default all).")] = None,
     max_chars: Annotated[int, typer.Option(help="Record at most this many characters.", min=1)] = 100_000,
-    dtype: Annotated[Dtype, typer.Option(help="Storage type of the recorded tensors: fp32 or fp16 (npz has no bf16).")] = Dtype.fp32,
+    dtype: Annotated[str, typer.Option(
+        help="Storage type of the recorded tensors: fp32 or fp16 (npz has no bf16; float32 and float16, the names"
+        " inspect once took, still work).", metavar="fp32|fp16", parser=_dtype)] = "fp32",  # fmt: skip
     out: Annotated[Optional[Path], typer.Option(help="Write everything to this .npz (with a JSON manifest).")] = None,
     lstmvis: Annotated[
         Optional[Path], typer.Option(help="Write an LSTMVis project directory (needs h5py: charrnn[lstmvis]).")
@@ -96,7 +108,7 @@ def inspect(
     extra = dict(parse_feature(spec) for spec in feature or [])
     sampling = SampleConfig(length=generate_n or 0, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     source = TextSource(text, file, generate_n, prime, sampling, skip_unknown=unknown is Unknown.skip)
-    selection = Selection(layers, units, dtype.value, max_chars)
+    selection = Selection(layers, units, dtype, max_chars)
     with inspect_checkpoint(checkpoint, source, selection, device.value) as inspection:
         if inspection.skipped:
             err.print(f"note: left out {inspection.skipped:,} characters the model has never seen", markup=False)
