@@ -71,22 +71,22 @@ def prepare(request: Request) -> Prepared:
         extra = checkpoint.vocab.chars if checkpoint is not None else ()
         corpus = load_corpus(corpus_path, request.options.config.encoding, extra)
     # A named --out is checked before planning; the default name waits for the kind the plan chooses.
-    out_dir = checkpoint.path.parent if start == RESUME else _checked_out(request.out, request, checkpoint)
+    out_dir = checkpoint.path.parent if start == RESUME else _checked_out(request, checkpoint)
     plan = make_plan(request.options, corpus.info, corpus.vocab, device, str(out_dir or ""), distributed.world_size(),
                      checkpoint, start)  # fmt: skip
     if out_dir is None:
         default = rundir.default_out_dir(corpus_path, plan.model.kind)
-        plan = replace(plan, out_dir=str(_checked_out(default, request, checkpoint)))
+        plan = replace(plan, out_dir=str(_checked_out(request, checkpoint, default)))
     return Prepared(plan, corpus, checkpoint)
 
 
-def _checked_out(out: Path | None, request: Request, parent: ckpt.Checkpoint | None) -> Path | None:
-    """The directory a new run writes to: `out` (None: not yet known), never
-    another run's unless --force (a default name gets a -2, -3, ... instead),
-    nor the one a fine-tuned run's parent is in."""
-    if out is None:
+def _checked_out(request: Request, parent: ckpt.Checkpoint | None, default: Path | None = None) -> Path | None:
+    """The directory a new run writes to: --out, or else `default` (None:
+    not yet known), never another run's unless --force (a default name gets
+    a -2, -3, ... instead), nor the one a fine-tuned run's parent is in."""
+    if request.out is None and default is None:
         return None
-    out_dir = rundir.prepare_out_dir(out if request.out is not None else None, out, request.force)
+    out_dir = rundir.prepare_out_dir(request.out, default or request.out, request.force)
     if parent is not None and parent.path.resolve().parent == out_dir.resolve():
         raise CharRNNError(f"--init-from {parent.path} is in --out {out_dir}, which the new run would replace:"
                            " choose another --out")  # fmt: skip

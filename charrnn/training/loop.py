@@ -281,6 +281,7 @@ class Trainer:
         self.pending: list[_Pending] = []
         self.signal: int | None = None  # the stop signal the processes agreed on
         self.sync_every = sync_every(self.device)
+        self.autocast = AUTOCAST[plan.precision]  # None: fp32, no autocast
 
     # -- the loop ------------------------------------------------------------
 
@@ -370,8 +371,7 @@ class Trainer:
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         x, y = (to_device(t, self.device) for t in self.batches.batch(run.step_in_epoch))
-        autocast = AUTOCAST[self.plan.precision]
-        with torch.autocast(self.device.type, dtype=autocast, enabled=autocast is not None):
+        with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
             logits, state = self.net(x, self.state)  # (B, T, V)
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
         self.state = model.detach_state(state)

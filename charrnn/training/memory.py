@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,18 +49,22 @@ def freed_memory_kept() -> Iterator[bool]:
             _libc().malloc_trim(0)
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    """The C library, with mallopt and malloc_trim typed (AttributeError where
+    it has neither, as on musl)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    return libc
 
 
 def _mallopt(mmap_max: int, trim_threshold: int) -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = _libc()
-        mallopt, libc.malloc_trim.argtypes = libc.mallopt, [ctypes.c_size_t]
+        mallopt = _libc().mallopt
     except (OSError, AttributeError):
         return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     # mallopt returns 1 on success, 0 on error.
     return mallopt(M_MMAP_MAX, mmap_max) == 1 and mallopt(M_TRIM_THRESHOLD, trim_threshold) == 1

@@ -109,9 +109,9 @@ def make_plan(options: Options, corpus: CorpusInfo, vocab: Vocab, device: torch.
     writing to `out_dir`. `checkpoint` is the parent (INIT_FROM) or the run
     to continue (RESUME). Refuses, in one line, anything the run could not do."""
     if start == RESUME:
-        model, asked, notes, size_note, chosen = *_resumed(options, corpus, vocab, checkpoint), None
+        model, asked, notes, size_note, chosen = _resumed(options, corpus, vocab, checkpoint)
     elif start == INIT_FROM:
-        model, asked, notes, size_note, chosen = *_fine_tuned(options, vocab, checkpoint), None
+        model, asked, notes, size_note, chosen = _fine_tuned(options, vocab, checkpoint)
     else:
         model, asked, notes, size_note, chosen = _fresh(options, corpus, vocab, device)
     config = defaults.val_frac(asked.for_kind(model.kind), corpus.n_chars)
@@ -162,7 +162,7 @@ def _fine_tuned(options: Options, vocab: Vocab, parent: Checkpoint):
     added, _ = parent.vocab.diff(vocab)
     new = f"{len(added)} new ({describe_chars(added)})" if added else "no new ones"
     note = f"fine-tuning {parent.path}: {parent.vocab.size} characters and {new}; lr {config.lr:.2e}"
-    return model, config, [note], None
+    return model, config, [note], None, None
 
 
 def _resumed(options: Options, corpus: CorpusInfo, vocab: Vocab, checkpoint: Checkpoint):
@@ -181,7 +181,7 @@ def _resumed(options: Options, corpus: CorpusInfo, vocab: Vocab, checkpoint: Che
     notes = [f"resuming {checkpoint.path} at step {run.step:,}"]
     if corpus.sha256 != run.corpus.sha256:
         notes.append(f"note: {corpus.path} is not the text the run began on; training goes on with it")
-    return checkpoint.config, config, notes, None
+    return checkpoint.config, config, notes, None, None
 
 
 def saved_config(checkpoint: Checkpoint) -> TrainConfig:
