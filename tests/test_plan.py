@@ -149,12 +149,12 @@ def test_beta2_reaches_adamw_and_is_saved_only_when_set(corpus_file, tmp_path):
 BIG = 600_000  # characters: past the recipes' smallest corpus
 
 
-def big_plan(config: TrainConfig, given=frozenset(), device=CPU, n_chars=BIG, **model):
+def big_plan(config: TrainConfig, given=frozenset(), device=CPU, n_chars=BIG, pace=None, **model):
     from charrnn.corpus import CorpusInfo, Vocab
 
     info = CorpusInfo("big.txt", "0" * 64, n_chars, 1, "utf-8")  # the plan needs the corpus's facts, not its text
     options = Options(config, ModelConfig("lstm", 1, **model), given)
-    return make_plan(options, info, Vocab.from_chars("abc \n"), device, "out")
+    return make_plan(options, info, Vocab.from_chars("abc \n"), device, "out", pace=pace)
 
 
 def test_a_short_time_limit_takes_the_measured_recipe(monkeypatch):
@@ -172,7 +172,7 @@ def test_a_short_time_limit_takes_the_measured_recipe(monkeypatch):
 
 
 @pytest.mark.parametrize("config, given", [
-    (TrainConfig(time_limit_s=5 * 60), frozenset()),  # past the recipe's budget
+    (TrainConfig(time_limit_s=60 * 60), frozenset()),  # past every recipe's budget
     (TrainConfig(time_limit_s=120, max_steps=100), frozenset({"max_steps"})),  # a budget of steps too
     (TrainConfig(time_limit_s=120), frozenset({"hidden"})),  # the user sized the model
     (TrainConfig(), frozenset()),  # the default budget, on a corpus smaller than its recipe's
@@ -220,5 +220,90 @@ def test_a_run_forks_the_generators_of_the_device_it_seeds(monkeypatch, name, fo
 
     seen = []
     monkeypatch.setattr(torch.random, "fork_rng", lambda devices, device_type: seen.append((devices, device_type)))
-    loop._own_generators(torch.device(name))
+    loop.own_generators(torch.device(name))
     assert seen == [forked]
+
+
+TEN_MINUTES = TrainConfig(time_limit_s=600)
+
+
+def _paced_recipes():
+    from charrnn import cells
+
+    wide, narrow = [r for r in cells.get("gru").recipes if r.max_seconds and r.max_seconds > 4 * 60]
+    return wide, narrow
+
+
+def test_ten_minutes_take_the_wider_model_only_where_this_machine_buys_its_steps(monkeypatch):
+    from charrnn import cells
+
+    monkeypatch.setattr(type(cells.get("gru")), "slower_here", lambda self, device: None)
+    wide, narrow = _paced_recipes()
+    assert wide.min_steps and not narrow.min_steps and wide.model["hidden"] > narrow.model["hidden"]
+    per_step = wide.train["batch_size"] * wide.train["seq_len"]
+    fast = {f"{wide.shape} GRU": 1.01 * wide.min_steps * per_step / 600}  # chars/s: just enough steps in 10 minutes
+    plan = big_plan(TEN_MINUTES, pace=fast)
+    assert plan.model.hidden == wide.model["hidden"] and plan.train.lr == wide.train["lr"]
+    assert f"steps in the budget (it needs {wide.min_steps:,})" in plan.fitted[0]
+    slow = {name: 0.98 * v for name, v in fast.items()}
+    plan = big_plan(TEN_MINUTES, pace=slow)
+    assert (plan.model.hidden, plan.model.dropout, plan.train.weight_decay) == (
+        narrow.model["hidden"], narrow.model["dropout"], narrow.train["weight_decay"])
+    assert f"not {wide.shape} GRU: " in plan.fitted[0]
+    assert big_plan(TEN_MINUTES).model.hidden == narrow.model["hidden"]  # not timed: the narrower one
+
+
+def test_only_a_run_whose_choice_waits_on_pace_is_timed(monkeypatch):
+    from charrnn import cells
+    from charrnn.corpus import CorpusInfo, Vocab
+    from charrnn.training.plan import to_time
+
+    monkeypatch.setattr(type(cells.get("gru")), "slower_here", lambda self, device: None)
+    info, vocab = CorpusInfo("big.txt", "0" * 64, BIG, 1, "utf-8"), Vocab.from_chars("abc \n")
+    wide, _ = _paced_recipes()
+
+    def timed(config, given=frozenset(), start=FRESH):
+        return [name for name, _, _ in to_time(Options(config, given=given), info, vocab, CPU, start)]
+
+    assert timed(TEN_MINUTES) == [f"{wide.shape} GRU"]
+    model, config = to_time(Options(TEN_MINUTES), info, vocab, CPU)[0][1:]
+    assert (model.hidden, model.vocab_size, config.batch_size) == (wide.model["hidden"], vocab.size, 64)
+    assert timed(TrainConfig(time_limit_s=120)) == []  # the 2-minute recipe needs no timing
+    assert timed(TEN_MINUTES, frozenset({"hidden"})) == []  # the user chose the model
+    assert timed(TEN_MINUTES, start=RESUME) == []
+
+
+def test_prepare_times_the_wider_model_and_the_plan_says_so(tmp_path, monkeypatch):
+    from charrnn import cells
+    from charrnn.training import launch
+
+    monkeypatch.setattr(type(cells.get("gru")), "slower_here", lambda self, device: None)
+    wide, narrow = _paced_recipes()
+    corpus = tmp_path / "big.txt"
+    corpus.write_text(make_text(wide.min_chars // 20))  # lines of 20+ characters
+    assert len(corpus.read_text()) > wide.min_chars
+    timed = []
+
+    def pace(model, config, device, precision):
+        timed.append((model.hidden, config.seq_len, device.type))
+        return 1.0  # chars/s: far too slow for the wider model
+
+    monkeypatch.setattr(launch, "chars_per_second", pace)
+    options = Options(TEN_MINUTES, given=frozenset({"time_limit_s"}))
+    plan = launch.prepare(launch.Request(options, corpus, tmp_path / "out")).plan
+    assert timed == [(wide.model["hidden"], wide.train["seq_len"], "cpu")]
+    assert plan.model.hidden == narrow.model["hidden"] and "trains 1 chars/s here" in plan.fitted[0]
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setattr(launch.distributed, "world_size", lambda: 2)  # torchrun: every process must plan alike
+    timed.clear()
+    plan = launch.prepare(launch.Request(options, corpus, tmp_path / "out")).plan
+    assert timed == [] and plan.model.hidden == narrow.model["hidden"]
+
+
+def test_timing_a_model_trains_it_and_leaves_the_callers_generator_alone():
+    from charrnn.training.pace import chars_per_second
+
+    before = torch.random.get_rng_state()
+    model = ModelConfig("gru", 5, embedding=4, hidden=6)
+    assert chars_per_second(model, TrainConfig(batch_size=2, seq_len=8), CPU, "fp32", steps=2) > 0
+    assert torch.equal(torch.random.get_rng_state(), before)

@@ -41,7 +41,8 @@ class Recipe(NamedTuple):
     `device_type`, whose budget is a --time-limit of at most `max_seconds`
     (None: a run given no budget, which trains the default number of
     steps), gets `model` (ModelConfig fields) and `train` (TrainConfig
-    fields)."""
+    fields). Of two recipes for one budget, the first that fits wins:
+    a wider model, which needs `min_steps`, before the narrower one."""
 
     max_seconds: float | None
     min_chars: int
@@ -49,6 +50,13 @@ class Recipe(NamedTuple):
     model: dict
     train: dict
     why: str  # the measurement behind it, for the start-up line
+    # More than 0: only where the budget buys at least this many steps at
+    # this machine's pace, timed before the run (training/pace.py).
+    min_steps: int = 0
+
+    @property
+    def shape(self) -> str:
+        return f"{self.model['layers']}x{self.model['hidden']}"
 
     def fits(self, n_chars: int, time_limit_s: float | None, device_type: str) -> bool:
         if n_chars < self.min_chars or device_type != self.device_type:

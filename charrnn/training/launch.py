@@ -18,13 +18,14 @@ from pathlib import Path
 from .. import checkpoint as ckpt
 from .. import rundir
 from ..corpus import Corpus, load_corpus, shipped_corpus
-from ..device import resolve_device
+from ..device import resolve_device, resolve_precision
 from ..errors import CharRNNError
 from ..model import ModelConfig
 from . import distributed
 from .config import TrainConfig
 from .loop import Reporter, TrainResult, run
-from .plan import FRESH, INIT_FROM, RESUME, Options, RunPlan, check_options, make_plan, saved_config
+from .pace import chars_per_second
+from .plan import FRESH, INIT_FROM, RESUME, Options, RunPlan, check_options, make_plan, saved_config, to_time
 
 
 @dataclass(frozen=True)
@@ -72,12 +73,21 @@ def prepare(request: Request) -> Prepared:
         corpus = load_corpus(corpus_path, request.options.config.encoding, extra)
     # A named --out is checked before planning; the default name waits for the kind the plan chooses.
     out_dir = checkpoint.path.parent if start == RESUME else _checked_out(request, checkpoint)
-    plan = make_plan(request.options, corpus.info, corpus.vocab, device, str(out_dir or ""), distributed.world_size(),
-                     checkpoint, start)  # fmt: skip
+    processes = distributed.world_size()
+    plan = make_plan(request.options, corpus.info, corpus.vocab, device, str(out_dir or ""), processes, checkpoint,
+                     start, _pace(request.options, corpus, device, start) if processes == 1 else None)  # fmt: skip
     if out_dir is None:
         default = rundir.default_out_dir(corpus_path, plan.model.kind)
         plan = replace(plan, out_dir=str(_checked_out(request, checkpoint, default)))
     return Prepared(plan, corpus, checkpoint)
+
+
+def _pace(options: Options, corpus: Corpus, device, start: str) -> dict[str, float]:
+    """Chars/s here of each model whose choice waits on this machine's pace.
+    Not under torchrun: each process would time its own, and plan apart."""
+    timed = to_time(options, corpus.info, corpus.vocab, device, start)
+    return {name: chars_per_second(model, config, device, resolve_precision(config.precision, device))
+            for name, model, config in timed}  # fmt: skip
 
 
 def _checked_out(request: Request, parent: ckpt.Checkpoint | None, default: Path | None = None) -> Path | None:

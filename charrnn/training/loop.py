@@ -111,9 +111,9 @@ def run(plan: RunPlan, corpus: Corpus, checkpoint: ckpt.Checkpoint | None = None
     splits = split_corpus(corpus.ids, c.val_frac, c.test_frac)
     batches = StreamBatches(splits.train, c.batch_size, c.seq_len, dist.rows(c.batch_size))  # this process's streams
     with ExitStack() as held:
-        held.enter_context(_own_generators(device))
+        held.enter_context(own_generators(device))
         model, state = _begin(plan, corpus, checkpoint, dist)
-        optimizer = _make_optimizer(model, c)
+        optimizer = make_optimizer(model, c)
         scaler = torch.amp.GradScaler(device.type, enabled=plan.precision == "fp16")
         if dist.is_main:  # one writer per run directory, until the run ends
             held.enter_context(rundir.exclusive(out_dir))
@@ -130,7 +130,7 @@ def run(plan: RunPlan, corpus: Corpus, checkpoint: ckpt.Checkpoint | None = None
         return Trainer(plan, dist, *parts, reporter, replacing).fit()
 
 
-def _own_generators(device: torch.device):
+def own_generators(device: torch.device):
     """The run's seeding stays the run's: the caller's CPU generator, and
     the GPU's (CUDA or MPS), are put back when the run ends."""
     gpu = [device] if device.type in ("cuda", "mps") else []
@@ -245,7 +245,7 @@ def _out_of_memory(e: RuntimeError) -> bool:
     return isinstance(e, torch.OutOfMemoryError) or "can't allocate memory" in str(e)
 
 
-def _make_optimizer(model: CharRNN, config: TrainConfig) -> torch.optim.AdamW:
+def make_optimizer(model: CharRNN, config: TrainConfig) -> torch.optim.AdamW:
     # Decay the recurrent and output matrices only: not the embedding
     # (rows of rare characters would shrink) and not biases.
     decay, no_decay = [], []

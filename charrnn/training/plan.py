@@ -17,6 +17,7 @@ evaluation cadence, patience) is decided here and nowhere else.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
@@ -104,16 +105,19 @@ class RunPlan:
 
 
 def make_plan(options: Options, corpus: CorpusInfo, vocab: Vocab, device: torch.device, out_dir: str,
-              processes: int = 1, checkpoint: Checkpoint | None = None, start: str = FRESH) -> RunPlan:  # fmt: skip
+              processes: int = 1, checkpoint: Checkpoint | None = None, start: str = FRESH,
+              pace: Mapping[str, float] | None = None) -> RunPlan:  # fmt: skip
     """The plan of a run of `options` on a corpus of `vocab`, on `device`,
     writing to `out_dir`. `checkpoint` is the parent (INIT_FROM) or the run
-    to continue (RESUME). Refuses, in one line, anything the run could not do."""
+    to continue (RESUME). `pace` is how fast the models of `to_time` train
+    on this machine (chars/s by recipes.label), measured by the caller.
+    Refuses, in one line, anything the run could not do."""
     if start == RESUME:
         model, asked, notes, size_note, chosen = _resumed(options, corpus, vocab, checkpoint)
     elif start == INIT_FROM:
         model, asked, notes, size_note, chosen = _fine_tuned(options, vocab, checkpoint)
     else:
-        model, asked, notes, size_note, chosen = _fresh(options, corpus, vocab, device)
+        model, asked, notes, size_note, chosen = _fresh(options, corpus, vocab, device, pace)
     config = defaults.val_frac(asked.for_kind(model.kind), corpus.n_chars)
     precision = resolve_precision(config.precision, device)
     model.cell.check_device(device, model.layers, model.dropout)
@@ -136,21 +140,37 @@ def make_plan(options: Options, corpus: CorpusInfo, vocab: Vocab, device: torch.
     )  # fmt: skip
 
 
-def _fresh(options: Options, corpus: CorpusInfo, vocab: Vocab, device: torch.device):
+def to_time(options: Options, corpus: CorpusInfo, vocab: Vocab, device: torch.device,
+            start: str = FRESH) -> list[tuple[str, ModelConfig, TrainConfig]]:  # fmt: skip
+    """The models whose pace on this machine the plan needs, by name, with
+    the settings to time them under (pace.py); none for most runs."""
+    if start != FRESH or not _auto(options):
+        return []
+    model = replace(options.model, vocab_size=vocab.size)
+    return [(recipes.label(choice), *recipes.apply(choice, model, options.config, options.given))
+            for choice in recipes.to_time(corpus.n_chars, options.config, device, options.given)]  # fmt: skip
+
+
+def _auto(options: Options) -> bool:
+    return options.size == "auto" and not options.given & SIZE_FIELDS
+
+
+def _fresh(options: Options, corpus: CorpusInfo, vocab: Vocab, device: torch.device,
+           pace: Mapping[str, float] | None):  # fmt: skip
     """A new model of the options' shape. With --size auto and no model
     option given, the recipe measured best for the run's budget where one
     fits (recipes.py), else layers, hidden size and dropout from the
     corpus-size rule (size.py)."""
     check_options(options, FRESH)
     model, config = replace(options.model, vocab_size=vocab.size), options.config
-    if options.size != "auto" or options.given & SIZE_FIELDS:
+    if not _auto(options):
         return model, config, [], None, None
-    recipe = recipes.pick(corpus.n_chars, config, device, options.given)
+    recipe, passed = recipes.pick(corpus.n_chars, config, device, options.given, pace)
     if recipe is not None:
         model, config = recipes.apply(recipe, model, config, options.given)
-        return model, config, [], None, recipes.describe(recipe, options.given)
+        return model, config, [], None, recipes.describe(recipe, config, options.given, pace, passed)
     model, size_note = size.fit_model(model, corpus.n_chars, device)
-    return model, config, [], size_note, None
+    return model, config, [], size_note, "; ".join(passed) or None
 
 
 def _fine_tuned(options: Options, vocab: Vocab, parent: Checkpoint):
