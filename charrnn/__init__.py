@@ -1,3 +1,29 @@
-"""charrnn: train, sample and inspect character-level RNN language models."""
+"""charrnn: train, sample and inspect character-level RNN language models.
+
+    import charrnn
+    m = charrnn.load("checkpoints/shakespeare-gru")
+    print(m.sample(prime="ROMEO:", length=200, temperature=0.8, seed=1))
+
+The library's front is charrnn/api.py (docs/api.md). `import charrnn` stays
+light: torch is imported on first use of a name below.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
+__all__ = ["CharRNNError", "Model", "State", "TextScore", "load", "train"]
+
+if TYPE_CHECKING:
+    from .api import Model, State, TextScore, load, train
+    from .errors import CharRNNError
+
+
+def __getattr__(name: str):
+    if name == "CharRNNError":
+        return importlib.import_module(".errors", __name__).CharRNNError
+    if name in __all__:
+        return getattr(importlib.import_module(".api", __name__), name)
+    raise AttributeError(f"module 'charrnn' has no attribute {name!r}")

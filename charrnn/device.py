@@ -5,6 +5,7 @@ each device can do."""
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 
@@ -87,15 +88,34 @@ def exact_fp32(precision: str, device: torch.device) -> Iterator[None]:
     if precision != "fp32" or device.type != "cuda":
         yield
         return
-    knobs = (torch.backends.cudnn.rnn, torch.backends.cuda.matmul)
-    before = [k.fp32_precision for k in knobs]
+    with _IEEE.lock:  # blocks in several threads: the first sets it, the last puts it back
+        if _IEEE.holders == 0:
+            _IEEE.before = [k.fp32_precision for k in _ieee_knobs()]
+            for k in _ieee_knobs():
+                k.fp32_precision = "ieee"
+        _IEEE.holders += 1
     try:
-        for k in knobs:
-            k.fp32_precision = "ieee"
         yield
     finally:
-        for k, value in zip(knobs, before):
-            k.fp32_precision = value
+        with _IEEE.lock:
+            _IEEE.holders -= 1
+            if _IEEE.holders == 0:
+                for k, value in zip(_ieee_knobs(), _IEEE.before):
+                    k.fp32_precision = value
+
+
+class _Held:
+    """A process-wide setting held by blocks that may overlap (threads)."""
+
+    def __init__(self):
+        self.lock, self.holders, self.before = threading.Lock(), 0, []
+
+
+_IEEE = _Held()
+
+
+def _ieee_knobs() -> tuple:
+    return torch.backends.cudnn.rnn, torch.backends.cuda.matmul
 
 
 @contextmanager

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import Checkpoint, load_checkpoint
+from .checkpoint import Checkpoint
 from .corpus import IGNORE, eval_streams, load_corpus, split_corpus, stream_count
-from .device import AUTOCAST, ieee_fp32, resolve_device, resolve_precision
+from .device import AUTOCAST, ieee_fp32, resolve_precision
 from .errors import CharRNNError
 from .model import CharRNN
 from .parallel import Dist, sum_all
@@ -81,23 +81,36 @@ class Evaluation:
         return {**self.score.to_dict(), "skipped": self.skipped}
 
 
-def evaluate_checkpoint(path: Path, text_file: Path | None = None, encoding: str = "utf-8", device: str = "auto",
-                        streams: int = STREAMS, skip_unknown: bool = False) -> Evaluation:  # fmt: skip
-    """Score a checkpoint (or a run directory's best) on `text_file`, or on
-    its run's own test split, read as `streams` parallel streams (1: the
-    exact single-stream figure)."""
+def evaluate_text(checkpoint: Checkpoint, model: CharRNN, text_file: Path | None = None, encoding: str = "utf-8",
+                  streams: int = STREAMS, skip_unknown: bool = False) -> Evaluation:  # fmt: skip
+    """Score a checkpoint's model (on the device to score on) on `text_file`,
+    or on its run's own test split, read as `streams` parallel streams (1:
+    the exact single-stream figure)."""
     if streams < 1:
         raise CharRNNError(f"--streams must be at least 1, not {streams}")
-    checkpoint = load_checkpoint(path)
     text = eval_text(checkpoint, text_file, encoding, skip_unknown)
-    on = resolve_device(device)
+    on = model.head.weight.device
     # One stream is the exact figure: fp32. Several are an estimate already,
     # and read in bf16 where the CPU has it (faster; README: eval).
     precision = "fp32" if stream_count(len(text.ids), streams, WARMUP) == 1 else resolve_precision("auto", on)
-    result = score(checkpoint.model.to(on), text.ids, streams=streams, precision=precision)
+    result = score(model, text.ids, streams=streams, precision=precision)
     if result.chars == 0:
         raise CharRNNError(f"{text.source} is too short to score: it needs at least 2 characters")
     return Evaluation(checkpoint.path, text.source, result, text.skipped)
+
+
+@torch.inference_mode()
+def next_char_log_probs(model: CharRNN, ids: torch.Tensor, chunk: int = 4096) -> np.ndarray:
+    """log p(ids[i] | ids[:i]) for i >= 1, (len(ids) - 1,): one stream from a
+    fresh state, in IEEE fp32, a chunk at a time with the state carried."""
+    out, state = [], model.init_state(1, ids.device)
+    with ieee_fp32(ids.device):
+        for start in range(0, len(ids) - 1, chunk):
+            x, y = ids[start : start + chunk], ids[start + 1 : start + chunk + 1]
+            logits, state = model(x[None], state)  # (1, T, V)
+            logp = torch.log_softmax(logits[0, : len(y)].float(), -1)
+            out.append(logp.gather(1, y[:, None])[:, 0].cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,12 @@ def prime_ids(vocab: Vocab, prime: str, skip_unknown: bool, device: torch.device
     return torch.as_tensor(ids.astype("int64"), device=device)
 
 
-def read_prime(model: CharRNN, ids: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, tuple]:
+def read_prime(model: CharRNN, ids: torch.Tensor, chunk: int = 4096, state: tuple | None = None) -> tuple[torch.Tensor, tuple]:
     """Run the prime (P,) through the fused layers once, at batch 1, a chunk
-    at a time with the state carried, so a long --prime-file costs bounded
-    memory. Returns the last position's logits (1, V) and the state."""
-    state = model.init_state(1, ids.device)
+    at a time with the state carried (from `state`; None: a fresh one), so a
+    long --prime-file costs bounded memory. Returns the last position's
+    logits (1, V) and the state."""
+    state = model.init_state(1, ids.device) if state is None else state
     with ieee_fp32(ids.device):
         for start in range(0, len(ids), chunk):
             logits, state = model(ids[start : start + chunk][None], state)

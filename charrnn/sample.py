@@ -5,20 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import math
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from . import rundir
-from .beam import beam_columns
-from .checkpoint import load_checkpoint
 from .corpus import Vocab
-from .device import resolve_device
 from .errors import CharRNNError
 from .model import CharRNN
-from .prime import known_prime, prime_ids, read_prime
+from .prime import prime_ids, read_prime
 from .stepper import FastStepper
 
 
@@ -89,18 +85,6 @@ def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) 
     return logits
 
 
-def sample_checkpoint(path: Path | None, prime: str, config: SampleConfig, device: str = "auto") -> Iterator[list[str]]:
-    """`generate` from a checkpoint (or a run directory's best; None: the
-    newest run under checkpoints/) on `device`, once the prime is known to
-    be readable."""
-    checkpoint = load_checkpoint(path if path is not None else rundir.newest_run())
-    model = checkpoint.model.to(resolve_device(device))
-    known_prime(checkpoint.vocab, prime, config.skip_unknown)  # refused here, not once generation has begun
-    if config.beam is not None:
-        return beam_columns(model, checkpoint.vocab, prime, config)
-    return generate(model, checkpoint.vocab, prime, config)
-
-
 @torch.inference_mode()
 def generate(model: CharRNN, vocab: Vocab, prime: str, config: SampleConfig) -> Iterator[list[str]]:
     """Yield, per generated position, one character for each sample (a list
@@ -141,7 +125,7 @@ class Draws:
 
     def __init__(self, config: SampleConfig, batch: int, vocab_size: int, device: torch.device):
         self.config = config
-        base = config.seed if config.seed is not None else torch.seed()
+        base = config.seed if config.seed is not None else secrets.randbits(63)  # torch.seed() would reseed the process
         self.generators = [torch.Generator(device=device) for _ in range(batch)]
         for i, g in enumerate(self.generators):
             g.manual_seed(_sample_seed(base, i))

@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from ..evaluate import STREAMS, WARMUP, evaluate_checkpoint
+from ..api import load
+from ..evaluate import STREAMS, WARMUP
 from .options import CheckpointArg, DeviceName, DeviceOpt, EncodingOpt, Unknown, console, unknown_opt
 
 UnknownTextOpt = unknown_opt("Characters of the text")
@@ -30,7 +31,7 @@ def evaluate(
     unknown: UnknownTextOpt = Unknown.error,
 ) -> None:
     """Score a model on a text: loss (nats/char), bits per char, perplexity."""
-    evaluation = evaluate_checkpoint(checkpoint, text_file, encoding, device.value, streams, unknown is Unknown.skip)
+    evaluation = load(checkpoint, device.value).evaluate(text_file, encoding, streams, unknown.value)
     result = evaluation.score
     if as_json:
         print(json.dumps(evaluation.to_dict()))

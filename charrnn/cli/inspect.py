@@ -19,7 +19,8 @@ from ..errors import CharRNNError
 from ..inspection import analysis, lstmvis, page
 from ..inspection.features import parse_feature
 from ..inspection.record import Recording
-from ..inspection.session import Inspection, Selection, inspect_checkpoint
+from ..api import load
+from ..inspection.session import Inspection, Selection
 from ..inspection.source import TextSource
 from ..sample import SampleConfig
 from ..terminal import safe_for_terminal
@@ -109,7 +110,7 @@ def inspect(
     sampling = SampleConfig(length=generate_n or 0, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     source = TextSource(text, file, generate_n, prime, sampling, skip_unknown=unknown is Unknown.skip)
     selection = Selection(layers, units, dtype, max_chars)
-    with inspect_checkpoint(checkpoint, source, selection, device.value) as inspection:
+    with load(checkpoint, device.value).inspect(source, selection) as inspection:
         if inspection.skipped:
             err.print(f"note: left out {inspection.skipped:,} characters the model has never seen", markup=False)
         _write_outputs(inspection, outputs, extra, top)

@@ -12,7 +12,8 @@ import typer
 
 from .. import files
 from ..errors import CharRNNError
-from ..sample import SampleConfig, sample_checkpoint
+from ..api import load
+from ..sample import SampleConfig
 from ..terminal import safe_for_terminal
 from .options import (DeviceName, DeviceOpt, ForceOpt, NewestCheckpointArg, SeedOpt, TemperatureOpt, TopKOpt, TopPOpt,
                       Unknown, given_options, unknown_opt)  # fmt: skip
@@ -50,7 +51,7 @@ def sample(
     config = SampleConfig(length, temperature, top_k, top_p, seed, num_samples, stop, unknown is Unknown.skip, beam,
                           length_penalty)  # fmt: skip
     prime = _prime(prime, prime_file)
-    steps = sample_checkpoint(checkpoint, prime, config, device.value)
+    steps = load(checkpoint, device.value).columns(prime, config)
     echoed = prime if echo else ""
     if output is None:
         sys.stdout.reconfigure(errors="backslashreplace")  # a terminal or pipe that cannot show a character

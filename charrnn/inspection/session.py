@@ -9,15 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from .. import rundir
-from ..checkpoint import Checkpoint, load_checkpoint
+from ..checkpoint import Checkpoint
 from ..corpus import Vocab
-from ..device import resolve_device
 from ..errors import CharRNNError
+from ..model import CharRNN
 from .analysis import Report, analyse
 from .features import Feature
 from .record import Recording, recorded, select_layers, select_units
@@ -54,15 +52,14 @@ class Inspection:
 
 
 @contextmanager
-def inspect_checkpoint(path: Path | None, source: TextSource, selection: Selection = Selection(),
-                       device: str = "auto") -> Iterator[Inspection]:  # fmt: skip
-    """Record a checkpoint (or a run directory's best; None: the newest run)
-    on its source text. A large recording lives in a temporary directory
-    until the block ends."""
-    checkpoint = load_checkpoint(path if path is not None else rundir.newest_run())
-    text, skipped = _known(source_text(checkpoint, source, device), checkpoint.vocab, source)
+def inspect_model(checkpoint: Checkpoint, model: CharRNN, source: TextSource,
+                  selection: Selection = Selection()) -> Iterator[Inspection]:  # fmt: skip
+    """Record a checkpoint's model (on the device to record on) on its
+    source text. A large recording lives in a temporary directory until the
+    block ends."""
+    device = model.head.weight.device
+    text, skipped = _known(source_text(checkpoint, source, str(device)), checkpoint.vocab, source)
     text = text[: selection.max_chars]
-    model = checkpoint.model.to(resolve_device(device))
     layers = select_layers(selection.layers, checkpoint.config.layers)
     units = select_units(selection.units, checkpoint.config.hidden)
     with recorded(model, checkpoint.vocab, text, layers, units, selection.storage()) as recording:

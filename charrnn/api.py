@@ -1,0 +1,275 @@
+"""The library's front: load a model and use it, or train one.
+
+    import charrnn
+    m = charrnn.load("checkpoints/shakespeare-gru")     # a checkpoint, or a run directory's best
+    m.sample(prime="ROMEO:", length=200, temperature=0.8, seed=1)
+    for ch in m.stream(prime="ROMEO:", temperature=0.8): ...
+    m.score("To be, or not to be").bits_per_char
+    s = m.feed("ROMEO:"); m.next_probs(s)["\\n"]
+    m.record("some text").tensors["l0.h"]
+    run = charrnn.train("my.txt", time_limit="2m")
+
+The commands are callers of this: `charrnn sample` streams `Model.columns`,
+`charrnn eval` prints `Model.evaluate`, `charrnn inspect` records with
+`Model.inspect`. Nothing here prints, exits or changes a process-wide
+setting (on CUDA, IEEE fp32 is held for the calls that need it, counted so
+that calls from several threads put it back only when the last one ends).
+Every refusal is a CharRNNError with the CLI's one-line message. A loaded
+model can serve several threads at once: each call keeps its own state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import rundir
+from .beam import beam_columns, beam_search
+from .checkpoint import Checkpoint, load_checkpoint
+from .corpus import Vocab
+from .device import resolve_device
+from .errors import CharRNNError
+from .evaluate import STREAMS, Evaluation, evaluate_text, next_char_log_probs
+from .inspection.record import Recording, record, select_layers, select_units
+from .inspection.session import Inspection, Selection, inspect_model
+from .inspection.source import TextSource
+from .model import ModelConfig
+from .prime import known_prime, prime_ids, read_prime
+from .sample import SampleConfig, generate
+from .training import launch
+from .training.config import TrainConfig, field_name, flag, parse_duration
+from .training.launch import Request
+from .training.loop import Reporter, TrainResult
+from .training.plan import Options
+
+SIZES = ("auto", "fixed")  # --size: fitted to the corpus and budget, or the fixed default model
+
+UNKNOWN = ("error", "skip")  # what a text's characters that the model has never seen get
+
+
+@dataclass(frozen=True)
+class TextScore:
+    """How likely the model finds a text: each character's log-probability
+    given the characters before it (the first given the start of a line)."""
+
+    text: str  # the text scored: with unknown="skip", without the characters the model has never seen
+    log_probs: np.ndarray  # (len(text),) natural log-probabilities, one per character
+    skipped: int = 0  # characters left out (unknown="skip")
+
+    @property
+    def chars(self) -> int:
+        return len(self.log_probs)
+
+    @property
+    def total_nats(self) -> float:
+        return -float(self.log_probs.sum(dtype=np.float64))
+
+    @property
+    def mean_nats(self) -> float:
+        return self.total_nats / self.chars if self.chars else math.nan
+
+    @property
+    def bits_per_char(self) -> float:
+        return self.mean_nats / math.log(2)
+
+    def to_dict(self) -> dict:
+        return {"chars": self.chars, "total_nats": self.total_nats, "mean_nats": self.mean_nats,
+                "bits_per_char": self.bits_per_char, "skipped": self.skipped}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class State:
+    """Where the model is after reading some text (Model.feed): hold it,
+    feed it more, or ask for the next character's distribution. Never
+    changed in place, so one state can be continued in several ways."""
+
+    tensors: tuple[torch.Tensor, ...]  # the cell's state, (layers, 1, H) each
+    logits: torch.Tensor  # (V,) the next character's logits
+    text: str = ""  # what has been read, from the start of a line
+
+
+class Model:
+    """A trained model, ready to sample, score, feed and record. Make one
+    with `charrnn.load`."""
+
+    def __init__(self, checkpoint: Checkpoint, device: torch.device):
+        self.checkpoint = checkpoint
+        self.device = device
+        self.net = checkpoint.model.to(device).eval()
+
+    @property
+    def path(self) -> Path | None:
+        """The checkpoint file it was read from."""
+        return self.checkpoint.path
+
+    @property
+    def config(self) -> ModelConfig:
+        """The architecture: kind, layers, hidden size, embedding, vocabulary size."""
+        return self.checkpoint.config
+
+    @property
+    def vocab(self) -> Vocab:
+        return self.checkpoint.vocab
+
+    @property
+    def chars(self) -> str:
+        """Every character the model knows, in id order."""
+        return "".join(self.vocab.chars)
+
+    # -- generation ----------------------------------------------------------
+
+    def sample(self, prime: str = "", length: int = 500, **controls) -> str:
+        """One sample: the `length` characters that follow `prime` (the prime
+        itself not included). Controls, as `charrnn sample`'s options:
+        temperature (0: argmax), top_k, top_p, seed, stop, beam,
+        length_penalty, unknown ("error" or "skip" the prime's characters the
+        model has never seen)."""
+        return self.samples(1, prime, length, **controls)[0]
+
+    def samples(self, n: int, prime: str = "", length: int = 500, **controls) -> list[str]:
+        """`n` samples drawn together in one batch (with beam: the n best
+        beams); sample i is the same as with any other n."""
+        config = sample_config(length=length, num_samples=n, **controls)
+        texts = [[] for _ in range(n)]
+        for chars in self.columns(prime, config):
+            for j, ch in enumerate(chars):
+                texts[j].append(ch)
+        return ["".join(t) for t in texts]
+
+    def stream(self, prime: str = "", length: int = 500, **controls) -> Iterator[str]:
+        """One sample, a character at a time as it is generated (a beam
+        search's, once it is found)."""
+        for chars in self.columns(prime, sample_config(length=length, **controls)):
+            if chars[0]:
+                yield chars[0]
+
+    def columns(self, prime: str, config: SampleConfig) -> Iterator[list[str]]:
+        """Per generated position, one character of each of the samples
+        (config.num_samples of them; "" for one that has stopped). The prime
+        is checked before this returns, not once generation has begun."""
+        known_prime(self.vocab, prime, config.skip_unknown)
+        if config.beam is not None:
+            return beam_columns(self.net, self.vocab, prime, config)
+        return generate(self.net, self.vocab, prime, config)
+
+    def beams(self, prime: str = "", length: int = 500, **controls) -> list[tuple[str, float]]:
+        """Beam search's best continuations with their total log-probabilities."""
+        config = sample_config(length=length, **controls)
+        if config.beam is None:
+            raise CharRNNError("beams needs beam=N")
+        known_prime(self.vocab, prime, config.skip_unknown)
+        return [(h.text, h.logprob) for h in beam_search(self.net, self.vocab, prime, config)]
+
+    # -- scoring and stepping ------------------------------------------------
+
+    def score(self, text: str, unknown: str = "error") -> TextScore:
+        """Each character's log-probability given those before it, the first
+        given the start of a line: the exact single-stream figure."""
+        ids, skipped = self._known(text, unknown, "scores the rest")
+        start = prime_ids(self.vocab, "", False, self.device)  # a newline: as if a line began
+        logp = next_char_log_probs(self.net, torch.cat([start, torch.as_tensor(ids, device=self.device)]))
+        return TextScore(self.vocab.decode(ids) if skipped else text, logp, skipped)
+
+    def evaluate(self, text_file: Path | None = None, encoding: str = "utf-8", streams: int = STREAMS,
+                 unknown: str = "error") -> Evaluation:  # fmt: skip
+        """`charrnn eval`: the loss on a text file, or on the run's own test
+        split; `streams` parallel streams (1: exact)."""
+        return evaluate_text(self.checkpoint, self.net, text_file, encoding, streams, _skip(unknown))
+
+    @torch.inference_mode()
+    def feed(self, text: str, state: State | None = None, unknown: str = "error") -> State:
+        """The state after reading `text`, from `state` (None: the start of a line)."""
+        ids, _ = self._known(text, unknown, "reads the rest")
+        if state is None:
+            ids = np.concatenate([prime_ids(self.vocab, "", False, torch.device("cpu")).numpy(), ids])
+        if len(ids) == 0:
+            return state
+        logits, tensors = read_prime(self.net, torch.as_tensor(ids.astype(np.int64), device=self.device),
+                                     state=None if state is None else state.tensors)  # fmt: skip
+        read = self.vocab.decode(ids[1:] if state is None else ids)
+        return State(tensors, logits[0], (state.text if state else "") + read)
+
+    @torch.inference_mode()
+    def next_probs(self, state: State | None = None) -> dict[str, float]:
+        """The next character's distribution after `state` (None: at the start of a line)."""
+        state = state if state is not None else self.feed("")
+        probs = torch.softmax(state.logits.float(), -1).cpu().numpy()
+        return dict(zip(self.vocab.chars, probs.tolist()))
+
+    # -- recording -----------------------------------------------------------
+
+    def record(self, text: str, layers: str | None = None, units: str | None = None,
+               dtype: str = "fp32") -> Recording:  # fmt: skip
+        """Every selected unit's activations and gates on every character of
+        `text`, in memory (layers like "0,1", units like "0-63,100"; None: all)."""
+        ids, _ = self._known(text, "error", "")
+        selection = Selection(layers, units, dtype)
+        return record(self.net, self.vocab, text, select_layers(layers, self.config.layers),
+                      select_units(units, self.config.hidden), selection.storage())  # fmt: skip
+
+    def inspect(self, source: TextSource, selection: Selection = Selection()) -> AbstractContextManager[Inspection]:
+        """`charrnn inspect`'s recording of its source text; a large one lives
+        in a temporary directory until the block ends."""
+        return inspect_model(self.checkpoint, self.net, source, selection)
+
+    def _known(self, text: str, unknown: str, rest: str) -> tuple[np.ndarray, int]:
+        return self.vocab.encode_known(text, "the text", _skip(unknown), f"leaves them out and {rest}")
+
+
+def load(path: str | Path | None = None, device: str = "auto") -> Model:
+    """A model from a checkpoint file, a run directory (its best), or None
+    (the newest run under checkpoints/), on `device` (auto, cpu, cuda, mps)."""
+    checkpoint = load_checkpoint(Path(path) if path is not None else rundir.newest_run())
+    return Model(checkpoint, resolve_device(device))
+
+
+def train(corpus: str | Path | None = None, *, out: str | Path | None = None, time_limit: str | float | None = None,
+          size: str = "auto", force: bool = False, resume: str | Path | None = None,
+          init_from: str | Path | None = None, reporter: Reporter | None = None, **options) -> TrainResult:  # fmt: skip
+    """Train as `charrnn train` does, through the same plan (docs/train.md):
+    `corpus` (None: the shipped one), then `charrnn train`'s options by
+    their names with underscores, e.g. model="gru", hidden=256,
+    max_steps=1000, lr=3e-3; time_limit as "10m" or seconds. Returns where
+    the run went and how it ended; `reporter` (training/loop.py) sees its
+    progress, and nothing is printed otherwise."""
+    given = {field_name(name): value for name, value in options.items()}
+    if time_limit is not None:
+        given["time_limit_s"] = parse_duration(time_limit) if isinstance(time_limit, str) else float(time_limit)
+    model_fields = {f.name for f in fields(ModelConfig)} - {"vocab_size"}
+    train_fields = {f.name for f in fields(TrainConfig)}
+    if wrong := sorted(set(given) - model_fields - train_fields):
+        raise CharRNNError(f"charrnn train has no option {flag(wrong[0])}")
+    if size not in SIZES:
+        raise CharRNNError(f"size must be one of {', '.join(SIZES)}, not {size!r}")
+    defaults = Options()
+    model = replace(defaults.model, **{k: v for k, v in given.items() if k in model_fields})
+    config = TrainConfig(**{k: v for k, v in given.items() if k in train_fields})
+    request = Request(Options(config, model, frozenset(given), size), _path(corpus), _path(out), force,
+                      _path(resume), _path(init_from))  # fmt: skip
+    return launch.train(request, reporter)
+
+
+def _path(p: str | Path | None) -> Path | None:
+    return Path(p) if p is not None else None
+
+
+def sample_config(**controls) -> SampleConfig:
+    """A SampleConfig from `charrnn sample`'s option names; unknown="skip"
+    drops a prime's characters the model has never seen."""
+    skip = _skip(controls.pop("unknown", "error"))
+    known = {f.name for f in fields(SampleConfig)} - {"skip_unknown"}
+    if wrong := sorted(set(controls) - known):
+        raise CharRNNError(f"unknown sampling control {wrong[0]!r}: choose from {', '.join(sorted(known))}")
+    return SampleConfig(**controls, skip_unknown=skip)
+
+
+def _skip(unknown: str) -> bool:
+    if unknown not in UNKNOWN:
+        raise CharRNNError(f"unknown must be one of {', '.join(UNKNOWN)}, not {unknown!r}")
+    return unknown == "skip"
