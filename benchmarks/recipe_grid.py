@@ -127,6 +127,7 @@ def main() -> int:
     ap.add_argument("--verse", type=Path, default=REPO / "corpora" / "shakespeare.txt")
     ap.add_argument("--code", type=Path, default=Path(sysconfig.get_paths()["stdlib"]))
     ap.add_argument("--prose", type=Path, default=None, help="the King James Bible as text (size_rule.py says how)")
+    ap.add_argument("--corpora", default="verse,code,prose", help="a comma-separated subset of verse,code,prose")
     ap.add_argument("--sizes", default="1m,5m", help=f"a comma-separated subset of {','.join(SIZES)}")
     ap.add_argument("--budgets", default="2m,default", help=f"a comma-separated subset of {','.join(BUDGETS)}")
     ap.add_argument("--log", type=Path, default=LOG)
@@ -142,6 +143,7 @@ def main() -> int:
     if unknown := (set(sizes) - set(SIZES)) | (set(budgets) - set(BUDGETS)):
         sys.exit(f"error: unknown sizes or budgets {sorted(unknown)}")
     corpora = {"verse": args.verse, "code": args.code, **({"prose": args.prose} if args.prose else {})}
+    corpora = {name: path for name, path in corpora.items() if name in args.corpora.split(",")}
     run_grid(corpora, sizes, budgets, args.log, args.pause)
     return 0
 

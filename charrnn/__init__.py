@@ -17,13 +17,17 @@ __version__ = "0.1.0"
 __all__ = ["CharRNNError", "Model", "State", "TextScore", "load", "train"]
 
 if TYPE_CHECKING:
-    from .api import Model, State, TextScore, load, train
+    from .api import Model, State, TextScore, load
     from .errors import CharRNNError
+    from .training.launch import train_with as train
+
+# name -> (module, attribute): a program that only reads models never loads the trainer.
+_LAZY = {"CharRNNError": (".errors", "CharRNNError"), "train": (".training.launch", "train_with"),
+         **{name: (".api", name) for name in ("Model", "State", "TextScore", "load")}}  # fmt: skip
 
 
 def __getattr__(name: str):
-    if name == "CharRNNError":
-        return importlib.import_module(".errors", __name__).CharRNNError
-    if name in __all__:
-        return getattr(importlib.import_module(".api", __name__), name)
+    if name in _LAZY:
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(module, __name__), attribute)
     raise AttributeError(f"module 'charrnn' has no attribute {name!r}")

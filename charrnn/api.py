@@ -7,7 +7,7 @@
     m.score("To be, or not to be").bits_per_char
     s = m.feed("ROMEO:"); m.next_probs(s)["\\n"]
     m.record("some text").tensors["l0.h"]
-    run = charrnn.train("my.txt", time_limit="2m")
+    run = charrnn.train("my.txt", time_limit="2m")     # training/launch.py's train_with
 
 The commands are callers of this: `charrnn sample` streams `Model.columns`,
 `charrnn eval` prints `Model.evaluate`, `charrnn inspect` records with
@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -35,20 +35,13 @@ from .checkpoint import Checkpoint, load_checkpoint
 from .corpus import Vocab
 from .device import resolve_device
 from .errors import CharRNNError
-from .evaluate import STREAMS, Evaluation, evaluate_text, next_char_log_probs
+from .evaluate import STREAMS, Evaluation, batched_log_probs, evaluate_text, next_char_log_probs
 from .inspection.record import Recording, record, select_layers, select_units
 from .inspection.session import Inspection, Selection, inspect_model
 from .inspection.source import TextSource
 from .model import ModelConfig
 from .prime import known_prime, prime_ids, read_prime
 from .sample import SampleConfig, generate
-from .training import launch
-from .training.config import TrainConfig, field_name, flag, parse_duration
-from .training.launch import Request
-from .training.loop import Reporter, TrainResult
-from .training.plan import Options
-
-SIZES = ("auto", "fixed")  # --size: fitted to the corpus and budget, or the fixed default model
 
 UNKNOWN = ("error", "skip")  # what a text's characters that the model has never seen get
 
@@ -176,6 +169,18 @@ class Model:
         logp = next_char_log_probs(self.net, torch.cat([start, torch.as_tensor(ids, device=self.device)]))
         return TextScore(self.vocab.decode(ids) if skipped else text, logp, skipped)
 
+    def score_lines(self, lines: list[str], unknown: str = "error") -> list[TextScore]:
+        """`score` of each line with its end: each read from the start of a
+        line and scored through its newline (the line's end is part of what
+        the model predicts), many lines at once as parallel streams. The
+        scores equal `score(line + "\\n")` within float rounding."""
+        self._known("".join(lines), unknown, "scores the rest", "the lines")  # refused at once, naming every one
+        encoded = [self._known(line + "\n", "skip", "") for line in lines]
+        start = int(prime_ids(self.vocab, "", False, torch.device("cpu"))[0])
+        logps = batched_log_probs(self.net, [ids for ids, _ in encoded], start)
+        return [TextScore(self.vocab.decode(ids) if skipped else line + "\n", logp, skipped)
+                for line, (ids, skipped), logp in zip(lines, encoded, logps)]  # fmt: skip
+
     def evaluate(self, text_file: Path | None = None, encoding: str = "utf-8", streams: int = STREAMS,
                  unknown: str = "error") -> Evaluation:  # fmt: skip
         """`charrnn eval`: the loss on a text file, or on the run's own test
@@ -218,8 +223,8 @@ class Model:
         in a temporary directory until the block ends."""
         return inspect_model(self.checkpoint, self.net, source, selection)
 
-    def _known(self, text: str, unknown: str, rest: str) -> tuple[np.ndarray, int]:
-        return self.vocab.encode_known(text, "the text", _skip(unknown), f"leaves them out and {rest}")
+    def _known(self, text: str, unknown: str, rest: str, where: str = "the text") -> tuple[np.ndarray, int]:
+        return self.vocab.encode_known(text, where, _skip(unknown), f"leaves them out and {rest}")
 
 
 def load(path: str | Path | None = None, device: str = "auto") -> Model:
@@ -227,36 +232,6 @@ def load(path: str | Path | None = None, device: str = "auto") -> Model:
     (the newest run under checkpoints/), on `device` (auto, cpu, cuda, mps)."""
     checkpoint = load_checkpoint(Path(path) if path is not None else rundir.newest_run())
     return Model(checkpoint, resolve_device(device))
-
-
-def train(corpus: str | Path | None = None, *, out: str | Path | None = None, time_limit: str | float | None = None,
-          size: str = "auto", force: bool = False, resume: str | Path | None = None,
-          init_from: str | Path | None = None, reporter: Reporter | None = None, **options) -> TrainResult:  # fmt: skip
-    """Train as `charrnn train` does, through the same plan (docs/train.md):
-    `corpus` (None: the shipped one), then `charrnn train`'s options by
-    their names with underscores, e.g. model="gru", hidden=256,
-    max_steps=1000, lr=3e-3; time_limit as "10m" or seconds. Returns where
-    the run went and how it ended; `reporter` (training/loop.py) sees its
-    progress, and nothing is printed otherwise."""
-    given = {field_name(name): value for name, value in options.items()}
-    if time_limit is not None:
-        given["time_limit_s"] = parse_duration(time_limit) if isinstance(time_limit, str) else float(time_limit)
-    model_fields = {f.name for f in fields(ModelConfig)} - {"vocab_size"}
-    train_fields = {f.name for f in fields(TrainConfig)}
-    if wrong := sorted(set(given) - model_fields - train_fields):
-        raise CharRNNError(f"charrnn train has no option {flag(wrong[0])}")
-    if size not in SIZES:
-        raise CharRNNError(f"size must be one of {', '.join(SIZES)}, not {size!r}")
-    defaults = Options()
-    model = replace(defaults.model, **{k: v for k, v in given.items() if k in model_fields})
-    config = TrainConfig(**{k: v for k, v in given.items() if k in train_fields})
-    request = Request(Options(config, model, frozenset(given), size), _path(corpus), _path(out), force,
-                      _path(resume), _path(init_from))  # fmt: skip
-    return launch.train(request, reporter)
-
-
-def _path(p: str | Path | None) -> Path | None:
-    return Path(p) if p is not None else None
 
 
 def sample_config(**controls) -> SampleConfig:

@@ -144,3 +144,46 @@ def eval_text(checkpoint: Checkpoint, text_file: Path | None = None, encoding: s
     if len(splits.test) < 2:
         raise CharRNNError("the run has no test split (--test-frac 0): give a text file to score")
     return EvalText(splits.test, f"the test split of {corpus_path}")
+
+
+LINE_BATCH_CHARS = 1 << 16  # characters scored at once when lines are batched: padded (B, T) <= this
+LINE_BATCH_ROWS = 128  # lines at once at most: past this, wider batches ran slower (benchmarks/score_speed.py)
+
+
+@torch.inference_mode()
+def batched_log_probs(model: CharRNN, texts: list[np.ndarray], start: int, chunk: int = 4096) -> list[np.ndarray]:
+    """next_char_log_probs of each text read after `start` (an id), many
+    texts at once: sorted by length, batched as parallel streams padded at
+    the end (a padded position is read after the text's last, so it changes
+    nothing before it), each from a fresh state. Returns one array per text,
+    in the order given, len(text) each."""
+    device = model.head.weight.device
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(texts)
+    i = 0
+    with ieee_fp32(device):
+        while i < len(order):
+            end = i + 1  # lines are sorted by length, so the batch's last is its longest
+            while end < len(order) and end - i < LINE_BATCH_ROWS and (end + 1 - i) * len(texts[order[end]]) <= LINE_BATCH_CHARS:
+                end += 1
+            batch = order[i:end]
+            longest = max(len(texts[batch[-1]]), 1)
+            for j, logp in zip(batch, _batch_log_probs(model, [texts[j] for j in batch], start, longest, chunk)):
+                out[j] = logp
+            i = end
+    return out
+
+
+def _batch_log_probs(model: CharRNN, texts: list[np.ndarray], start: int, width: int, chunk: int) -> list[np.ndarray]:
+    device = model.head.weight.device
+    y = np.zeros((len(texts), width), dtype=np.int64)  # (B, T): each text, padded with id 0
+    for row, ids in enumerate(texts):
+        y[row, : len(ids)] = ids
+    x = np.concatenate([np.full((len(texts), 1), start, dtype=np.int64), y[:, :-1]], 1)  # read start, then the text
+    x_t, y_t = torch.as_tensor(x, device=device), torch.as_tensor(y, device=device)
+    logp, state = np.empty((len(texts), width), dtype=np.float32), model.init_state(len(texts), device)
+    for t in range(0, width, chunk):
+        logits, state = model(x_t[:, t : t + chunk], state)  # (B, T, V)
+        part = torch.log_softmax(logits.float(), -1).gather(2, y_t[:, t : t + chunk, None])[..., 0]
+        logp[:, t : t + chunk] = part.cpu().numpy()
+    return [logp[row, : len(ids)] for row, ids in enumerate(texts)]

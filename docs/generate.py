@@ -32,7 +32,7 @@ BENCHMARKS = REPO / "benchmarks"
 RESULTS = BENCHMARKS / "results"
 
 # The commands with a page of their own: docs/<command>.md.
-COMMANDS = ("train", "sample", "eval", "inspect", "export", "plot", "synthetic")
+COMMANDS = ("train", "sample", "eval", "score", "inspect", "export", "plot", "synthetic")
 
 
 # ---------------------------------------------------------------- options
@@ -198,6 +198,13 @@ def size_rule() -> str:
     return text
 
 
+def recipe_grid() -> str:
+    """`recipe_grid.py --table`."""
+    module = _benchmark("recipe_grid")
+    text, _ = module.table(module.LOG)
+    return text
+
+
 # ---------------------------------------------------------------- pages
 
 
@@ -206,7 +213,8 @@ def regions() -> dict[Path, dict[str, Callable[[], str]]]:
     pages: dict[Path, dict[str, Callable[[], str]]] = {
         DOCS / f"{name}.md": {"options": (lambda name=name: options_reference(name))} for name in COMMANDS
     }
-    pages[DOCS / "benchmarks.md"] = {"quality-best": quality_best, "quality-all": quality_all, "size-rule": size_rule}
+    pages[DOCS / "benchmarks.md"] = {"quality-best": quality_best, "quality-all": quality_all, "size-rule": size_rule,
+                                     "recipe-grid": recipe_grid}  # fmt: skip
     return pages
 
 

@@ -193,13 +193,13 @@ def test_a_full_disk_during_a_metrics_append_leaves_no_torn_line(tmp_path, corpu
     assert [e["step"] for e in rundir.read_metrics(run)] == [2, 4, 6, 8]
 
 def test_sample_output_is_all_or_nothing(trained_run, tmp_path, monkeypatch):
-    import charrnn.sample as sampling
+    import charrnn.api as api
 
     def breaks(*args, **kw):
         yield ["a"]
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(sampling, "generate", breaks)
+    monkeypatch.setattr(api, "generate", breaks)  # what `charrnn sample` draws from, through the API
     out = tmp_path / "samples.txt"
     done = run_cli("sample", trained_run, "--output", out, "--length", "50")
     assert done.exit_code == 1 and "no space left on the device to write" in done.output

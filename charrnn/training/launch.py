@@ -12,7 +12,7 @@ Nothing here prints: the CLI shows the plan's lines and draws progress.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from .. import checkpoint as ckpt
@@ -22,7 +22,7 @@ from ..device import resolve_device, resolve_precision
 from ..errors import CharRNNError
 from ..model import ModelConfig
 from . import distributed
-from .config import TrainConfig
+from .config import TrainConfig, field_name, flag, parse_duration
 from .loop import Reporter, TrainResult, run
 from .pace import chars_per_second
 from .plan import FRESH, INIT_FROM, RESUME, Options, RunPlan, check_options, make_plan, saved_config, to_time
@@ -146,3 +146,34 @@ def resume(path: Path, reporter: Reporter | None = None, **changes) -> TrainResu
     where to run (config.RESUMABLE), e.g. max_steps=5000."""
     options = Options(TrainConfig(**changes), given=frozenset(changes))
     return train(Request(options, resume=Path(path)), reporter)
+
+
+def train_with(corpus: str | Path | None = None, *, out: str | Path | None = None,
+               time_limit: str | float | None = None, size: str = "auto", force: bool = False,
+               resume: str | Path | None = None, init_from: str | Path | None = None,
+               reporter: Reporter | None = None, **options) -> TrainResult:  # fmt: skip
+    """`charrnn.train`. Train as `charrnn train` does, through the same plan (docs/train.md):
+    `corpus` (None: the shipped one), then `charrnn train`'s options by
+    their names with underscores, e.g. model=KIND, hidden=256,
+    max_steps=1000, lr=3e-3; time_limit as "10m" or seconds. Returns where
+    the run went and how it ended; `reporter` (training/loop.py) sees its
+    progress, and nothing is printed otherwise."""
+    given = {field_name(name): value for name, value in options.items()}
+    if time_limit is not None:
+        given["time_limit_s"] = parse_duration(time_limit) if isinstance(time_limit, str) else float(time_limit)
+    model_fields = {f.name for f in fields(ModelConfig)} - {"vocab_size"}
+    train_fields = {f.name for f in fields(TrainConfig)}
+    if wrong := sorted(set(given) - model_fields - train_fields):
+        raise CharRNNError(f"charrnn train has no option {flag(wrong[0])}")
+    if size not in ("auto", "fixed"):
+        raise CharRNNError(f"size must be auto or fixed, not {size!r}")
+    defaults = Options()
+    model = replace(defaults.model, **{k: v for k, v in given.items() if k in model_fields})
+    config = TrainConfig(**{k: v for k, v in given.items() if k in train_fields})
+    request = Request(Options(config, model, frozenset(given), size), _path(corpus), _path(out), force,
+                      _path(resume), _path(init_from))  # fmt: skip
+    return train(request, reporter)
+
+
+def _path(p: str | Path | None) -> Path | None:
+    return Path(p) if p is not None else None
