@@ -24,6 +24,7 @@ from . import inspect as inspect_cmd
 from . import plot as plot_cmd
 from . import sample as sample_cmd
 from . import score as score_cmd
+from . import serve as serve_cmd
 from . import synthetic as synthetic_cmd
 from . import train as train_cmd
 from . import version
@@ -88,6 +89,7 @@ app.command("train")(train_cmd.train)
 app.command("sample")(sample_cmd.sample)
 app.command("eval")(eval_cmd.evaluate)
 app.command("score")(score_cmd.score)
+app.command("serve")(serve_cmd.serve)
 app.command("inspect")(inspect_cmd.inspect)
 app.command("export")(export_cmd.export)
 app.command("plot")(plot_cmd.plot)
