@@ -33,6 +33,7 @@ from .errors import CharRNNError
 
 GENERATE_CONTROLS = {"prime", "length", "temperature", "top_k", "top_p", "seed", "stop", "unknown", "stream"}
 SCORE_FIELDS = {"text", "unknown"}
+BACKLOG = 128  # connections the kernel holds while every thread is busy accepting
 FLUSH_SECONDS = 0.02  # a stream sends what it has at most this often, so a fast model is not one event per character
 
 
@@ -73,8 +74,11 @@ def make_server(service: Service, host: str = "127.0.0.1", port: int = 8000) -> 
     class Handler(_Handler):
         pass
 
+    class Server(ThreadingHTTPServer):
+        request_queue_size = BACKLOG  # socketserver's default, 5, resets the 6th client to connect at once
+
     Handler.service = service
-    server = ThreadingHTTPServer((host, port), Handler)
+    server = Server((host, port), Handler)
     server.daemon_threads = True  # a stalled client never keeps the process from exiting
     return server
 

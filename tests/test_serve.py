@@ -140,6 +140,23 @@ def test_a_client_that_leaves_mid_stream_frees_its_slot(server):
     assert post(server, "/generate", {"length": 5, "seed": 1})[0] == 200
 
 
+def test_many_clients_connecting_at_once_are_all_answered(server):
+    answers, barrier = [], threading.Barrier(24)
+
+    def ask():
+        conn = http.client.HTTPConnection(*server, timeout=60)
+        barrier.wait()  # all connect together: more than a small listen backlog holds
+        conn.request("GET", "/health")
+        answers.append(conn.getresponse().status)
+
+    threads = [threading.Thread(target=ask) for _ in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == [200] * 24
+
+
 def test_a_port_in_use_is_refused_in_one_line(trained_run):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
