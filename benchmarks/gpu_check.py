@@ -89,20 +89,20 @@ def train_row(corpus: Path, out: Path, precision: str, device: str, seconds: flo
 
 
 def sampling_row(run: Path, device: str, small: bool) -> tuple[bool, str]:
-    import charrnn
+    from charrnn.api import load  # (charrnn, here, is the helper that runs the command)
     from charrnn.sample import SampleConfig
 
     figures = []
     for batch, length in ((1, 300 if small else 3000), (64, 100 if small else 1000)):
         config = SampleConfig(length=length, seed=0, num_samples=batch)
-        steps = charrnn.load(run, device).columns("", config)
+        steps = load(run, device).columns("", config)
         t0, chars = time.perf_counter(), 0
         for step in steps:
             chars += len(step)
         figures.append(f"batch {batch}: {chars / (time.perf_counter() - t0):,.0f} chars/s")
     length = 100 if small else 500
     t0 = time.perf_counter()
-    best = "".join(c[0] for c in charrnn.load(run, device).columns("", SampleConfig(length=length, beam=8)))
+    best = "".join(c[0] for c in load(run, device).columns("", SampleConfig(length=length, beam=8)))
     figures.append(f"beam 8: {len(best) / (time.perf_counter() - t0):,.0f} chars/s")
     return True, "; ".join(figures)
 
@@ -156,11 +156,11 @@ def export_row(run: Path, tmp: Path, device: str) -> tuple[bool, str]:
     done = charrnn("export", run, model, "--dtype", "fp32")
     if done.returncode != 0:
         return False, done.stderr.strip()[-200:]
-    import charrnn
+    from charrnn.api import load  # (charrnn, here, is the helper that runs the command)
     from charrnn.sample import SampleConfig
 
     config = SampleConfig(length=300, temperature=0)
-    first, second = ("".join(c[0] for c in charrnn.load(src, device).columns("", config)) for src in (run, model))
+    first, second = ("".join(c[0] for c in load(src, device).columns("", config)) for src in (run, model))
     same = first == second
     size = model.stat().st_size / (run / "best.safetensors").stat().st_size
     return same, f"{size:.0%} of the checkpoint; argmax 300 chars {'equal' if same else 'DIFFER'} to the checkpoint's"
