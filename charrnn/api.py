@@ -213,7 +213,7 @@ class Model:
                dtype: str = "fp32") -> Recording:  # fmt: skip
         """Every selected unit's activations and gates on every character of
         `text`, in memory (layers like "0,1", units like "0-63,100"; None: all)."""
-        ids, _ = self._known(text, "error", "")
+        self._known(text, "error", "")  # characters it has never seen: refused in one line before recording
         selection = Selection(layers, units, dtype)
         return record(self.net, self.vocab, text, select_layers(layers, self.config.layers),
                       select_units(units, self.config.hidden), selection.storage())  # fmt: skip
