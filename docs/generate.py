@@ -205,6 +205,12 @@ def recipe_grid() -> str:
     return text
 
 
+def web_size() -> str:
+    """`web_size.py --table`: the last logged measurement."""
+    module = _benchmark("web_size")
+    return module.table(module.logged()) + "\n\nMeasured by `python benchmarks/web_size.py CHECKPOINT --log`."
+
+
 # ---------------------------------------------------------------- pages
 
 
@@ -215,6 +221,7 @@ def regions() -> dict[Path, dict[str, Callable[[], str]]]:
     }
     pages[DOCS / "benchmarks.md"] = {"quality-best": quality_best, "quality-all": quality_all, "size-rule": size_rule,
                                      "recipe-grid": recipe_grid}  # fmt: skip
+    pages[DOCS / "export.md"]["int8"] = web_size
     return pages
 
 

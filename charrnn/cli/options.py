@@ -29,6 +29,7 @@ DeviceName = _choices("DeviceName", DEVICES)
 Precision = _choices("Precision", PRECISIONS)
 Size = _choices("Size", ("auto", "fixed"))
 Dtype = _choices("Dtype", STORAGE)  # how exported weights or recorded tensors are stored
+ExportDtype = _choices("ExportDtype", (*STORAGE, "int8"))  # int8: a page's or a module's weights only
 
 
 def kinds_help() -> str:
