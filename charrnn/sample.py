@@ -135,7 +135,8 @@ class Draws:
         self.buf = torch.empty(batch, vocab_size, device=device)
         self.t = 0
 
-    def _gumbel(self) -> torch.Tensor:
+    def next_noise(self) -> torch.Tensor:
+        """The next step's Gumbel noise, (B, V): what __call__ adds before the argmax."""
         if self.t == self.noise.shape[0]:
             steps, v = max(1, min(self.block, self.left)), self.noise.shape[2]
             tiny = torch.finfo(torch.float32).tiny  # u = 0 would give -inf noise
@@ -153,7 +154,7 @@ class Draws:
             return logits.argmax(-1)
         if c.top_k is not None or c.top_p is not None:
             logits = filter_logits(logits, c.top_k, c.top_p)
-        return torch.add(logits, self._gumbel(), out=self.buf).argmax(-1)
+        return torch.add(logits, self.next_noise(), out=self.buf).argmax(-1)
 
 
 def _sample_seed(base: int, index: int) -> int:

@@ -9,6 +9,10 @@
 Built on the standard library's ThreadingHTTPServer: one thread per
 connection, all sharing one Model (api.py), which keeps each call's state to
 itself. The same controls and seed give the text `charrnn sample` prints.
+Generations that ask for no particular text (no seed, a temperature above
+0) are stepped together as one batch by one thread (batching.py), which
+serves many clients at once far faster than stepping each alone; the
+others run in their request's thread, exactly as `charrnn sample`.
 
 Nothing a client sends can take the server down: a body that is not JSON, an
 unknown control, a bad value or a character the model has never seen gets a
@@ -29,6 +33,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .api import Model, sample_config
+from .batching import Batcher
 from .errors import CharRNNError
 
 GENERATE_CONTROLS = {"prime", "length", "temperature", "top_k", "top_p", "seed", "stop", "unknown", "stream"}
@@ -48,16 +53,32 @@ class Limits:
 class Service:
     """The model and what the handlers share: the limits and the slots."""
 
-    def __init__(self, model: Model, limits: Limits = Limits()):
+    def __init__(self, model: Model, limits: Limits = Limits(), batch: bool = True):
         self.model, self.limits = model, limits
         self.slots = threading.BoundedSemaphore(limits.max_requests)
         self.lock = threading.Lock()
         self.in_flight = 0
+        self.batcher = Batcher(model.net, model.vocab) if batch else None
 
     def health(self) -> dict:
         c = self.model.config
         return {"model": str(self.model.path), "kind": c.kind, "layers": c.layers, "hidden": c.hidden,
-                "vocab": self.model.chars, "limits": asdict(self.limits), "in_flight": self.in_flight}  # fmt: skip
+                "vocab": self.model.chars, "limits": asdict(self.limits), "in_flight": self.in_flight,
+                "batching": self.batcher is not None,
+                "batched": self.batcher.in_flight if self.batcher else 0}  # fmt: skip
+
+    def generation(self, prime: str, config):
+        """The characters of one sample, a list of one per step: batched with
+        the others in flight where the request asked for no particular text,
+        else stepped alone as `charrnn sample` steps it. The prime is checked
+        before this returns."""
+        if self.batcher is not None and config.seed is None and config.temperature > 0 and config.beam is None:
+            return self.batcher.submit(prime, config)
+        return self.model.columns(prime, config)
+
+    def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
 
 
 class ClientError(Exception):
@@ -131,7 +152,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise ClientError(HTTPStatus.BAD_REQUEST,
                               f"length must be an integer up to {self.service.limits.max_length}")  # fmt: skip
         config = sample_config(**controls)
-        pieces = self.service.model.columns(prime, config)  # the prime is checked here, before anything is sent
+        pieces = self.service.generation(prime, config)  # the prime is checked here, before anything is sent
         deadline = time.monotonic() + self.service.limits.max_seconds
         if body.get("stream"):
             return self._stream(pieces, deadline)

@@ -140,6 +140,41 @@ def test_a_client_that_leaves_mid_stream_frees_its_slot(server):
     assert post(server, "/generate", {"length": 5, "seed": 1})[0] == 200
 
 
+def open_stream(server, body: dict) -> socket.socket:
+    sock = socket.create_connection(server, timeout=30)
+    data = json.dumps({**body, "stream": True}).encode()
+    sock.sendall(b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 + f"Content-Length: {len(data)}\r\n\r\n".encode() + data)  # fmt: skip
+    head = b""
+    while b"data: " not in head:  # the headers and the first characters
+        head += sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 200")
+    return sock
+
+
+def wait_for(server, **want) -> dict:
+    deadline, now = time.monotonic() + 120, health(server)
+    while any(now[k] != v for k, v in want.items()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = health(server)
+    return now
+
+
+def test_unseeded_generations_share_one_batch_and_leave_it(server, served_run):
+    vocab = set(charrnn.load(served_run).chars)
+    socks = [open_stream(server, {"length": 100_000, "temperature": t}) for t in (0.9, 0.9, 1.2)]
+    now = health(server)
+    assert now["batching"] and now["batched"] == 3 and now["in_flight"] == 3  # all three stepped by the batcher
+    status, payload = post(server, "/generate", {"length": 300, "top_k": 5, "prime": "BOB:"})  # joins them, and ends
+    assert status == 200 and len(payload["text"]) == 300 and set(payload["text"]) <= vocab
+    for sock in socks:
+        sock.close()
+    now = wait_for(server, batched=0, in_flight=0)  # the server learns of each at its next write
+    assert now["batched"] == 0 and now["in_flight"] == 0
+    streamed = events(server, {"length": 50, "stop": " "})
+    assert streamed[-1] == ("done", {}) and "".join(e[1]["text"] for e in streamed[:-1]).count(" ") <= 1
+
+
 def test_many_clients_connecting_at_once_are_all_answered(server):
     answers, barrier = [], threading.Barrier(24)
 
