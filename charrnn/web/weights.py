@@ -44,33 +44,33 @@ def int8_rows(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def encode(t: torch.Tensor, dtype: str) -> dict:
     """One tensor as the page's JSON holds it: {shape, dtype, data[, scale]}."""
-    kind = stored_dtype(t, dtype)
-    out = {"shape": list(t.shape), "dtype": kind}
-    if kind == "int8":
+    stored = stored_dtype(t, dtype)
+    out = {"shape": list(t.shape), "dtype": stored}
+    if stored == "int8":
         q, scale = int8_rows(t)
         return out | {"data": _b64(q), "scale": _b64(scale)}
-    half = t.detach().to(STORAGE[kind]).contiguous()
+    half = t.detach().to(STORAGE[stored]).contiguous()
     return out | {"data": _b64(half.view(torch.int16 if half.element_size() == 2 else torch.int32))}
 
 
 def check_range(state: dict[str, torch.Tensor], dtype: str) -> None:
     """Refuse weights that the storage would turn into inf."""
     for t in state.values():
-        kind = stored_dtype(t, dtype)
-        if kind != "int8" and not bool(torch.isfinite(t.to(STORAGE[kind])).all()):
-            raise CharRNNError(f"the weights overflow {kind}'s range: use --dtype bf16 or fp32")
+        stored = stored_dtype(t, dtype)
+        if stored != "int8" and not bool(torch.isfinite(t.to(STORAGE[stored])).all()):
+            raise CharRNNError(f"the weights overflow {stored}'s range: use --dtype bf16 or fp32")
 
 
 def as_page_sees(state: dict[str, torch.Tensor], dtype: str) -> dict[str, torch.Tensor]:
     """The fp32 weights the JavaScript decodes from `encode(t, dtype)`."""
     out = {}
     for name, t in state.items():
-        kind = stored_dtype(t, dtype)
-        if kind == "int8":
+        stored = stored_dtype(t, dtype)
+        if stored == "int8":
             q, scale = int8_rows(t)
             out[name] = (q.float().reshape(t.shape[0], -1) * scale[:, None]).reshape(t.shape)
         else:
-            out[name] = t.detach().to(STORAGE[kind]).float()
+            out[name] = t.detach().to(STORAGE[stored]).float()
     return out
 
 
