@@ -1,51 +1,82 @@
-"""Recording speed and memory: 100,000 characters through a 2x512 LSTM,
-every tensor of every layer (h, c, i, f, g, o), stored as float16.
-Target: under a minute on 2 cores, peak RAM under 2 GB.
+"""`charrnn inspect`'s time and peak memory, as a user runs it: the
+command with its defaults on 100,000 characters (the recording, the
+control, the finder and its ablation column, probes, gradient flow, the
+printed report), at 2x384 and 2x512.
 
-    python benchmarks/inspect_speed.py
-    python benchmarks/inspect_speed.py --spill     # tensors streamed to disk
+    python benchmarks/inspect_speed.py [--corpus FILE] [--chars 100000] [--sizes 384 512] [--kinds gru lstm]
+    python benchmarks/inspect_speed.py --repo ../old-checkout      # the same command from another checkout
+
+Each model is the architecture at random initialisation (the cost does not
+depend on training), saved as a checkpoint; each command runs in its own
+process, whose wall time and peak resident memory (the kernel's ru_maxrss
+for that child) are printed. Target: under 60 s and under 2 GB on 2 cores.
+--repo runs the command from another checkout of charrnn (its own code,
+this script's models), for a before and after on one machine.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from charrnn.inspection.record import record
-from charrnn.corpus import Vocab
-from charrnn.model import CharRNN, ModelConfig
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-DEFAULT_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
+from charrnn.checkpoint import save_checkpoint  # noqa: E402
+from charrnn.corpus import Vocab  # noqa: E402
+from charrnn.model import CharRNN, ModelConfig  # noqa: E402
+
+DEFAULT_CORPUS = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
+
+
+def run(repo: Path, args: list[str]) -> tuple[float, float, int]:
+    """(seconds, peak MiB, exit status) of `python -m charrnn ARGS` from `repo`."""
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "charrnn", *args], cwd=repo, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    if status:
+        sys.stderr.write(proc.stderr.read().decode(errors="replace")[-2000:])
+    return seconds, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     ap.add_argument("--chars", type=int, default=100_000)
-    ap.add_argument("--spill", action="store_true", help="stream tensors to .npy files instead of memory")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[384, 512])
+    ap.add_argument("--kinds", nargs="+", default=["gru"])
+    ap.add_argument("--repo", type=Path, default=REPO, help="the checkout whose charrnn runs the command")
     args = ap.parse_args()
     if not args.corpus.is_file():
         sys.exit(f"error: corpus not found: {args.corpus}")
     text = args.corpus.read_text(encoding="utf-8")[: args.chars]
     vocab = Vocab.from_chars(text)
-    torch.manual_seed(0)
-    model = CharRNN(ModelConfig("lstm", vocab.size, embedding=64, hidden=512, layers=2)).eval()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"charrnn inspect CKPT --file TEXT ({len(text):,} characters), from {args.repo.resolve()}; torch"
+          f" {torch.__version__}, {torch.get_num_threads()} threads")  # fmt: skip
+    print(f"{'model':>10} {'seconds':>8} {'peak MiB':>9}")
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        rec = record(model, vocab, text, dtype=np.float16, spill=Path(tmp) if args.spill else None)
-        seconds = time.perf_counter() - t0
-        stored = sum(a.nbytes for a in rec.tensors.values()) / 2**20
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{len(text):,} chars, {len(rec.tensors)} tensors ({stored:,.0f} MiB float16): {seconds:.1f} s,"
-          f" {len(text) / seconds:,.0f} chars/s; peak RSS {peak:,.0f} MiB (before recording {before:,.0f} MiB)")
+        source = Path(tmp) / "text.txt"
+        source.write_text(text, encoding="utf-8")
+        for kind in args.kinds:
+            for hidden in args.sizes:
+                torch.manual_seed(0)
+                model = CharRNN(ModelConfig(kind, vocab.size, embedding=64, hidden=hidden, layers=2))
+                path = Path(tmp) / f"{kind}-{hidden}.safetensors"
+                save_checkpoint(path, model, vocab)
+                seconds, peak, code = run(args.repo, ["inspect", str(path), "--file", str(source),
+                                                      "--max-chars", str(args.chars), "--device", "cpu"])  # fmt: skip
+                name = f"2x{hidden} {kind}"
+                print(f"{name:>10} {seconds:8.1f} {peak:9,.0f}" + ("" if code == 0 else f"  (exit {code})"), flush=True)
 
 
 if __name__ == "__main__":

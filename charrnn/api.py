@@ -32,6 +32,8 @@ import torch
 from . import rundir
 from .beam import beam_columns, beam_search
 from .checkpoint import Checkpoint, load_checkpoint
+from .clamp import parse_clamps
+from .compare import MAX_N, Comparison, compare
 from .corpus import Vocab
 from .device import resolve_device
 from .errors import CharRNNError
@@ -121,7 +123,7 @@ class Model:
         """One sample: the `length` characters that follow `prime` (the prime
         itself not included). Controls, as `charrnn sample`'s options:
         temperature (0: argmax), top_k, top_p, seed, stop, beam,
-        length_penalty, unknown ("error" or "skip" the prime's characters the
+        length_penalty, clamp (units held at a value, e.g. ["l1.h:42=1.0"]), unknown ("error" or "skip" the prime's characters the
         model has never seen)."""
         return self.samples(1, prime, length, **controls)[0]
 
@@ -147,6 +149,7 @@ class Model:
         (config.num_samples of them; "" for one that has stopped). The prime
         is checked before this returns, not once generation has begun."""
         known_prime(self.vocab, prime, config.skip_unknown)
+        parse_clamps(config.clamp, self.config)
         if config.beam is not None:
             return beam_columns(self.net, self.vocab, prime, config)
         return generate(self.net, self.vocab, prime, config)
@@ -186,6 +189,14 @@ class Model:
         """`charrnn eval`: the loss on a text file, or on the run's own test
         split; `streams` parallel streams (1: exact)."""
         return evaluate_text(self.checkpoint, self.net, text_file, encoding, streams, _skip(unknown))
+
+    def compare(self, text_file: Path | None = None, max_n: int = MAX_N, max_chars: int | None = None,
+                unknown: str = "error") -> Comparison:  # fmt: skip
+        """`charrnn compare`: the model beside n-gram models (n = 1..max_n) of
+        its run's train split, on a text file or the run's test split, with
+        the breakdown of its errors and its loss on long-range closers."""
+        return compare(self.checkpoint, self.net, Path(text_file) if text_file else None, max_n, max_chars,
+                       _skip(unknown))  # fmt: skip
 
     @torch.inference_mode()
     def feed(self, text: str, state: State | None = None, unknown: str = "error") -> State:
@@ -238,6 +249,10 @@ def sample_config(**controls) -> SampleConfig:
     """A SampleConfig from `charrnn sample`'s option names; unknown="skip"
     drops a prime's characters the model has never seen."""
     skip = _skip(controls.pop("unknown", "error"))
+    if isinstance(clamp := controls.get("clamp", ()), str):  # one unit given alone
+        controls["clamp"] = (clamp,)
+    elif clamp:
+        controls["clamp"] = tuple(clamp)
     known = {f.name for f in fields(SampleConfig)} - {"skip_unknown"}
     if wrong := sorted(set(controls) - known):
         raise CharRNNError(f"unknown sampling control {wrong[0]!r}: choose from {', '.join(sorted(known))}")

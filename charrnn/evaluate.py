@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import Checkpoint
-from .corpus import IGNORE, eval_streams, load_corpus, split_corpus, stream_count
+from .corpus import IGNORE, Splits, eval_streams, load_corpus, split_corpus, stream_count
 from .device import AUTOCAST, ieee_fp32, resolve_precision
 from .errors import CharRNNError
 from .model import CharRNN
@@ -131,19 +131,26 @@ def eval_text(checkpoint: Checkpoint, text_file: Path | None = None, encoding: s
         ids, skipped = checkpoint.vocab.translate(data.ids, data.vocab, str(text_file), skip_unknown,
                                                   "leaves them out and scores the rest")  # fmt: skip
         return EvalText(ids, str(text_file), skipped)
-    run = checkpoint.run
-    if run is None:
-        raise CharRNNError("this checkpoint records no corpus: give a text file to score")
-    corpus_path = Path(run.corpus.path)
-    if not corpus_path.exists():
-        raise CharRNNError(f"the run's corpus {corpus_path} is not at hand: give a text file to score")
-    data = load_corpus(corpus_path, run.corpus.encoding)
-    if data.info.sha256 != run.corpus.sha256:
-        raise CharRNNError(f"{corpus_path} has changed since training: give a text file to score")
-    splits = split_corpus(data.ids, run.train_config["val_frac"], run.train_config["test_frac"])
+    splits, corpus_path = run_splits(checkpoint, "give a text file to score")
     if len(splits.test) < 2:
         raise CharRNNError("the run has no test split (--test-frac 0): give a text file to score")
     return EvalText(splits.test, f"the test split of {corpus_path}")
+
+
+def run_splits(checkpoint: Checkpoint, instead: str) -> tuple[Splits, Path]:
+    """The run's train, val and test splits, rebuilt from its corpus if that
+    is still at hand and unchanged, and the corpus's path; else a refusal
+    ending with what to do `instead`."""
+    run = checkpoint.run
+    if run is None:
+        raise CharRNNError(f"this checkpoint records no corpus: {instead}")
+    corpus_path = Path(run.corpus.path)
+    if not corpus_path.exists():
+        raise CharRNNError(f"the run's corpus {corpus_path} is not at hand: {instead}")
+    data = load_corpus(corpus_path, run.corpus.encoding)
+    if data.info.sha256 != run.corpus.sha256:
+        raise CharRNNError(f"{corpus_path} has changed since training: {instead}")
+    return split_corpus(data.ids, run.train_config["val_frac"], run.train_config["test_frac"]), corpus_path
 
 
 LINE_BATCH_CHARS = 1 << 16  # characters scored at once when lines are batched: padded (B, T) <= this

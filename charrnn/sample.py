@@ -14,6 +14,7 @@ import torch
 from .corpus import Vocab
 from .errors import CharRNNError
 from .model import CharRNN
+from .clamp import parse_clamps
 from .prime import prime_ids, read_prime
 from .stepper import FastStepper
 
@@ -35,6 +36,7 @@ class SampleConfig:
     skip_unknown: bool = False  # drop prime characters the model has never seen
     beam: int | None = None  # beam search with this many beams instead of drawing (charrnn/beam.py)
     length_penalty: float = 0.0  # beam search: rank finished beams by logprob / length**penalty
+    clamp: tuple[str, ...] = ()  # units held at a value on every step, as 'l1.c:42=1.0' (clamp.py)
 
     def __post_init__(self) -> None:
         if self.length < 0:
@@ -54,6 +56,8 @@ class SampleConfig:
         self._check_beam()
 
     def _check_beam(self) -> None:
+        if self.beam is not None and self.clamp:
+            raise CharRNNError("--clamp does not combine with --beam")
         if self.beam is None:
             if self.length_penalty != 0:
                 raise CharRNNError("--length-penalty ranks beams: it needs --beam")
@@ -93,12 +97,16 @@ def generate(model: CharRNN, vocab: Vocab, prime: str, config: SampleConfig) -> 
     model.eval()
     b = config.num_samples
     scale = 1.0 / config.temperature if config.temperature > 0 else 1.0
-    logits, state = read_prime(model, prime_ids(vocab, prime, config.skip_unknown, device))
-    # every sample starts from the same prime: copy its state and logits to the batch
-    state = tuple(s.expand(-1, b, -1).contiguous() for s in state)
-    logits = logits.expand(b, -1) * scale  # (B, V), tempered like every later step's
-    stepper = FastStepper(model, b, device, logit_scale=scale)
-    stepper.load_state(state)
+    clamps = parse_clamps(config.clamp, model.config)
+    stepper = FastStepper(model, b, device, logit_scale=scale, clamps=clamps)
+    ids = prime_ids(vocab, prime, config.skip_unknown, device)
+    if clamps:  # the prime too is read with the units held: a step at a time
+        for i in ids:
+            logits = stepper.step(i.expand(b))  # (B, V), tempered by the stepper's head
+    else:  # read at once by the fused layers; every sample starts from its state and logits
+        logits, state = read_prime(model, ids)
+        stepper.load_state(tuple(s.expand(-1, b, -1).contiguous() for s in state))
+        logits = logits.expand(b, -1) * scale  # (B, V), tempered like every later step's
     draw = Draws(config, b, vocab.size, device)
     stops = StopString(config.stop, b)
     for _ in range(config.length):

@@ -11,9 +11,12 @@ rounding; tests hold them within 1e-5.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from .cells import Slot, State
+from .clamp import Clamp, Holds
 from .model import CharRNN
 
 
@@ -27,8 +30,10 @@ class FastStepper:
     """
 
     @torch.no_grad()
-    def __init__(self, model: CharRNN, batch: int, device: torch.device | None = None, logit_scale: float = 1.0):
+    def __init__(self, model: CharRNN, batch: int, device: torch.device | None = None, logit_scale: float = 1.0,
+                 clamps: Sequence[Clamp] = ()):  # fmt: skip
         c = model.config
+        self.holds = Holds(clamps, batch, model.cell.state_names, device or model.head.weight.device) if clamps else None
         dev = device or model.head.weight.device
         h = c.hidden
         self.hs = torch.zeros(batch, c.layers * h, device=dev)
@@ -72,6 +77,8 @@ class FastStepper:
         """ids (B,) -> logits (B, V), in a buffer reused by the next step.
 
         Needs no autograd context: every weight and buffer is detached."""
-        for layer in self.layers:
+        for k, layer in enumerate(self.layers):
             layer.step(ids)
+            if self.holds is not None:  # units held (clamp.py), before the layer above or the head reads them
+                self.holds.apply(k, layer.state())
         return torch.addmm(self.head_b, self.top, self.head_w, out=self.logits)

@@ -119,6 +119,8 @@ def test_the_checkpoint_and_scoring_layers_import_nothing_from_training(graph, m
 
 
 def test_only_cells_know_the_kinds():
+    # A line may name a kind's word for something else (a JSON key fixed by
+    # its readers) if it says so: "# not a cell kind".
     kinds = "|".join(map(re.escape, cells.names()))
     named = re.compile(rf"""["']({kinds})["']|\bkind\s*(==|!=|\bis\b|\bin\b)""")
     offenders = [
@@ -126,6 +128,6 @@ def test_only_cells_know_the_kinds():
         for path in PACKAGE.rglob("*.py")
         if "cells" not in path.relative_to(PACKAGE).parts
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-        if named.search(line)
+        if named.search(line) and "# not a cell kind" not in line
     ]
     assert offenders == []

@@ -18,6 +18,7 @@ from typer.core import TyperGroup
 from ..errors import CharRNNError
 from ..terminal import safe_for_terminal
 from ..training import distributed
+from . import compare as compare_cmd
 from . import eval as eval_cmd
 from . import export as export_cmd
 from . import inspect as inspect_cmd
@@ -89,6 +90,7 @@ app.command("train")(train_cmd.train)
 app.command("sample")(sample_cmd.sample)
 app.command("eval")(eval_cmd.evaluate)
 app.command("score")(score_cmd.score)
+app.command("compare")(compare_cmd.compare)
 app.command("serve")(serve_cmd.serve)
 app.command("inspect")(inspect_cmd.inspect)
 app.command("export")(export_cmd.export)

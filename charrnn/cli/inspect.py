@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -18,6 +19,7 @@ from .. import files
 from ..errors import CharRNNError
 from ..inspection import analysis, lstmvis, page
 from ..inspection.features import parse_feature
+from ..inspection.languages import FEATURE_SETS
 from ..inspection.record import Recording
 from ..api import load
 from ..inspection.session import Inspection, Selection
@@ -28,6 +30,8 @@ from .options import DeviceName, DeviceOpt, ForceOpt, NewestCheckpointArg, SeedO
 from .options import Dtype, Unknown, console, err, unknown_opt
 
 UnknownTextOpt = unknown_opt("Characters of --text or --file")
+AblateWith = Enum("AblateWith", {"zero": "zero", "mean": "mean"}, type=str)
+FeatureSet = Enum("FeatureSet", {name: name for name in ("auto", *FEATURE_SETS)}, type=str)
 
 
 @dataclass(frozen=True)
@@ -40,10 +44,14 @@ class Outputs:
     report: Path | None
     html: Path | None
     html_chars: int
+    ablate: tuple[str, ...] = ()
+    ablate_with: str = "zero"
+    features: str = "auto"
 
     @property
-    def wants_analysis(self) -> bool:  # for a report, a page, or when nothing else was asked
-        return self.report is not None or self.html is not None or (self.out, self.unit, self.lstmvis) == (None,) * 3
+    def wants_analysis(self) -> bool:  # for a report, a page, an ablation, or when nothing else was asked
+        asked = self.report is not None or self.html is not None or bool(self.ablate)
+        return asked or (self.out, self.unit, self.lstmvis) == (None,) * 3
 
     def check_replaceable(self, force: bool) -> None:
         for flag, path in (("--out", self.out), ("--report", self.report), ("--html", self.html)):
@@ -78,9 +86,11 @@ def inspect(
     layers: Annotated[Optional[str], typer.Option(help="Layers to record, e.g. 0,1 (default all).")] = None,
     units: Annotated[Optional[str], typer.Option(help="Units to record, e.g. 0-63,100 (default all).")] = None,
     max_chars: Annotated[int, typer.Option(help="Record at most this many characters.", min=1)] = 100_000,
-    dtype: Annotated[str, typer.Option(
+    dtype: Annotated[Optional[str], typer.Option(
         help="Storage type of the recorded tensors: fp32 or fp16 (npz has no bf16; float32 and float16, the names"
-        " inspect once took, still work).", metavar="fp32|fp16", parser=_dtype)] = "fp32",  # fmt: skip
+        " inspect once took, still work). Default: fp32 when writing --out or --lstmvis, else fp16, which the"
+        " analysis needs no more than and which halves the memory.", metavar="fp32|fp16",
+        parser=_dtype, show_default=False)] = None,  # fmt: skip
     out: Annotated[Optional[Path], typer.Option(help="Write everything to this .npz (with a JSON manifest).")] = None,
     lstmvis: Annotated[
         Optional[Path], typer.Option(help="Write an LSTMVis project directory (needs h5py: charrnn[lstmvis]).")
@@ -98,18 +108,29 @@ def inspect(
         Optional[list[str]], typer.Option(help="Extra feature NAME=REGEX, active inside matches (repeatable).")
     ] = None,
     top: Annotated[int, typer.Option(help="Units reported per feature.", min=1)] = 5,
+    features: Annotated[FeatureSet, typer.Option(
+        help="Which features the finder looks for: ones that know C's or Python's strings, comments and brackets,"
+             " prose's quotes, or the generic ones; auto picks by the text.")] = FeatureSet.auto,  # fmt: skip
+    ablate: Annotated[Optional[list[str]], typer.Option(
+        help="Hold a unit (e.g. l1.h:42) at 0 over the text and report the rise in loss inside and outside each"
+             " feature (repeatable).")] = None,  # fmt: skip
+    ablate_with: Annotated[AblateWith, typer.Option(
+        help="What an ablated unit is held at, here and in the finder's ablation column: zero, or its mean over"
+             " the text.")] = AblateWith.zero,  # fmt: skip
     force: ForceOpt = False,
     unknown: UnknownTextOpt = Unknown.error,
     device: DeviceOpt = DeviceName.auto,
 ) -> None:
     """Record every unit on every character, find the interpretable ones, and show them.
     The sampling options apply to --generate."""
-    outputs = Outputs(out, lstmvis, unit, report, html, html_chars)
+    outputs = Outputs(out, lstmvis, unit, report, html, html_chars, tuple(ablate or ()), ablate_with.value,
+                      features.value)  # fmt: skip
     outputs.check_replaceable(force)
     extra = dict(parse_feature(spec) for spec in feature or [])
     sampling = SampleConfig(length=generate_n or 0, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     source = TextSource(text, file, generate_n, prime, sampling, skip_unknown=unknown is Unknown.skip)
-    selection = Selection(layers, units, dtype, max_chars)
+    stored = dtype or ("fp32" if out is not None or lstmvis is not None else "fp16")  # what is kept needs full precision
+    selection = Selection(layers, units, stored, max_chars)
     with load(checkpoint, device.value).inspect(source, selection) as inspection:
         if inspection.skipped:
             err.print(f"note: left out {inspection.skipped:,} characters the model has never seen", markup=False)
@@ -128,7 +149,7 @@ def _write_outputs(inspection: Inspection, o: Outputs, extra: dict, top: int) ->
         _show_surprise(rec) if o.unit == "loss" else _show_unit(rec, o.unit)
     if not o.wants_analysis:
         return
-    result = inspection.report(extra, top)
+    result = inspection.report(extra, top, o.ablate, o.ablate_with, o.features)
     if o.report is not None:
         files.write_bytes_atomic(o.report, json.dumps(result.to_dict(), indent=1).encode())
         err.print(f"wrote {o.report}")
@@ -137,16 +158,24 @@ def _write_outputs(inspection: Inspection, o: Outputs, extra: dict, top: int) ->
         err.print(f"wrote {o.html}")
     if o.report is None and o.html is None:
         _print_report(result)
+    elif result.ablations:
+        _print_ablations(result.ablations)
 
 
 def _print_report(result: analysis.Report) -> None:
-    table = Table(title="units that track each feature (r on the held-out half; control: random init)")
-    for col in ("feature", "tensor", "unit", "r", "r control"):
-        table.add_column(col, justify="right" if col in ("unit", "r", "r control") else "left")
+    table = Table(title=f"units that track each feature ({result.feature_set} features; r on the held-out half;"
+                        " control: random init)",
+                  caption=f"ablated: the rise in loss (nats/char) with the unit held, where the feature is active /"
+                          f" where not, on {result.ablated_chars:,} held-out characters")  # fmt: skip
+    for col in ("feature", "tensor", "unit", "r", "r control", "ablated"):
+        table.add_column(col, justify="left" if col in ("feature", "tensor") else "right")
     for name, rows in result.features.items():
         for i, row in enumerate(rows[:3]):
-            table.add_row(name if i == 0 else "", row.tensor, str(row.unit), f"{row.r:+.2f}", f"{row.r_control:+.2f}")
+            table.add_row(name if i == 0 else "", row.tensor, str(row.unit), f"{row.r:+.2f}", f"{row.r_control:+.2f}",
+                          _effect(row.ablation))  # fmt: skip
     console.print(table)
+    if result.ablations:
+        _print_ablations(result.ablations)
     if result.probes:
         probes = Table(title="sparse L1 probes (held-out accuracy; units with non-zero weight)")
         for col in ("feature", "accuracy", "majority baseline", "units", "strongest"):
@@ -171,6 +200,25 @@ def _print_report(result: analysis.Report) -> None:
         for name, s in result.saturation.items():
             sat.add_row(name, f"{s.left_mean:.3f}", f"{s.right_mean:.3f}")
         console.print(sat)
+
+
+def _effect(effect) -> str:
+    if effect is None:
+        return "-"
+    if effect.does_nothing:
+        return "does nothing"
+    return " / ".join("-" if v is None else f"{v:+.3f}" for v in (effect.inside, effect.outside))
+
+
+def _print_ablations(ablations) -> None:
+    for a in ablations:
+        table = Table(title=f"{a.unit} held at {a.value:+.3f}: loss {a.loss:.4f} -> {a.ablated_loss:.4f} nats/char"
+                            f" on {a.chars:,} characters")  # fmt: skip
+        for col in ("feature", "rise where active", "rise where not"):
+            table.add_column(col, justify="left" if col == "feature" else "right")
+        for name, e in a.features.items():
+            table.add_row(name, *("-" if v is None else f"{v:+.4f}" for v in (e.inside, e.outside)))
+        console.print(table)
 
 
 def _show_unit(rec: Recording, spec: str) -> None:

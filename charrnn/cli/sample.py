@@ -42,6 +42,9 @@ def sample(
     length_penalty: Annotated[float, typer.Option(
         help="With --beam and --stop: rank beams by log-probability / length**P, so P > 0 favours "
              "longer ones (default 0: the most likely).")] = 0.0,  # fmt: skip
+    clamp: Annotated[Optional[list[str]], typer.Option(
+        help="Hold a unit at a value on every step, as UNIT=VALUE with the unit named as inspect names it"
+             " (e.g. l1.h:42=1.0; an LSTM's cell state l1.c:42=1.0). Repeatable.")] = None,  # fmt: skip
     device: DeviceOpt = DeviceName.auto,
     ctx: typer.Context = None,  # type: ignore[assignment]  # typer fills it in
 ) -> None:
@@ -49,7 +52,7 @@ def sample(
     if beam is not None and "temperature" in given_options(ctx):
         raise CharRNNError("--beam finds the most likely text under the model itself: drop --temperature")
     config = SampleConfig(length, temperature, top_k, top_p, seed, num_samples, stop, unknown is Unknown.skip, beam,
-                          length_penalty)  # fmt: skip
+                          length_penalty, tuple(clamp or ()))  # fmt: skip
     prime = _prime(prime, prime_file)
     steps = load(checkpoint, device.value).columns(prime, config)
     echoed = prime if echo else ""

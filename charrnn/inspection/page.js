@@ -50,9 +50,23 @@ function showSurprise() {
   const legend = $("legend"); legend.textContent = "";
   for (const p of [1, 0.75, 0.5, 0.25, 0]) { const s = el("span", `p ${p}`); s.style.background = colour(1 - p); legend.appendChild(s); }
 }
-const pick = () => $("tensor").value === SURPRISE ? showSurprise() : show($("tensor").value, +$("unit").value);
+// The comparison view (charrnn compare --html): each character by how much
+// more probability the model gave it than the best n-gram model did.
+const CMP = D.analysis.compare, VERSUS = CMP ? `the model against the best n-gram (n = ${CMP.n})` : null;
+function showVersus() {
+  values = Array.from(spans, (_, j) => j > 0 && j - 1 < CMP.model.length ? CMP.model[j - 1] - CMP.ngram[j - 1] : null);
+  current = VERSUS;
+  spans.forEach((s, j) => { s.style.background = values[j] === null ? "" : colour(-values[j] / 3); });
+  $("now").textContent = "blue: the model gave the character more probability than the n-gram; red: less";
+  $("tensor").value = VERSUS;
+  const legend = $("legend"); legend.textContent = "";
+  for (const x of [3, 1.5, 0, -1.5, -3]) { const s = el("span", `${x > 0 ? "+" : ""}${x} nats`); s.style.background = colour(-x / 3); legend.appendChild(s); }
+}
+const pick = () => $("tensor").value === SURPRISE ? showSurprise() : $("tensor").value === VERSUS ? showVersus()
+  : show($("tensor").value, +$("unit").value);
 for (const n of names) $("tensor").appendChild(el("option", n));
 $("tensor").appendChild(el("option", SURPRISE));
+if (VERSUS) $("tensor").appendChild(el("option", VERSUS));
 $("tensor").addEventListener("change", pick);
 $("unit").addEventListener("change", pick);
 $("ranked").addEventListener("change", () => { const [n, u] = $("ranked").value.split(":"); if (n) show(n, +u); });
@@ -61,10 +75,11 @@ const tip = $("tip");
 spans.forEach((s, i) => {
   s.addEventListener("mousemove", ev => {
     tip.textContent = "";
-    const surprise = current === SURPRISE;
+    const versus = current === VERSUS, surprise = current === SURPRISE || versus;
     if (surprise && values[i] === null) { tip.style.display = "none"; return; }  // the first character: nothing predicted it
     const at = surprise ? i - 1 : i;  // surprise: what the model expected here; a unit: what it expects next
-    tip.appendChild(el("div", surprise ? `p = ${values[i].toFixed(3)}   loss ${D.loss[at].toFixed(2)} nats`
+    tip.appendChild(el("div", versus ? `model p = ${Math.exp(CMP.model[at]).toFixed(3)}   ${CMP.n}-gram p = ${Math.exp(CMP.ngram[at]).toFixed(3)}`
+      : surprise ? `p = ${values[i].toFixed(3)}   loss ${D.loss[at].toFixed(2)} nats`
       : `${current} = ${values[i].toFixed(3)}   loss ${D.loss[i] === null ? "-" : D.loss[i].toFixed(2)} nats`));
     const row = el("div", surprise ? "expected: " : "next: ");
     for (const [c, p] of D.top[at]) {
@@ -129,6 +144,7 @@ if (A.gradient_flow && Object.keys(A.gradient_flow).length) {
 const first = (A.features && Object.values(A.features).flat()[0]) || {tensor: names[0], unit: D.tensors[names[0]].units[0]};
 show(first.tensor, first.unit);
 if (location.hash === "#surprise") showSurprise();
+if (VERSUS && !location.hash.startsWith("#selftest")) showVersus();
 
 if (location.hash === "#selftest") {  // used by the tests: recolour, then report
   const before = spans.map(s => s.style.background).join("|");
@@ -138,8 +154,14 @@ if (location.hash === "#selftest") {  // used by the tests: recolour, then repor
   $("tensor").value = SURPRISE; $("tensor").dispatchEvent(new Event("change"));
   const surprise = spans.map(s => s.style.background);
   spans[3].dispatchEvent(new MouseEvent("mousemove", {clientX: 5, clientY: 5}));
+  const report = {errors, recoloured: before !== after, spans: spans.length, shown: current, surprise,
+                  probabilities: values, tip: tip.textContent};
+  if (VERSUS) {
+    $("tensor").value = VERSUS; $("tensor").dispatchEvent(new Event("change"));
+    spans[3].dispatchEvent(new MouseEvent("mousemove", {clientX: 5, clientY: 5}));
+    Object.assign(report, {versus: values, versusColours: spans.map(s => s.style.background), versusTip: tip.textContent});
+  }
   const out = el("pre"); out.id = "selftest";
-  out.textContent = JSON.stringify({errors, recoloured: before !== after, spans: spans.length, shown: current,
-                                    surprise, probabilities: values, tip: tip.textContent});
+  out.textContent = JSON.stringify(report);
   document.body.appendChild(out);
 }

@@ -6,13 +6,14 @@ of the library before it writes or shows anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..checkpoint import Checkpoint
+from ..clamp import parse_unit
 from ..corpus import Vocab
 from ..errors import CharRNNError
 from ..model import CharRNN
@@ -47,8 +48,14 @@ class Inspection:
     recording: Recording
     skipped: int = 0  # characters left out of the text: the model has never seen them
 
-    def report(self, extra: dict[str, Feature] | None = None, top: int = 5) -> Report:
-        return analyse(self.recording, self.checkpoint.model, extra, top)
+    def report(self, extra: dict[str, Feature] | None = None, top: int = 5, ablate: Sequence[str] = (),
+               ablate_with: str = "zero", features: str = "auto") -> Report:  # fmt: skip
+        """The analysis (analysis.py): the `features` set's features (auto,
+        generic, c, python, prose) and `extra` ones, `top` units each, and the
+        `ablate` units (as 'l1.h:42') held at 0 or their mean ("zero",
+        "mean") over the text."""
+        units = [parse_unit(spec, self.checkpoint.config, "--ablate") for spec in ablate]
+        return analyse(self.recording, self.checkpoint.model, extra, top, units, ablate_with, features)
 
 
 @contextmanager
