@@ -36,8 +36,9 @@ from .corpus import Vocab
 from .device import ieee_fp32
 from .errors import CharRNNError
 from .evaluate import eval_text, run_splits
+from .inspection.languages import c_lexical, detect, python_lexical
 from .model import CharRNN
-from .ngram import NgramModels
+from .ngram import next_char_probs
 
 MAX_N = 20
 ERROR_BELOW = 0.5  # a character the model gave less than this is an error
@@ -83,7 +84,7 @@ class Comparison:
     best_n: int
     breakdown: dict[str, Category]
     long_range: list[DistanceBin]
-    seconds: dict[str, float]  # counting, n-gram scoring, model scoring
+    seconds: dict[str, float]  # the n-gram models (counting and scoring), the model's scoring
     text: str  # the text scored (ids decoded), for a page
     rnn_logp: np.ndarray  # (chars,) the model's log-probability of each next character
     ngram_logp: np.ndarray  # (chars,) the best n-gram's
@@ -116,11 +117,8 @@ def compare(checkpoint: Checkpoint, model: CharRNN, text_file: Path | None = Non
         raise CharRNNError(f"{scored.source} is too short to score: it needs at least 2 characters")
     seconds = {}
     t0 = time.perf_counter()
-    models = NgramModels(splits.train, max_n, checkpoint.vocab.size)
-    seconds["count"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ngram_p = models.next_char_probs(ids)  # (max_n, T-1)
-    seconds["ngram_score"] = time.perf_counter() - t0
+    [ngram_p] = next_char_probs(splits.train, [ids], max_n, checkpoint.vocab.size)  # (max_n, T-1), one order at a time
+    seconds["ngram"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     rnn_logp, rnn_top = _model_scores(model, ids)
     seconds["rnn_score"] = time.perf_counter() - t0
@@ -202,25 +200,53 @@ def breakdown(text: str, rnn_logp: np.ndarray, rnn_top: np.ndarray, oracle_p: np
 
 
 def closers(text: str) -> list[tuple[str, int, int]]:
-    """(what it closes, position, distance back to its opener) of every character that
-    closes a bracket or a double quote with its opener in the text."""
-    out, stack, quote = [], [], None
+    """(what it closes, position, distance back to its opener) of every
+    character that closes a bracket or a string's quote with its opener in
+    the text. In code (languages.detect) strings, char literals and
+    comments are found by the language's rules and brackets count in code
+    alone; elsewhere a double quote opens and the next one closes."""
+    language = detect(text)
+    if language == "generic":
+        return _plain_closers(text)
+    lex = c_lexical(text) if language == "c" else python_lexical(text)
+    quiet = (lex["string"] + lex["comment"] + lex.get("char", 0)) > 0  # where brackets do not count
+    out = [("quote", end, end - start + 1) for start, end in _runs_of(lex["string"]) if start > 0 and end < len(text)]
+    out += _bracket_closers(text, quiet)
+    return sorted(out, key=lambda c: c[1])
+
+
+def _runs_of(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of each run of 1s: mask[start:end] == 1; the opening
+    quote is at start - 1 and the closing one at end."""
+    edges = np.diff(np.concatenate([[0], (mask > 0).astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+def _bracket_closers(text: str, quiet: np.ndarray | None = None) -> list[tuple[str, int, int]]:
+    out, stack = [], []
     for p, ch in enumerate(text):
-        if ch == '"':
-            if quote is None:
-                quote = p
-            else:
-                out.append(("quote", p, p - quote))
-                quote = None
-        elif quote is not None:
-            continue  # brackets inside a quote do not count
-        elif ch in "([{":
+        if quiet is not None and quiet[p]:
+            continue
+        if ch in "([{":
             stack.append((ch, p))
         elif ch in OPENERS and stack and stack[-1][0] == OPENERS[ch]:
             out.append(("bracket", p, p - stack.pop()[1]))
         elif ch in OPENERS:
             stack.clear()  # unbalanced: start afresh
     return out
+
+
+def _plain_closers(text: str) -> list[tuple[str, int, int]]:
+    quiet, quote, out = np.zeros(len(text), dtype=bool), None, []
+    for p, ch in enumerate(text):
+        if ch == '"':
+            if quote is None:
+                quote = p
+            else:
+                out.append(("quote", p, p - quote))
+                quiet[quote : p + 1] = True  # brackets inside a quote do not count
+                quote = None
+    return sorted(out + _bracket_closers(text, quiet), key=lambda c: c[1])
 
 
 def long_range(text: str, rnn_logp: np.ndarray, ngram_logp: np.ndarray) -> list[DistanceBin]:

@@ -10,6 +10,8 @@ from .compare import Comparison
 from .errors import CharRNNError
 from .files import atomic_path
 
+MIN_COUNT = 10  # a distance bin with fewer closers is left off the figure (it stays in the table and the JSON)
+
 
 def plot_comparison(c: Comparison, out: Path) -> None:
     try:
@@ -29,7 +31,7 @@ def plot_comparison(c: Comparison, out: Path) -> None:
     err_ax.barh(names[::-1], [c.breakdown[n].share for n in names[::-1]], color="C0")
     err_ax.set(xlabel="share of the model's errors", title=f"{c.errors:,} errors (p < 0.5), peeled top down")
     for closes, colour in (("bracket", "C0"), ("quote", "C2")):
-        bins = [b for b in c.long_range if b.closes == closes]
+        bins = [b for b in c.long_range if b.closes == closes and b.count >= MIN_COUNT]
         if bins:
             mids = [(b.low * min(b.high, b.low * 4)) ** 0.5 for b in bins]  # geometric middles; the last bin is open
             far_ax.plot(mids, [b.rnn for b in bins], "o-", color=colour, label=f"{closes}: the model")

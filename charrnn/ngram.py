@@ -28,6 +28,7 @@ every position of the scored text at once, one order at a time.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,48 +82,24 @@ def _runs(sorted_values: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.concatenate([[True], sorted_values[1:] != sorted_values[:-1]]))
 
 
-class NgramModels:
-    """Interpolated Kneser-Ney models of orders 1..max_n on a training text
-    (ids in a vocabulary of `vocab_size` characters)."""
+class _Keys:
+    """How k-grams become 64-bit keys: the last character in the low `bits`."""
 
-    def __init__(self, train: np.ndarray, max_n: int, vocab_size: int):
-        if max_n < 1:
-            raise ValueError("max_n must be at least 1")
-        self.max_n, self.vocab_size = max_n, vocab_size
-        self.bits = np.uint64(max(1, int(vocab_size - 1).bit_length()))  # the low bits: the last character
-        self.raw: list[_Order] = []  # order k at index k - 1
-        self.cont: list[_Order] = []
-        chars = train.astype(np.uint64)
-        prev = None
-        for k in range(1, max_n + 1):
-            keys = self._keys(chars, prev, k)
-            grams, counts, first = self._distinct(keys[k - 1 :])
-            self.raw.append(self._order(grams, counts.astype(np.float64)))
-            if k > 1:  # each distinct k-gram adds one to the continuation count of the (k-1)-gram it ends with
-                suffixes, cont = np.unique(prev[first + k - 1], return_counts=True)
-                self.cont.append(self._order(suffixes, cont.astype(np.float64)))
-            prev = keys
+    def __init__(self, vocab_size: int):
+        self.bits = np.uint64(max(1, int(vocab_size - 1).bit_length()))
+        self.high = ~((np.uint64(1) << self.bits) - np.uint64(1))
 
-    def _keys(self, chars: np.ndarray, prev: np.ndarray | None, k: int) -> np.ndarray:
-        """The key of the k-gram ending at each position (before k - 1: 0)."""
-        high = ~((np.uint64(1) << self.bits) - np.uint64(1))
+    def of(self, chars: np.ndarray, prev: np.ndarray | None, k: int) -> np.ndarray:
+        """The key of the k-gram ending at each position (before k - 1: 0),
+        from the (k-1)-gram keys `prev`."""
         keys = np.zeros(len(chars), dtype=np.uint64)
         if prev is None:
-            keys[:] = (_mix(np.zeros(1, dtype=np.uint64))[0] & high) | chars
+            keys[:] = (_mix(np.zeros(1, dtype=np.uint64))[0] & self.high) | chars
         else:
-            keys[k - 1 :] = (_mix(prev[k - 2 : -1]) & high) | chars[k - 1 :]
+            keys[k - 1 :] = (_mix(prev[k - 2 : -1]) & self.high) | chars[k - 1 :]
         return keys
 
-    @staticmethod
-    def _distinct(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The distinct keys (sorted), how often each occurs, and where one of them is."""
-        order = np.argsort(keys)
-        ordered = keys[order]
-        starts = _runs(ordered)
-        counts = np.diff(np.append(starts, len(ordered)))
-        return ordered[starts], counts, order[starts]
-
-    def _order(self, grams: np.ndarray, counts: np.ndarray) -> _Order:
+    def order(self, grams: np.ndarray, counts: np.ndarray) -> _Order:
         """Sorted distinct keys with their counts -> the order's tables (sorted
         keys are grouped by context: the context is in the high bits)."""
         contexts = grams >> self.bits
@@ -132,25 +109,84 @@ class NgramModels:
         ctx = contexts[starts]
         return _Order(_Table(grams, counts), _Table(ctx, totals), _Table(ctx, kinds), _discount(counts))
 
+
+def _orders(train: np.ndarray, max_n: int, keys: _Keys) -> Iterator[tuple[_Order, _Order | None]]:
+    """For k = 1..max_n: order k's raw counts, and order k - 1's continuation
+    counts (None for k = 1), which the distinct k-grams give."""
+    chars, prev = train.astype(np.uint64), None
+    for k in range(1, max_n + 1):
+        now = keys.of(chars, prev, k)
+        grams, counts, first = _distinct(now[k - 1 :])
+        cont = None
+        if k > 1:  # each distinct k-gram adds one to the continuation count of the (k-1)-gram it ends with
+            suffixes, n = np.unique(prev[first + k - 1], return_counts=True)
+            cont = keys.order(suffixes, n.astype(np.float64))
+        yield keys.order(grams, counts.astype(np.float64)), cont
+        prev = now
+
+
+def _distinct(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct keys (sorted), how often each occurs, and where one of them is."""
+    order = np.argsort(keys)
+    ordered = keys[order]
+    starts = _runs(ordered)
+    counts = np.diff(np.append(starts, len(ordered)))
+    return ordered[starts], counts, order[starts]
+
+
+class _Scoring:
+    """One text's next-character probabilities under every order, built as
+    the orders come: out[n - 1] is model n's."""
+
+    def __init__(self, ids: np.ndarray, max_n: int, vocab_size: int, keys: _Keys):
+        self.targets = np.arange(1, len(ids))  # the position each prediction is for
+        self.chars, self.keys, self.prev = ids.astype(np.uint64), keys, None
+        self.out = np.empty((max_n, len(self.targets)))
+        self.lower = np.full(len(self.targets), 1.0 / vocab_size)  # P_cont of the order below; order 0: uniform
+
+    def add(self, k: int, raw: _Order, cont_below: _Order | None) -> None:
+        """Order k, given its raw counts and order k - 1's continuation counts."""
+        t, bits = self.targets, self.keys.bits
+        if cont_below is not None:  # the lower-order distribution moves up to order k - 1
+            gram = self.prev[t]
+            self.lower = np.where(t < k - 2, self.lower, _interpolate(cont_below, gram, gram >> bits, self.lower))
+        self.prev = self.keys.of(self.chars, self.prev, k)
+        gram = self.prev[t]
+        below = self.out[k - 2] if k > 1 else self.lower
+        # fewer than k - 1 characters of context: the order below stands
+        self.out[k - 1] = np.where(t < k - 1, below, _interpolate(raw, gram, gram >> bits, self.lower))
+
+
+def next_char_probs(train: np.ndarray, texts: list[np.ndarray], max_n: int, vocab_size: int) -> list[np.ndarray]:
+    """Each text's (max_n, len(text) - 1) next-character probabilities under
+    models of orders 1..max_n counted on `train`, an order at a time:
+    memory for one order's counts, whatever max_n."""
+    keys = _Keys(vocab_size)
+    scorings = [_Scoring(ids, max_n, vocab_size, keys) for ids in texts]
+    for k, (raw, cont) in enumerate(_orders(train, max_n, keys), 1):
+        for scoring in scorings:
+            scoring.add(k, raw, cont)
+    return [s.out for s in scorings]
+
+
+class NgramModels:
+    """Interpolated Kneser-Ney models of orders 1..max_n on a training text
+    (ids in a vocabulary of `vocab_size` characters), every order's counts
+    kept, to score many texts (`next_char_probs` above keeps one order)."""
+
+    def __init__(self, train: np.ndarray, max_n: int, vocab_size: int):
+        if max_n < 1:
+            raise ValueError("max_n must be at least 1")
+        self.max_n, self.vocab_size, self.keys = max_n, vocab_size, _Keys(vocab_size)
+        self.orders = list(_orders(train, max_n, self.keys))
+
     def next_char_probs(self, ids: np.ndarray) -> np.ndarray:
         """(max_n, len(ids) - 1): model n's probability of each next
         character, ids[p] given ids[:p] for p >= 1 (at most n - 1 of them)."""
-        n_pos = max(0, len(ids) - 1)
-        out = np.empty((self.max_n, n_pos))
-        if n_pos == 0:
-            return out
-        targets = np.arange(1, len(ids))  # the position each prediction is for
-        lower = np.full(n_pos, 1.0 / self.vocab_size)  # P_cont of order k - 1; order 0: uniform
-        chars, keys = ids.astype(np.uint64), None
-        for k in range(1, self.max_n + 1):
-            keys = self._keys(chars, keys, k)
-            gram = keys[targets]
-            context = gram >> self.bits
-            short = targets < k - 1  # fewer than k - 1 characters of context: the order below stands
-            out[k - 1] = np.where(short, out[k - 2] if k > 1 else lower, _interpolate(self.raw[k - 1], gram, context, lower))
-            if k < self.max_n:
-                lower = np.where(short, lower, _interpolate(self.cont[k - 1], gram, context, lower))
-        return out
+        scoring = _Scoring(ids, self.max_n, self.vocab_size, self.keys)
+        for k, (raw, cont) in enumerate(self.orders, 1):
+            scoring.add(k, raw, cont)
+        return scoring.out
 
 
 def _interpolate(order: _Order, gram: np.ndarray, context: np.ndarray, lower: np.ndarray) -> np.ndarray:

@@ -101,3 +101,13 @@ def test_the_page_colours_where_the_model_beats_the_ngram(trained_run, tmp_path)
     assert view["n"] == result["best_n"] and len(view["model"]) == 399
     assert got["versus"][0] is None and got["versus"][5] == pytest.approx(view["model"][4] - view["ngram"][4])
     assert "gram p =" in got["versusTip"] and len(set(got["versusColours"])) > 5
+
+
+def test_in_code_strings_and_brackets_pair_by_the_language():
+    text = 'static int f(char c) {\n  if (c == \'"\') /* ( */\n    return g("a)b");\n  return 0;\n}\n' * 3
+    found = [c for c in closers(text) if c[1] < len(text) // 3]
+    quotes = [c for c in found if c[0] == "quote"]
+    assert [text[p] for _, p, _ in quotes] == ['"'] and quotes[0][2] == len('"a)b"') - 1  # the char literal is no quote
+    brackets = {(text[p], d) for k, p, d in found if k == "bracket"}
+    assert (")", len("(char c)") - 1) in brackets and ("}", text.index("}") - text.index("{")) in brackets
+    assert sum(text[p] == ")" for k, p, _ in found if k == "bracket") == 3  # f(...), if (...), g(...): not the ) in "a)b"

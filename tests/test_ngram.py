@@ -77,3 +77,12 @@ def test_higher_orders_fit_the_training_text_better_and_unseen_text_has_a_floor(
     assert all(a > b for a, b in zip(seen, seen[1:]))  # the training text itself: more context, lower loss
     probs = models.next_char_probs(IDS[3000:])
     assert np.all(probs > 0) and np.all(probs <= 1)
+
+
+def test_one_order_at_a_time_gives_what_keeping_every_order_gives():
+    from charrnn.ngram import next_char_probs
+
+    kept = NgramModels(IDS[:3000], 7, len(CHARS))
+    texts = [IDS[3000:3500], IDS[10:20], IDS[:1]]
+    for streamed, text in zip(next_char_probs(IDS[:3000], texts, 7, len(CHARS)), texts):
+        np.testing.assert_array_equal(streamed, kept.next_char_probs(text))

@@ -91,5 +91,5 @@ def _print(c: Comparison) -> None:
         far.add_row(b.closes, span, f"{b.count:,}", f"{b.rnn:.3f}", f"{b.ngram:.3f}", f"{b.ngram - b.rnn:+.3f}")
     console.print(far)
     s = c.seconds
-    console.print(f"counted n-grams in {s['count']:.1f} s, scored them in {s['ngram_score']:.1f} s,"
-                  f" the model in {s['rnn_score']:.1f} s", markup=False, highlight=False)  # fmt: skip
+    console.print(f"n-gram models counted and scored in {s['ngram']:.1f} s, the model scored in {s['rnn_score']:.1f} s",
+                  markup=False, highlight=False)  # fmt: skip
