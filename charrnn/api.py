@@ -249,10 +249,13 @@ def sample_config(**controls) -> SampleConfig:
     """A SampleConfig from `charrnn sample`'s option names; unknown="skip"
     drops a prime's characters the model has never seen."""
     skip = _skip(controls.pop("unknown", "error"))
-    if isinstance(clamp := controls.get("clamp", ()), str):  # one unit given alone
-        controls["clamp"] = (clamp,)
-    elif clamp:
-        controls["clamp"] = tuple(clamp)
+    clamp = controls.get("clamp") or ()
+    clamp = (clamp,) if isinstance(clamp, str) else clamp  # one unit may come alone
+    if not isinstance(clamp, (list, tuple)) or not all(isinstance(c, str) for c in clamp):
+        raise CharRNNError(f"clamp takes strings like 'l1.h:42=1.0', not {clamp!r}")
+    clamp = tuple(clamp)
+    if "clamp" in controls:
+        controls["clamp"] = clamp
     known = {f.name for f in fields(SampleConfig)} - {"skip_unknown"}
     if wrong := sorted(set(controls) - known):
         raise CharRNNError(f"unknown sampling control {wrong[0]!r}: choose from {', '.join(sorted(known))}")

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .corpus import Vocab
+from .errors import CharRNNError
 from .model import CharRNN
 from .prime import prime_ids, read_prime
 from .sample import Draws, SampleConfig, StopString
@@ -164,6 +165,7 @@ class Batcher:
         self.device = model.head.weight.device
         self._joining: queue.SimpleQueue = queue.SimpleQueue()
         self._groups: dict[float, _Group] = {}
+        self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="charrnn-batcher", daemon=True)
         self._thread.start()
 
@@ -177,6 +179,8 @@ class Batcher:
         hold up the batch), then queue the generation to join the batch."""
         if config.temperature <= 0 or config.num_samples != 1 or config.beam is not None:
             raise ValueError("the batcher draws one sample at a temperature above 0")
+        if self._closed.is_set():
+            raise CharRNNError("the server is shutting down")
         logits, state = read_prime(self.model, prime_ids(self.vocab, prime, config.skip_unknown, self.device))
         row = _Row(config, Draws(config, 1, self.vocab.size, self.device), StopString(config.stop, 1),
                    state, logits * (1.0 / config.temperature), config.length)  # fmt: skip
@@ -184,25 +188,42 @@ class Batcher:
             row.end()
         else:
             self._joining.put(row)
+            if self._closed.is_set():  # closed while it was queued: the thread may have gone already
+                row.end(CharRNNError("the server is shutting down"))
         return Generation(row)
 
     def close(self) -> None:
-        """Stop the thread once the generations in flight are abandoned."""
+        """Stop the thread; the generations in flight, and any that were
+        about to join, end with an error rather than wait for ever."""
+        self._closed.set()
         self._joining.put(None)
 
     def _run(self) -> None:
         while True:
             joining = self._take(wait=not any(g.rows for g in self._groups.values()))
             if joining is None:
+                self._end_all(CharRNNError("the server is shutting down"))
                 return
             try:
                 with torch.inference_mode():
                     self._step_all(joining)
             except Exception as e:  # a fault of ours: the generations in flight fail, the batcher goes on  # noqa: BLE001
                 traceback.print_exc(file=sys.stderr)
-                for row in [r for g in self._groups.values() for r in g.rows] + joining:
-                    row.end(RuntimeError(f"the batched generation failed: {e}"))
-                self._groups.clear()
+                self._end_all(RuntimeError(f"the batched generation failed: {e}"), joining)
+
+    def _end_all(self, error: Exception, joining: list[_Row] = ()) -> None:
+        """End every generation in flight, or waiting to join, with `error`."""
+        waiting = []
+        while True:
+            try:
+                item = self._joining.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                waiting.append(item)
+        for row in [r for g in self._groups.values() for r in g.rows] + list(joining) + waiting:
+            row.end(error)
+        self._groups.clear()
 
     def _take(self, wait: bool) -> list[_Row] | None:
         """The rows waiting to join (blocking for one when nothing is in flight); None: closed."""
@@ -211,6 +232,8 @@ class Batcher:
             item = self._joining.get(block=wait)
             while True:
                 if item is None:
+                    for row in rows:  # they will not join now
+                        row.end(CharRNNError("the server is shutting down"))
                     return None
                 rows.append(item)
                 item = self._joining.get_nowait()

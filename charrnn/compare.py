@@ -110,9 +110,11 @@ def compare(checkpoint: Checkpoint, model: CharRNN, text_file: Path | None = Non
     run's train split, on `text_file` or the run's test split."""
     if not 1 <= max_n <= 64:
         raise CharRNNError(f"--max-n must be in 1..64, not {max_n}")
+    if max_chars is not None and max_chars < 2:
+        raise CharRNNError(f"--max-chars must be at least 2, not {max_chars}")
     splits, _ = run_splits(checkpoint, "compare needs the run's corpus to count n-grams on")
     scored = eval_text(checkpoint, text_file, skip_unknown=skip_unknown)
-    ids = scored.ids[: max_chars + 1] if max_chars else scored.ids
+    ids = scored.ids[: max_chars + 1] if max_chars is not None else scored.ids
     if len(ids) < 2:
         raise CharRNNError(f"{scored.source} is too short to score: it needs at least 2 characters")
     seconds = {}
@@ -210,7 +212,8 @@ def closers(text: str) -> list[tuple[str, int, int]]:
         return _plain_closers(text)
     lex = c_lexical(text) if language == "c" else python_lexical(text)
     quiet = (lex["string"] + lex["comment"] + lex.get("char", 0)) > 0  # where brackets do not count
-    out = [("quote", end, end - start + 1) for start, end in _runs_of(lex["string"]) if start > 0 and end < len(text)]
+    out = [("quote", end, end - start + 1) for start, end in _runs_of(lex["string"])
+           if start > 0 and end < len(text) and text[end] in "\"'"]  # a newline ended it: no closing quote
     out += _bracket_closers(text, quiet)
     return sorted(out, key=lambda c: c[1])
 

@@ -13,7 +13,17 @@ from .files import atomic_path
 MIN_COUNT = 10  # a distance bin with fewer closers is left off the figure (it stays in the table and the JSON)
 
 
-def plot_comparison(c: Comparison, out: Path) -> None:
+FORMATS = ("png", "svg", "pdf")
+
+
+def check_plot(out: Path) -> None:
+    """Refuse, before any work, a figure that could not be written."""
+    if out.suffix.lstrip(".").lower() not in FORMATS:
+        raise CharRNNError(f"--plot {out}: name a .png, .svg or .pdf file")
+    _pyplot()
+
+
+def _pyplot():
     try:
         import matplotlib
 
@@ -21,6 +31,12 @@ def plot_comparison(c: Comparison, out: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise CharRNNError("--plot needs matplotlib: pip install -e '.[plot]'") from None
+    return plt
+
+
+def plot_comparison(c: Comparison, out: Path) -> None:
+    check_plot(out)
+    plt = _pyplot()
     fig, (loss_ax, err_ax, far_ax) = plt.subplots(1, 3, figsize=(15, 4.2))
     ns, losses = zip(*c.ngram)
     loss_ax.plot(ns, losses, "o-", label="n-gram (Kneser-Ney)")
@@ -42,5 +58,5 @@ def plot_comparison(c: Comparison, out: Path) -> None:
         far_ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, format=out.suffix.lstrip(".") or "png", dpi=110)
+        fig.savefig(tmp, format=out.suffix.lstrip(".").lower(), dpi=110)
     plt.close(fig)

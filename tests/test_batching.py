@@ -98,3 +98,15 @@ def test_the_batcher_refuses_what_it_cannot_batch(tmp_path):
             batcher.submit("\u2603", sample_config(length=5))  # the prime is checked before it joins
     finally:
         batcher.close()
+
+
+def test_closing_ends_the_generations_in_flight_and_refuses_new_ones(tmp_path):
+    model = loaded(tmp_path, "gru")
+    batcher = Batcher(model.net, model.vocab)
+    going = batcher.submit("BOB:", sample_config(length=100_000, temperature=1.0))
+    take(going, 3)
+    batcher.close()
+    with pytest.raises(charrnn.CharRNNError, match="shutting down"):
+        take(going)  # ends with an error, rather than waiting for ever
+    with pytest.raises(charrnn.CharRNNError, match="shutting down"):
+        batcher.submit("", sample_config(length=5, temperature=1.0))

@@ -131,3 +131,16 @@ def test_clamp_through_the_cli(tmp_path):
     assert done.stdout == want + "\n"
     assert_one_line_error(run_cli(*args, "--clamp", "l0.h:1=1", "--clamp", "l0.h:1=2"), "twice")
     assert_one_line_error(run_cli("sample", path, "--beam", "3", "--clamp", "l0.h:1=1"), "--beam")
+
+
+def test_the_api_takes_a_clamp_alone_none_or_a_list_and_refuses_the_rest(tmp_path):
+    path = tmp_path / "m.safetensors"
+    ckpt.save_checkpoint(path, model_of("gru"), VOCAB)
+    m = charrnn.load(path, "cpu")
+    plain = m.sample(prime="BOB:", length=20, temperature=0)
+    assert m.sample(prime="BOB:", length=20, temperature=0, clamp=None) == plain
+    alone = m.sample(prime="BOB:", length=20, temperature=0, clamp="l0.h:3=0.9")
+    assert alone == m.sample(prime="BOB:", length=20, temperature=0, clamp=["l0.h:3=0.9"])
+    for bad in ([1.0], 5, {"l0.h:3": 1}):
+        with pytest.raises(charrnn.CharRNNError, match="clamp takes strings"):
+            m.sample(prime="BOB:", length=5, clamp=bad)

@@ -111,3 +111,16 @@ def test_in_code_strings_and_brackets_pair_by_the_language():
     brackets = {(text[p], d) for k, p, d in found if k == "bracket"}
     assert (")", len("(char c)") - 1) in brackets and ("}", text.index("}") - text.index("{")) in brackets
     assert sum(text[p] == ")" for k, p, _ in found if k == "bracket") == 3  # f(...), if (...), g(...): not the ) in "a)b"
+
+
+def test_a_figure_that_cannot_be_written_and_a_bad_length_are_refused_first(trained_run, tmp_path):
+    import charrnn
+
+    out = tmp_path / "figure.txt"
+    assert_one_line_error(run_cli("compare", trained_run, "--plot", out), "--plot", ".png, .svg or .pdf")
+    assert not out.exists()
+    model = charrnn.load(trained_run)
+    for bad in (-5, 0, 1):
+        with pytest.raises(charrnn.CharRNNError, match="--max-chars must be at least 2"):
+            model.compare(max_chars=bad)
+    assert model.compare(max_chars=50, max_n=3).chars == 50

@@ -151,7 +151,8 @@ try {
     return [name, [...seen]];
   }));
   out.refused = [() => m.feed("\u0001"), () => m.sample({tempreature: 1}), () => m.sample({topP: 0}),
-                 () => m.generate({prime: "\u0001"}), () => m.sample({length: 1.5})].map(bad => {
+                 () => m.generate({prime: "\u0001"}), () => m.sample({length: 1.5}),
+                 () => m.sample({temperature: 1e-310}), () => m.nextProbs(null, 0)].map(bad => {
     try { bad(); return null; } catch (e) { return e.message; }
   });
 } catch (e) { out.crash = String(e && e.stack || e); }
@@ -200,9 +201,10 @@ def test_the_module_runs_the_model_as_python_does(kind, dtype, tmp_path):
         allowed = {VOCAB.chars[i] for i in torch.nonzero(kept.isfinite())[:, 0].tolist()}
         likely = {VOCAB.chars[i] for i in torch.nonzero(kept.softmax(-1) > 0.05)[:, 0].tolist()}
         assert likely <= set(report["drawn"][name]) <= allowed, name  # 300 draws miss a 5% character with p < 1e-6
-    never, control, top_p, prime_never, length = report["refused"]
+    never, control, top_p, prime_never, length, tiny, probs_at_zero = report["refused"]
     assert "never seen" in never and "unknown sampling control" in control and "topP" in top_p
     assert "never seen" in prime_never and "length" in length
+    assert "argmax in all but name" in tiny and "temperature" in probs_at_zero
 
 
 @needs_browser

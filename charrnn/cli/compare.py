@@ -44,11 +44,13 @@ def compare(
     for path, flag in ((plot, "--plot"), (html, "--html")):
         if path is not None:
             files.check_replaceable(path, force, flag)
+    if plot is not None:
+        from ..compare_plot import check_plot, plot_comparison  # matplotlib only when asked for
+
+        check_plot(plot)  # before minutes of counting, not after
     model = load(checkpoint, device.value)
     result = model.compare(text_file, max_n, max_chars, unknown.value)
     if plot is not None:
-        from ..compare_plot import plot_comparison  # matplotlib only when asked for
-
         plot_comparison(result, plot)
         err.print(f"wrote {plot}", markup=False)
     if html is not None:

@@ -20,7 +20,8 @@ from ..errors import CharRNNError
 from ..inspection import analysis, lstmvis, page
 from ..inspection.features import parse_feature
 from ..inspection.languages import FEATURE_SETS
-from ..inspection.record import Recording
+from ..clamp import parse_unit
+from ..inspection.record import Recording, select_layers, select_units
 from ..api import load
 from ..inspection.session import Inspection, Selection
 from ..inspection.source import TextSource
@@ -131,10 +132,21 @@ def inspect(
     source = TextSource(text, file, generate_n, prime, sampling, skip_unknown=unknown is Unknown.skip)
     stored = dtype or ("fp32" if out is not None or lstmvis is not None else "fp16")  # what is kept needs full precision
     selection = Selection(layers, units, stored, max_chars)
-    with load(checkpoint, device.value).inspect(source, selection) as inspection:
+    model = load(checkpoint, device.value)
+    _check_ablations(outputs, model.config, selection)  # a typo refused now, not after the recording
+    with model.inspect(source, selection) as inspection:
         if inspection.skipped:
             err.print(f"note: left out {inspection.skipped:,} characters the model has never seen", markup=False)
         _write_outputs(inspection, outputs, extra, top)
+
+
+def _check_ablations(o: Outputs, config, selection: Selection) -> None:
+    for spec in o.ablate:
+        unit = parse_unit(spec, config, "--ablate")
+        recorded = unit.layer in select_layers(selection.layers, config.layers) and unit.index in select_units(
+            selection.units, config.hidden)  # fmt: skip
+        if o.ablate_with == "mean" and not recorded:
+            raise CharRNNError(f"--ablate-with mean: {unit.name} is not recorded, so it has no mean (see --units, --layers)")
 
 
 def _write_outputs(inspection: Inspection, o: Outputs, extra: dict, top: int) -> None:

@@ -99,6 +99,7 @@ function charrnnModel(D) {
     for (let j = 0; j < order.length; j++) if ((u -= w[j]) <= 0) return order[j];
     return order[order.length - 1];
   }
+  const MIN_TEMPERATURE = 1e-4;  // as charrnn sample: 1 / T would overflow
   const CONTROLS = {prime: "", length: 500, temperature: 1, topK: 0, topP: 1, seed: null, unknown: "error"};
   function controls(given) {
     const wrong = Object.keys(given).filter(k => !(k in CONTROLS));
@@ -109,6 +110,7 @@ function charrnnModel(D) {
     };
     whole("length", 0); whole("topK", 0);
     if (!(o.temperature >= 0 && Number.isFinite(o.temperature))) throw new Error(`temperature must be a finite number >= 0, not ${o.temperature}`);
+    if (o.temperature > 0 && o.temperature < MIN_TEMPERATURE) throw new Error(`temperature below ${MIN_TEMPERATURE} is argmax in all but name: use 0`);
     if (!(o.topP > 0 && o.topP <= 1)) throw new Error(`topP must be in (0, 1], not ${o.topP}`);
     if (o.seed === null) o.seed = Math.floor(Math.random() * 2 ** 32);
     whole("seed", 0);
@@ -151,7 +153,10 @@ function charrnnModel(D) {
     }
     // The next character's distribution: a Map from character to probability, in id order.
     nextProbs(state = null, temperature = 1) {
-      const p = softmax((state || this.start()).logits, temperature > 0 ? 1 / temperature : 1);
+      if (!(temperature >= MIN_TEMPERATURE && Number.isFinite(temperature))) {
+        throw new Error(`temperature must be a finite number >= ${MIN_TEMPERATURE}, not ${temperature}`);
+      }
+      const p = softmax((state || this.start()).logits, 1 / temperature);
       return new Map(D.vocab.map((c, i) => [c, p[i]]));
     }
     // The characters that follow the prime, one at a time (the prime not
