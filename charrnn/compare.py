@@ -24,18 +24,17 @@ from __future__ import annotations
 
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .checkpoint import Checkpoint
 from .corpus import Vocab
-from .device import ieee_fp32
 from .errors import CharRNNError
-from .evaluate import eval_text, run_splits
+from .evaluate import eval_text, next_char_scores, run_splits
 from .inspection.languages import c_lexical, detect, python_lexical
 from .model import CharRNN
 from .ngram import next_char_probs
@@ -122,7 +121,9 @@ def compare(checkpoint: Checkpoint, model: CharRNN, text_file: Path | None = Non
     [ngram_p] = next_char_probs(splits.train, [ids], max_n, checkpoint.vocab.size)  # (max_n, T-1), one order at a time
     seconds["ngram"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    rnn_logp, rnn_top = _model_scores(model, ids)
+    model.eval()
+    rnn_logp, rnn_top = next_char_scores(model, torch.as_tensor(ids.astype(np.int64), device=model.head.weight.device))
+    rnn_logp = rnn_logp.astype(np.float64)
     seconds["rnn_score"] = time.perf_counter() - t0
     ngram_loss = -np.log(ngram_p).mean(1)
     best = int(np.argmin(ngram_loss))
@@ -138,28 +139,8 @@ def compare(checkpoint: Checkpoint, model: CharRNN, text_file: Path | None = Non
     )  # fmt: skip
 
 
-@torch.inference_mode()
-def _model_scores(model: CharRNN, ids: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Per next character: the model's log-probability of it, and whether it
-    was the model's most likely; one stream from a fresh state, fp32."""
-    device = model.head.weight.device
-    x_all = torch.as_tensor(ids.astype(np.int64), device=device)
-    logps, tops, state = [], [], model.eval().init_state(1, device)
-    with ieee_fp32(device):
-        for start in range(0, len(ids) - 1, chunk):
-            x, y = x_all[start : start + chunk], x_all[start + 1 : start + chunk + 1]
-            logits, state = model(x[None], state)
-            logp = F.log_softmax(logits[0, : len(y)].float(), -1)
-            logps.append(logp.gather(1, y[:, None])[:, 0].cpu().numpy())
-            tops.append((logp.argmax(-1) == y).cpu().numpy())
-    return np.concatenate(logps).astype(np.float64), np.concatenate(tops)
-
-
-def _word_counts(vocab: Vocab, train: np.ndarray) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for word in _WORD.findall(vocab.decode(train)):
-        counts[word] = counts.get(word, 0) + 1
-    return counts
+def _word_counts(vocab: Vocab, train: np.ndarray) -> Counter[str]:
+    return Counter(_WORD.findall(vocab.decode(train)))
 
 
 def _words_at(text: str) -> list[tuple[int, int]]:

@@ -99,18 +99,27 @@ def evaluate_text(checkpoint: Checkpoint, model: CharRNN, text_file: Path | None
     return Evaluation(checkpoint.path, text.source, result, text.skipped)
 
 
-@torch.inference_mode()
 def next_char_log_probs(model: CharRNN, ids: torch.Tensor, chunk: int = 4096) -> np.ndarray:
     """log p(ids[i] | ids[:i]) for i >= 1, (len(ids) - 1,): one stream from a
     fresh state, in IEEE fp32, a chunk at a time with the state carried."""
-    out, state = [], model.init_state(1, ids.device)
+    return next_char_scores(model, ids, chunk)[0]
+
+
+@torch.inference_mode()
+def next_char_scores(model: CharRNN, ids: torch.Tensor, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """next_char_log_probs, and beside it whether each next character was
+    the model's most likely (len(ids) - 1,) bool."""
+    logps, tops, state = [], [], model.init_state(1, ids.device)
     with ieee_fp32(ids.device):
         for start in range(0, len(ids) - 1, chunk):
             x, y = ids[start : start + chunk], ids[start + 1 : start + chunk + 1]
             logits, state = model(x[None], state)  # (1, T, V)
             logp = torch.log_softmax(logits[0, : len(y)].float(), -1)
-            out.append(logp.gather(1, y[:, None])[:, 0].cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+            logps.append(logp.gather(1, y[:, None])[:, 0].cpu().numpy())
+            tops.append((logp.argmax(-1) == y).cpu().numpy())
+    if not logps:
+        return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=bool)
+    return np.concatenate(logps), np.concatenate(tops)
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,18 @@ class Exported:
     dtype: str
 
 
-def export_weights(source: Path, out: Path, dtype: str = "fp32", force: bool = False) -> Exported:
-    """Write the model in `source` (a checkpoint, or a run directory meaning
-    its best) to `out`, weights only, in `dtype`."""
+def check_model_dtype(dtype: str) -> None:
+    """Refuse a dtype a model file cannot hold."""
     if dtype == "int8":
         raise CharRNNError("int8 is for --web and --module: a model file holds fp32, bf16 or fp16")
     if dtype not in STORAGE:
         raise CharRNNError(f"--dtype must be one of {', '.join(STORAGE)}, not {dtype!r}")
+
+
+def export_weights(source: Path, out: Path, dtype: str = "fp32", force: bool = False) -> Exported:
+    """Write the model in `source` (a checkpoint, or a run directory meaning
+    its best) to `out`, weights only, in `dtype`."""
+    check_model_dtype(dtype)
 
     def build(c: Checkpoint) -> bytes:
         check_range(c.model.state_dict(), dtype)

@@ -36,3 +36,17 @@ def read_prime(model: CharRNN, ids: torch.Tensor, chunk: int = 4096, state: tupl
         for start in range(0, len(ids), chunk):
             logits, state = model(ids[start : start + chunk][None], state)
     return logits[:, -1], state
+
+
+def states_before(model: CharRNN, ids: torch.Tensor, positions, chunk: int = 4096) -> tuple[torch.Tensor, ...]:
+    """The model's state after reading ids[:p] from a fresh state, for each
+    of the (ascending) positions p: one fused pass, read a chunk at a time;
+    (layers, len(positions), H) per state part. The caller holds ieee_fp32
+    around it, as around the rest of its reading."""
+    state, done, found = model.init_state(1, ids.device), 0, []
+    for p in (int(p) for p in positions):
+        for start in range(done, p, chunk):
+            _, state = model(ids[start : min(start + chunk, p)][None], state)
+        done = max(done, p)
+        found.append(state)
+    return tuple(torch.cat(parts, 1) for parts in zip(*found))

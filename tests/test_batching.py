@@ -3,6 +3,7 @@ shared batch at any step each get the text they would get alone."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
@@ -27,6 +28,16 @@ def loaded(tmp_path, kind: str) -> charrnn.Model:
         net.head.weight.mul_(4)  # sharper distributions: texts that differ by seed
     save_checkpoint(tmp_path / "m.safetensors", net, VOCAB)
     return charrnn.load(tmp_path / "m.safetensors", "cpu")
+
+
+@contextlib.contextmanager
+def running(model: charrnn.Model):
+    """A batcher over `model`, closed when the block ends."""
+    batcher = Batcher(model.net, model.vocab)
+    try:
+        yield batcher
+    finally:
+        batcher.close()
 
 
 def take(generation, n: int | None = None) -> str:
@@ -55,8 +66,7 @@ def test_generations_joining_and_leaving_get_their_own_text(kind, tmp_path):
     requests = [*REQUESTS[:4], ("BOB:", REQUESTS[4][1] | {"stop": model.sample(prime="BOB:", **REQUESTS[4][1])[20]})]
     alone = [model.sample(prime=prime, **controls) for prime, controls in requests]
     assert len(set(alone)) == len(alone)
-    batcher = Batcher(model.net, model.vocab)
-    try:
+    with running(model) as batcher:
         gens = [batcher.submit(prime, sample_config(**controls)) for prime, controls in requests[:2]]
         got = [take(gens[0], 10), take(gens[1], 5)]  # two rows in flight
         gens += [batcher.submit(prime, sample_config(**controls)) for prime, controls in requests[2:]]  # three join
@@ -66,14 +76,11 @@ def test_generations_joining_and_leaving_get_their_own_text(kind, tmp_path):
         got[1] += take(gens[1])
         assert got == alone
         assert alone[4].endswith(requests[4][1]["stop"]) and len(alone[4]) <= 21  # the stop string ended it
-    finally:
-        batcher.close()
 
 
 def test_an_abandoned_generation_leaves_and_the_rest_go_on(tmp_path):
     model = loaded(tmp_path, "gru")
-    batcher = Batcher(model.net, model.vocab)
-    try:
+    with running(model) as batcher:
         left = batcher.submit("BOB:", sample_config(length=100_000, temperature=1.0, seed=9))
         stays = batcher.submit("", sample_config(length=300, temperature=0.9, seed=8))
         take(left, 5)
@@ -84,20 +91,14 @@ def test_an_abandoned_generation_leaves_and_the_rest_go_on(tmp_path):
             time.sleep(0.01)
         assert batcher.in_flight == 0
         assert take(batcher.submit("", sample_config(length=0, temperature=1.0))) == ""  # nothing to draw: ends at once
-    finally:
-        batcher.close()
 
 
 def test_the_batcher_refuses_what_it_cannot_batch(tmp_path):
-    model = loaded(tmp_path, "gru")
-    batcher = Batcher(model.net, model.vocab)
-    try:
+    with running(loaded(tmp_path, "gru")) as batcher:
         with pytest.raises(ValueError):
             batcher.submit("", sample_config(length=5, temperature=0))
         with pytest.raises(charrnn.CharRNNError, match="never seen"):
             batcher.submit("\u2603", sample_config(length=5))  # the prime is checked before it joins
-    finally:
-        batcher.close()
 
 
 def test_closing_ends_the_generations_in_flight_and_refuses_new_ones(tmp_path):

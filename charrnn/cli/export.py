@@ -11,7 +11,7 @@ import typer
 
 from .. import files
 from ..errors import CharRNNError
-from ..export import Exported, export_module, export_page, export_weights
+from ..export import Exported, check_model_dtype, export_module, export_page, export_weights
 from .options import CheckpointArg, ExportDtype, ForceOpt, err
 
 
@@ -39,8 +39,8 @@ def export(
     if len({p.resolve() for p in (out, web, module) if p is not None}) < sum(p is not None for p in (out, web, module)):
         raise CharRNNError("the output file, --web and --module must be different files")
     # Every refusal before anything is written: no export half done.
-    if out is not None and dtype is not None and dtype.value == "int8":
-        raise CharRNNError("int8 is for --web and --module: a model file holds fp32, bf16 or fp16")
+    if out is not None and dtype is not None:
+        check_model_dtype(dtype.value)
     for path, flag in ((out, "the output"), (web, "--web"), (module, "--module")):
         if path is not None:
             files.check_replaceable(path, force, flag)

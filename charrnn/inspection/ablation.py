@@ -29,7 +29,7 @@ from ..clamp import Clamp, Unit
 from ..corpus import Vocab
 from ..device import ieee_fp32
 from ..model import CharRNN
-from ..prime import read_prime
+from ..prime import states_before
 from ..stepper import FastStepper
 
 STREAMS = 16  # parallel streams over the text
@@ -95,9 +95,9 @@ def held_losses(model: CharRNN, ids: torch.Tensor, variants: Sequence[Sequence[C
     rows = len(variants) * s
     clamps = [Clamp(c.unit, c.value, v * s + j) for v, variant in enumerate(variants) for c in variant for j in range(s)]
     stepper = FastStepper(model.eval(), rows, device, clamps=clamps)
-    stepper.load_state(tuple(part.repeat(1, len(variants), 1) for part in _states_at(model, ids, reads.tolist())))
     out = torch.full((len(variants), n), float("nan"), device=device)
     with ieee_fp32(device):
+        stepper.load_state(tuple(part.repeat(1, len(variants), 1) for part in states_before(model, ids, reads.tolist())))
         for step in range(int((ends - reads).max())):
             pos = reads + step  # (s,) the character each stream reads now
             at = pos.clamp(max=n - 1)
@@ -106,18 +106,6 @@ def held_losses(model: CharRNN, ids: torch.Tensor, variants: Sequence[Sequence[C
             keep = (pos >= starts) & (pos < ends)
             out[:, pos[keep]] = -logp.view(len(variants), s)[:, keep]
     return out.cpu().numpy()
-
-
-def _states_at(model: CharRNN, ids: torch.Tensor, positions: list[int]) -> tuple[torch.Tensor, ...]:
-    """The model's state after reading ids[:p], for each of the (ascending)
-    positions: (layers, len(positions), H) per state part."""
-    state, done, found = model.init_state(1, ids.device), 0, []
-    for p in positions:
-        if p > done:
-            _, state = read_prime(model, ids[done:p], state=state)
-            done = p
-        found.append(state)
-    return tuple(torch.cat(parts, 1) for parts in zip(*found))
 
 
 def ablate(model: CharRNN, vocab: Vocab, text: str, held: Sequence[tuple[Unit, float]],

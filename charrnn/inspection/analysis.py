@@ -34,6 +34,7 @@ from ..clamp import Unit
 from ..device import ieee_fp32
 from ..errors import CharRNNError
 from ..model import CharRNN, split_name
+from ..prime import states_before
 from . import ablation
 from .ablation import Ablation, Effect
 from .features import Feature, is_binary
@@ -279,7 +280,7 @@ def gradient_flow(model, vocab, text: str, horizon: int = 50, positions: int = 6
     with ieee_fp32(device):
         with torch.no_grad():  # the state each window starts from
             states = _recorded_states(rec, starts, device) if rec is not None else None
-            states = states if states is not None else _states_before(model, ids, starts)
+            states = states if states is not None else states_before(model, ids, starts)
         state = tuple(s.clone() for s in states)
         kept = []
         for step in range(horizon + 1):
@@ -310,20 +311,6 @@ def _recorded_states(rec: Recording, starts: np.ndarray, device: torch.device) -
     fresh = torch.as_tensor(starts == 0)[:, None]  # ... or, at the text's start, a zero state
     return tuple(torch.stack([torch.as_tensor(np.asarray(rec.tensors[n][before], dtype=np.float32)).masked_fill(fresh, 0)
                               for n in part]).to(device) for part in names)  # fmt: skip
-
-
-def _states_before(model, ids, starts) -> tuple:
-    """The model's state just before each start position (batch of them)."""
-    state = model.init_state(1)
-    out = {}
-    wanted = set(int(s) for s in starts)
-    last = 0
-    for s in sorted(wanted):
-        if s > last:
-            _, state = model(ids[last:s][None], state)
-            last = s
-        out[s] = state
-    return tuple(torch.cat([out[int(s)][i] for s in starts], dim=1) for i in range(len(state)))
 
 
 # --------------------------------------------------------------------------

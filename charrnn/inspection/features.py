@@ -15,12 +15,13 @@ from ..errors import CharRNNError
 Feature = Callable[[str], np.ndarray]
 
 
-def _inside(text: str, open_c: str, close_c: str) -> np.ndarray:
-    """1 on the characters between a quote opening and its closing, quotes excluded."""
+def _inside(text: str, openers: str, closers: str) -> np.ndarray:
+    """1 on the characters between a quote opening (any of `openers`) and its
+    closing (any of `closers`), quotes excluded."""
     out = np.zeros(len(text), dtype=np.float32)
     inside = False
     for t, ch in enumerate(text):
-        if ch == open_c if not inside else ch == close_c:
+        if ch in openers if not inside else ch in closers:
             inside = not inside
             continue
         out[t] = inside

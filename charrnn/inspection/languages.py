@@ -20,7 +20,7 @@ import re
 import numpy as np
 
 from ..errors import CharRNNError
-from .features import BUILTIN_FEATURES, Feature, _indentation, _line_position, regex_feature
+from .features import BUILTIN_FEATURES, Feature, _indentation, _inside, _line_position, regex_feature
 
 CODE, LINE_COMMENT, BLOCK_COMMENT, STRING, CHAR = range(5)
 
@@ -177,7 +177,7 @@ FEATURE_SETS: dict[str, dict[str, Feature]] = {
         **_SHARED,
     },
     "prose": {
-        "inside double quotes": lambda text: _inside_any(text, '"\u201c', '"\u201d'),
+        "inside double quotes": lambda text: _inside(text, '"\u201c', '"\u201d'),
         "inside single quotes": BUILTIN_FEATURES["inside single quotes"],
         "inside brackets": regex_feature(r"\([^()\n]*\)"),
         "position in line": _line_position,
@@ -185,18 +185,6 @@ FEATURE_SETS: dict[str, dict[str, Feature]] = {
         **{k: v for k, v in _SHARED.items() if k not in ("position in line", "indentation")},
     },
 }
-
-
-def _inside_any(text: str, openers: str, closers: str) -> np.ndarray:
-    """1 between an opening quote and the next closing one (straight or curly), quotes excluded."""
-    out = np.zeros(len(text), dtype=np.float32)
-    inside = False
-    for t, ch in enumerate(text):
-        if (ch in closers) if inside else (ch in openers):
-            inside = not inside
-            continue
-        out[t] = inside
-    return out
 
 
 _C_HINTS = re.compile(r"^\s*(#include|#define|static |struct |typedef |int |void |return\b|if \()", re.M)
