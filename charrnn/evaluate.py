@@ -45,20 +45,22 @@ WARMUP = 256  # characters each stream (but the first) reads before it scores: s
 
 @torch.inference_mode()
 def score(model: CharRNN, ids: np.ndarray, streams: int = STREAMS, seq_len: int = 256, warmup: int = WARMUP,
-          d: Dist = Dist(), precision: str = "fp32") -> Score:  # fmt: skip
+          d: Dist = Dist(), precision: str = "fp32", sample: int | None = None) -> Score:  # fmt: skip
     """Mean loss of predicting ids[1:] from what precedes, each character
     scored once. The text is read as `streams` contiguous streams at once
     (data.eval_streams), each warmed up on the `warmup` characters before
     its part; streams=1 carries one state across the whole text (exact and
     slow). Under torch.distributed the streams are shared out and the sums
-    added up. `precision` is fp32 or an autocast precision (bf16, fp16)."""
+    added up. `precision` is fp32 or an autocast precision (bf16, fp16).
+    `sample`: score only about that many characters, in blocks spread
+    evenly over the text (the same ones every time); None: all."""
     was_training = model.training
     model.eval()
     device = model.head.weight.device
     total, count, state = 0.0, 0, None  # summed in Python floats: MPS has no float64
     dtype = AUTOCAST[precision]
     with ieee_fp32(device), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-        for x, y in eval_streams(ids, streams, seq_len, warmup, d.rank, d.world):
+        for x, y in eval_streams(ids, streams, seq_len, warmup, d.rank, d.world, sample):
             logits, state = model(x.to(device), state)
             y = y.to(device).reshape(-1)
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y, ignore_index=IGNORE, reduction="sum")

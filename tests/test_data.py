@@ -189,3 +189,38 @@ def test_corpus_path_is_stored_absolute(tmp_path, monkeypatch):
     (tmp_path / "c.txt").write_text("hello\n")
     monkeypatch.chdir(tmp_path)
     assert load_corpus("c.txt").info.path == str(tmp_path / "c.txt")
+
+
+@pytest.mark.parametrize(("n", "streams", "warmup", "sample"), [(5000, 8, 50, 800), (5000, 32, 20, 333), (999, 4, 0, 10),
+                                                                 (20000, 3, 100, 4000)])  # fmt: skip
+@pytest.mark.parametrize("world", [1, 2])
+def test_a_sampled_evaluation_scores_fixed_blocks_spread_over_the_text(n, streams, warmup, sample, world):
+    ids = (np.arange(n) % 200).astype(np.uint8)
+
+    def scored_positions():
+        at = []
+        for rank in range(world):
+            for x, y in eval_streams(ids, streams, seq_len=16, warmup=warmup, rank=rank, world=world, sample=sample):
+                keep = (y != IGNORE).numpy()
+                assert ((x.numpy()[keep].astype(int) + 1) % 200 == y.numpy()[keep]).all()
+                at += [(int(v) - 1) % 200 for v in x.numpy()[keep]]  # input values stand for positions mod 200
+        return at
+
+    first = scored_positions()
+    assert sample <= len(first) < sample + streams  # about `sample`, each block equal
+    assert first == scored_positions()  # the same characters every time
+
+
+def test_sampled_blocks_start_at_the_text_start_end_at_its_end_and_never_overlap():
+    from charrnn.corpus.batches import sample_layout
+
+    first, scored, end = sample_layout(targets=10_000, streams=8, warmup=100, sample=2_000)
+    assert scored[0] == 0 and end[-1] == 10_000 and (end - scored == 250).all()
+    assert (scored[1:] >= end[:-1]).all() and (scored - first <= 100).all()
+    assert sample_layout(targets=1_000, streams=8, warmup=10, sample=1_000) is None  # would cover it: score it all
+
+
+def test_a_sample_as_large_as_the_text_scores_it_exactly_as_no_sample():
+    ids = (np.arange(3000) % 200).astype(np.uint8)
+    whole = [(x.tolist(), y.tolist()) for x, y in eval_streams(ids, 8, 32, 40)]
+    assert whole == [(x.tolist(), y.tolist()) for x, y in eval_streams(ids, 8, 32, 40, sample=2999)]

@@ -5,6 +5,7 @@ and the line that says so."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -13,7 +14,8 @@ from charrnn import cells
 from charrnn import checkpoint as ckpt
 from charrnn import rundir
 from charrnn.model import ModelConfig
-from charrnn.corpus import load_corpus
+from charrnn.corpus import load_corpus, split_corpus
+from charrnn.evaluate import score
 from charrnn.training import defaults, size
 from charrnn.training.config import TrainConfig
 from charrnn.training.plan import Options, make_plan
@@ -160,3 +162,38 @@ def test_size_is_refused_where_the_model_exists_already(tmp_path, small_corpus, 
 def test_an_explicit_size_auto_is_not_half_ignored(tmp_path, small_corpus):
     done = run_cli("train", small_corpus, "--out", tmp_path / "run", "--size", "auto", "--hidden", "16")
     assert_one_line_error(done, "--size auto", "--hidden")
+
+
+def test_evaluation_samples_the_val_split_only_where_scoring_it_all_would_cost_over_an_eighth_of_the_training():
+    config = TrainConfig(eval_every=500, batch_size=32, seq_len=128)  # 2,048,000 characters trained between
+    assert defaults.eval_chars(config, 200_000).eval_chars is None  # all of it: 200k <= 256k
+    assert defaults.eval_chars(config, 2_000_000).eval_chars == 256_000
+    assert defaults.eval_chars(TrainConfig(eval_every=1, batch_size=2, seq_len=4), 100_000).eval_chars == 16_384
+    assert defaults.eval_chars(replace(config, eval_chars=0), 2_000_000).eval_chars == 0  # given: kept
+    assert defaults.eval_chars(replace(config, eval_chars=1000), 20).eval_chars == 1000
+
+
+def test_a_sampled_run_scores_its_sample_each_time_and_the_whole_split_at_the_end(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(make_text(400), encoding="utf-8")  # about 13,000 characters: a val split of about 1,300
+    out = tmp_path / "run"
+    done = run_cli("train", corpus, "--out", out, *TINY, "--max-steps", "30", "--eval-every", "10",
+                   "--eval-chars", "300", "--val-frac", "0.1")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert "evaluations score a fixed sample of 300 of the val split's" in done.stderr
+    metrics = [json.loads(x) for x in (out / rundir.METRICS).read_text().splitlines()]
+    assert [m["val_chars"] for m in metrics] == [300, 300, 300]
+    assert "val_loss_full" not in metrics[0] and metrics[-1]["val_chars_full"] > 1000
+    run = ckpt.load_checkpoint(out, prefer=rundir.LAST)
+    val = split_corpus(load_corpus(corpus).ids, 0.1, 0.05).val
+    whole = score(run.model, val, streams=4, seq_len=16)
+    assert metrics[-1]["val_loss_full"] == pytest.approx(whole.loss, abs=1e-6)
+    assert metrics[-1]["val_loss"] != pytest.approx(whole.loss, abs=1e-6)  # the sample is not the split
+    assert "last val loss, whole split" in done.stderr
+
+
+def test_a_run_whose_val_split_fits_the_budget_scores_it_all_and_saves_no_eval_chars(small_corpus, tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("train", small_corpus, "--out", out, *TINY, "--max-steps", "20").exit_code == 0
+    run = ckpt.load_checkpoint(out, prefer=rundir.LAST).run
+    assert "eval_chars" not in run.train_config and all("val_chars" not in m for m in run.metrics)

@@ -150,8 +150,13 @@ def train(
         Optional[str], _run("Stop after this much time, e.g. 90s, 10m, 1h30m; the learning-rate schedule fits it.")
     ] = None,
     eval_every: Annotated[Optional[int], _run(
-        "Evaluate on the whole val split and save, every N steps. Default: once per epoch, at most 500 steps apart.",
+        "Evaluate and save every N steps. Default: once per epoch, at most 500 steps apart.",
         min=1, show_default=False)] = None,  # fmt: skip
+    eval_chars: Annotated[Optional[int], _run(
+        "Characters of the val split each evaluation scores: a fixed sample, spread over the split; the last"
+        " evaluation scores them all. 0: the whole split every time. Default: the whole split, or an eighth of the"
+        " characters trained between evaluations where that is less (about 5% of the run's time).", min=0,
+        show_default=False)] = None,  # fmt: skip
     patience: Annotated[Optional[int], _run(
         "Stop after N evaluations without a new best val loss; 0 never stops early. Default: 5 for a run planned"
         " for 10 or more epochs (a small corpus), else 0.", min=0, show_default=False)] = None,  # fmt: skip
@@ -242,9 +247,13 @@ def _summary(result: TrainResult) -> None:
     if last:
         rows += [
             ("last train loss", f"{last['train_loss']:.4f} nats/char"),
-            ("last val loss", f"{last['val_loss']:.4f} nats/char ({last['val_bpc']:.4f} bits/char)"),
+            ("last val loss", f"{last['val_loss']:.4f} nats/char ({last['val_bpc']:.4f} bits/char)"
+                              + (f" on {last['val_chars']:,} characters" if "val_chars" in last else "")),
             ("chars/s (last interval)", f"{last['chars_per_s'] or 0:,.0f}"),
         ]
+    if last and "val_loss_full" in last:
+        rows.append(("last val loss, whole split", f"{last['val_loss_full']:.4f} nats/char on"
+                                                   f" {last['val_chars_full']:,} characters"))
     if result.best_val_loss is not None:
         rows.append(("best val loss", f"{result.best_val_loss:.4f} nats/char"))
     for k, v in rows:

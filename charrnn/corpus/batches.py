@@ -122,7 +122,7 @@ def stream_count(n: int, streams: int, warmup: int) -> int:
 
 
 def eval_streams(
-    ids: np.ndarray, streams: int, seq_len: int, warmup: int, rank: int = 0, world: int = 1
+    ids: np.ndarray, streams: int, seq_len: int, warmup: int, rank: int = 0, world: int = 1, sample: int | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Every target of `ids` (each character after the first) scored
     exactly once, by up to `streams` contiguous streams read side by side,
@@ -132,22 +132,54 @@ def eval_streams(
     (they are read, not scored: their targets are IGNORE). A stream must
     score at least as many characters as it warms up on, so a short text
     gets fewer streams; streams=1 is the exact single-stream score.
-    Yields (x, y) of shape (streams, <= seq_len); with world > 1, this
-    process takes streams rank, rank + world, ..."""
+    With `sample` below the text's targets, only about that many are
+    scored: one equal block a stream, the blocks spread evenly from the
+    text's start to its end (the same characters every time; see
+    sample_layout). Yields (x, y) of shape (streams, <= seq_len); with
+    world > 1, this process takes streams rank, rank + world, ..."""
     targets = len(ids) - 1
     if targets < 1:
         return
-    b = stream_count(len(ids), streams, warmup)
-    steps = -(-(targets + (b - 1) * warmup) // b)  # every stream reads this many characters
-    # stream k reads from first[k]; it scores from scored[k] (stream 0 from its start)
-    scored = np.array([0] + [steps + (k - 1) * (steps - warmup) for k in range(1, b)], dtype=np.int64)
-    first = np.maximum(scored - warmup, 0)
-    first, scored = first[rank::world], scored[rank::world]
+    layout = sample_layout(targets, streams, warmup, sample) if sample else None
+    first, scored, end = layout or full_layout(targets, streams, warmup)
+    steps = int((end - first).max())  # every stream reads this many characters
+    first, scored, end = first[rank::world], scored[rank::world], end[rank::world]
     if len(first) == 0:  # more processes than streams: this one has none
         return
     for t0 in range(0, steps, seq_len):
         pos = first[:, None] + np.arange(t0, min(t0 + seq_len, steps))[None, :]  # input positions
         x = ids[np.minimum(pos, targets - 1)]
         y = ids[np.minimum(pos + 1, targets)].astype(np.int64)
-        y[(pos < scored[:, None]) | (pos >= targets)] = IGNORE  # warm-up, or past the text's end
+        y[(pos < scored[:, None]) | (pos >= end[:, None])] = IGNORE  # warm-up, or past the stream's part
         yield _as_long(x), torch.from_numpy(y)
+
+
+Layout = tuple[np.ndarray, np.ndarray, np.ndarray]  # per stream: first read, first scored, end (input positions)
+
+
+def full_layout(targets: int, streams: int, warmup: int) -> Layout:
+    """Streams that tile every target: stream k scores from where stream
+    k-1 stops, after reading the `warmup` characters before."""
+    b = stream_count(targets + 1, streams, warmup)
+    steps = -(-(targets + (b - 1) * warmup) // b)  # every stream reads this many characters
+    scored = np.array([0] + [steps + (k - 1) * (steps - warmup) for k in range(1, b)], dtype=np.int64)
+    first = np.maximum(scored - warmup, 0)
+    return first, scored, np.minimum(first + steps, targets)
+
+
+def sample_layout(targets: int, streams: int, warmup: int, sample: int) -> Layout | None:
+    """Streams that score `sample` targets (rounded up to a multiple of the
+    streams) in equal blocks spread evenly over the text, the first at its
+    start, the last at its end, each warmed up as full_layout's are; None
+    when the blocks would cover the text (then every target is scored)::
+
+        text:   |=====-------======-------======|   = scored, - skipped
+        blocks:  0                1            2     (3 streams)
+    """
+    b = max(1, min(streams, sample // max(warmup, 1)))  # a block is at least as long as its warm-up
+    size = -(-sample // b)
+    if b * size >= targets:
+        return None
+    scored = np.round(np.linspace(0, targets - size, b)).astype(np.int64)
+    first = np.maximum(scored - warmup, 0)
+    return first, scored, scored + size

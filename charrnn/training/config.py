@@ -20,8 +20,8 @@ DEFAULT_MAX_STEPS = 3000  # when no --max-steps, --epochs or --time-limit is giv
 # before it wrote (and that charrnn, which ignores what it does not know,
 # reads the rest).
 ADDED = {"added": True}
-RESUMABLE = ("max_steps", "epochs", "time_limit_s", "eval_every", "sample_every", "device", "precision", "deterministic",
-             "patience")  # fmt: skip
+RESUMABLE = ("max_steps", "epochs", "time_limit_s", "eval_every", "eval_chars", "sample_every", "device", "precision",
+             "deterministic", "patience")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,9 @@ class TrainConfig:
     deterministic: bool = False  # deterministic kernels only (device.deterministic_kernels), at a cost
     patience: int | None = None  # stop after this many evaluations without a new best; 0 never; None: defaults.py
     beta2: float = field(default=0.99, metadata=ADDED)  # AdamW's second-moment decay
+    # Characters of the val split each evaluation scores, a fixed sample; 0:
+    # all of them; None: fitted to the evaluation cadence (defaults.py)
+    eval_chars: int | None = field(default=None, metadata=ADDED)
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -70,6 +73,8 @@ class TrainConfig:
         check_split(self.val_frac if self.val_frac is not None else min(0.05, (1 - self.test_frac) / 2), self.test_frac)
         if self.patience is not None and self.patience < 0:
             raise CharRNNError(f"--patience must be >= 0 (0: never stop early), not {self.patience}")
+        if self.eval_chars is not None and self.eval_chars < 0:
+            raise CharRNNError(f"--eval-chars must be >= 0 (0: the whole val split), not {self.eval_chars}")
         if self.sample_every is not None and self.sample_every < 1:
             raise CharRNNError(f"--sample-every must be at least 1, not {self.sample_every}")
         if self.sample_every is not None and self.eval_every is not None and self.sample_every % self.eval_every:

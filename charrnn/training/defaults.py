@@ -7,7 +7,11 @@ split of a few thousand characters, and its `best` is whichever of those
 few evaluations was least bad. So, where the option was not given:
 
 - validation: 5% of the corpus, but at least MIN_VAL_CHARS (up to 10%);
-- evaluation: once per epoch, and at least every 500 steps;
+- evaluation: once per epoch, and at least every 500 steps; on the whole
+  val split where it is at most EVAL_SHARE of the characters trained
+  between two evaluations, else on a fixed sample of that many (an
+  evaluated character costs about half a trained one, forward only, so
+  evaluation stays near 5% of the run: docs/benchmarks.md);
 - patience: a run planned for OVERFIT_EPOCHS epochs or more, where a small
   corpus is learned by heart long before the end, stops after PATIENCE
   evaluations without a new best (it would spend most of its time past
@@ -27,6 +31,7 @@ from .config import TrainConfig
 
 DEFAULT_VAL_FRAC, MAX_VAL_FRAC, MIN_VAL_CHARS = 0.05, 0.10, 8192
 MAX_EVAL_EVERY = 500
+EVAL_SHARE, MIN_EVAL_CHARS = 1 / 8, 16_384
 OVERFIT_EPOCHS, PATIENCE = 10, 5
 
 
@@ -48,6 +53,16 @@ def eval_every(config: TrainConfig, steps_per_epoch: int) -> TrainConfig:
     if config.sample_every is not None:
         every = max(d for d in range(1, every + 1) if config.sample_every % d == 0)
     return replace(config, eval_every=every)
+
+
+def eval_chars(config: TrainConfig, n_val: int) -> TrainConfig:
+    """The config with its evaluation sample settled (after eval_every):
+    None where the whole val split is scored."""
+    if config.eval_chars is not None:
+        return config
+    between = config.eval_every * config.batch_size * config.seq_len  # characters trained between evaluations
+    budget = max(MIN_EVAL_CHARS, int(EVAL_SHARE * between))
+    return config if budget >= n_val - 1 else replace(config, eval_chars=budget)
 
 
 def patience(config: TrainConfig, planned_steps: float | None, steps_per_epoch: int) -> int:

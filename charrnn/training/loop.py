@@ -31,13 +31,13 @@ from ..corpus import Corpus, StreamBatches, Vocab, split_corpus
 from ..device import (AUTOCAST, describe_precision, deterministic_kernels, exact_fp32, recurrence_in_fp32, rng_states,
                       set_rng_states, to_device)  # fmt: skip
 from ..errors import CharRNNError, TrainingDiverged
-from ..evaluate import score
+from ..evaluate import Score, score
 from ..model import CharRNN
 from ..sample import SampleConfig, generate
 from . import defaults, distributed, finetune
 from .advice import rising_val_advice
 from .config import TrainConfig
-from .plan import INIT_FROM, RESUME, RunPlan
+from .plan import INIT_FROM, RESUME, RunPlan, sampled
 from .schedule import lr_at, progress
 from .signals import StopFlag
 
@@ -304,7 +304,7 @@ class Trainer:
                         self._save(None, time.monotonic())
                     elif run.step % config.eval_every == 0 or stop_reason:
                         started = time.monotonic()
-                        self._save(self._evaluate(), started)
+                        self._save(self._evaluate(final=stop_reason is not None), started)
                         stop_reason = stop_reason or self._out_of_patience()
         except RuntimeError as e:  # torch.OutOfMemoryError is one
             if not _out_of_memory(e):
@@ -424,21 +424,36 @@ class Trainer:
             self._check_pending()
             self._report_pending()
 
-    def _evaluate(self) -> dict:
-        """Score the whole val split; the metrics entry of this evaluation."""
+    def _evaluate(self, final: bool = False) -> dict:
+        """Score the val split, or the run's fixed sample of it; the metrics
+        entry of this evaluation. The run's last evaluation also scores the
+        whole split where the others score a sample (val_loss stays the
+        sample's, so that best is chosen on one measure throughout)."""
         run, t0 = self.run, time.monotonic()
-        val = score(self.model, self.val, streams=self.config.batch_size, seq_len=self.config.seq_len,
-                    d=self.dist)
-        if not math.isfinite(val.loss):
-            raise TrainingDiverged(f"the validation loss became {val.loss} at step {run.step}; nothing was saved")
+        val = self._score(self.config.eval_chars)
+        entry = self._entry(val, time.monotonic() - t0)
+        if sampled(self.config, len(self.val)):
+            entry["val_chars"] = val.chars
+        if final and sampled(self.config, len(self.val)):
+            t1 = time.monotonic()
+            whole = self._score(None)
+            entry |= {"val_loss_full": whole.loss, "val_chars_full": whole.chars,
+                      "eval_full_s": round(time.monotonic() - t1, 4)}  # fmt: skip
         run.elapsed_s = self.elapsed0 + self._elapsed()  # count the evaluation too
-        entry = self._entry(val.loss, time.monotonic() - t0)
+        entry["elapsed_s"] = round(run.elapsed_s, 3)
         if self.config.sample_every and run.step % self.config.sample_every == 0 and self.dist.is_main:
             entry["sample"] = self._sample()
         run.metrics.append(entry)
         if advice := rising_val_advice(run.metrics, self.model.config.dropout):
             entry["advice"] = advice
         return entry
+
+    def _score(self, sample: int | None) -> Score:
+        val = score(self.model, self.val, streams=self.config.batch_size, seq_len=self.config.seq_len,
+                    d=self.dist, sample=sample or None)  # fmt: skip
+        if not math.isfinite(val.loss):
+            raise TrainingDiverged(f"the validation loss became {val.loss} at step {self.run.step}; nothing was saved")
+        return val
 
     def _save(self, entry: dict | None, started: float) -> None:
         """Write best (if this evaluation improved) and last; `entry` is
@@ -490,7 +505,7 @@ class Trainer:
         self.model.train()
         return text
 
-    def _entry(self, val_loss: float, eval_s: float) -> dict:
+    def _entry(self, val: Score, eval_s: float) -> dict:
         run, window = self.run, self.window.summary()
         # each process saw its own streams: the train loss is their mean
         (loss_sum,) = distributed.sum_all([window["train_loss"]], self.dist, self.device)
@@ -500,8 +515,8 @@ class Trainer:
             "epoch": run.epoch,
             "chars_seen": run.chars_seen,
             **window,
-            "val_loss": val_loss,
-            "val_bpc": val_loss / math.log(2),
+            "val_loss": val.loss,
+            "val_bpc": val.bpc,
             "lr": self.optimizer.param_groups[0]["lr"],
             "elapsed_s": round(run.elapsed_s, 3),
             "eval_s": round(eval_s, 4),

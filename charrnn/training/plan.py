@@ -124,9 +124,9 @@ def make_plan(options: Options, corpus: CorpusInfo, vocab: Vocab, device: torch.
     if config.batch_size % processes:
         raise CharRNNError(f"--batch-size {config.batch_size} cannot be split evenly across {processes} processes:"
                            f" use a multiple of {processes}")  # fmt: skip
-    n_train, _, _ = split_sizes(corpus.n_chars, config.val_frac, config.test_frac)
+    n_train, n_val, _ = split_sizes(corpus.n_chars, config.val_frac, config.test_frac)
     per_epoch = steps_per_epoch(n_train, config.batch_size, config.seq_len)
-    config = defaults.eval_every(config, per_epoch)
+    config = defaults.eval_chars(defaults.eval_every(config, per_epoch), n_val)
     total = _total_steps(config, per_epoch, checkpoint.run.step if start == RESUME else None)
     patience, patience_from = defaults.patience_rule(config, total, per_epoch)
     with torch.device("meta"):  # the count, without the memory
@@ -136,7 +136,8 @@ def make_plan(options: Options, corpus: CorpusInfo, vocab: Vocab, device: torch.
         precision=precision, processes=processes, parameters=parameters, steps_per_epoch=per_epoch,
         total_steps=total, patience=patience, patience_from_steps=patience_from, out_dir=str(out_dir),
         notes=tuple(notes), fitted=_fitted(chosen, defaults.describe(asked, config, corpus.n_chars, per_epoch, total,
-                                                                     size_note), _slower(model, device)),
+                                                                     size_note), _sampled(config, n_val),
+                       _slower(model, device)),
     )  # fmt: skip
 
 
@@ -226,6 +227,18 @@ def check_options(options: Options, start: str) -> None:
         check_resumable(_overrides(options))
 
 
+def _sampled(config: TrainConfig, n_val: int) -> str | None:
+    if not sampled(config, n_val):
+        return None
+    return (f"evaluations score a fixed sample of {config.eval_chars:,} of the val split's {n_val:,} characters"
+            " (--eval-chars); the last scores them all")  # fmt: skip
+
+
+def sampled(config: TrainConfig, n_val: int) -> bool:
+    """Whether the run's evaluations score a sample of its val split, not all of it."""
+    return bool(config.eval_chars) and config.eval_chars < n_val - 1
+
+
 def _slower(model: ModelConfig, device: torch.device) -> str | None:
     problem = model.cell.slower_here(device)
     return f"note: {problem}" if problem else None
@@ -281,12 +294,18 @@ def describe_plan(plan: RunPlan) -> list[tuple[str, str]]:
         ("length", _length(plan)),
         ("learning rate", f"AdamW, peak {c.lr:g}, warm-up {_warmup(plan)}, cosine decay to {c.lr * c.min_lr_frac:g}"),
         ("regularisation", f"weight decay {c.weight_decay:g} (matrices), gradient clip {c.grad_clip:g}"),
-        ("evaluation", f"every {c.eval_every:,} steps on the val split; {_patience(plan)}"
+        ("evaluation", f"every {c.eval_every:,} steps on {_scored(c, n_val)}; {_patience(plan)}"
                        + (f"; a sample every {c.sample_every:,} steps" if c.sample_every else "")),
         ("seed", str(c.seed)),
         ("output", plan.out_dir),
     ]
     return rows + [("note", note) for note in (*plan.notes[1:], *plan.fitted)]
+
+
+def _scored(config: TrainConfig, n_val: int) -> str:
+    if not sampled(config, n_val):
+        return "the val split"
+    return f"a fixed {config.eval_chars:,} of the val split's {n_val:,} characters (all of them at the end)"
 
 
 def _length(plan: RunPlan) -> str:
