@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +35,12 @@ from .checkpoint import Checkpoint, load_checkpoint
 from .clamp import parse_clamps
 from .compare import MAX_N, Comparison, compare
 from .corpus import Vocab
+from .corpus.documents import DOC_END
+from .documents_sample import DocumentSamples, sample_documents
 from .device import resolve_device
 from .errors import CharRNNError
 from .evaluate import STREAMS, Evaluation, batched_log_probs, evaluate_text, next_char_log_probs
-from .inspection.record import Recording, record, select_layers, select_units
+from .inspection.record import Recording, as_model_reads, record, select_layers, select_units
 from .inspection.session import Inspection, Selection, inspect_model
 from .inspection.source import TextSource
 from .model import ModelConfig
@@ -151,8 +153,25 @@ class Model:
         known_prime(self.vocab, prime, config.skip_unknown)
         parse_clamps(config.clamp, self.config)
         if config.beam is not None:
+            if self.config.documents:  # a beam ends at a document's end, which is not text
+                return _unmarked(beam_columns(self.net, self.vocab, prime, replace(config, stop=config.stop or DOC_END)))
             return beam_columns(self.net, self.vocab, prime, config)
         return generate(self.net, self.vocab, prime, config)
+
+    def documents(self, n: int = 1, prime: str = "", length: int = 500, novel: bool = False,
+                  **controls) -> DocumentSamples:  # fmt: skip
+        """For a model trained with documents: n whole documents, each
+        `prime` and what follows up to its end marker (at most `length`
+        characters); `novel` drops those the run's corpus holds and draws
+        others. Controls as `sample`'s (not beam)."""
+        if not self.config.documents:
+            raise CharRNNError("this model reads one stream of text, not documents: use sample or samples")
+        config = sample_config(length=length, num_samples=n, **controls)
+        if config.beam is not None:
+            raise CharRNNError("documents are drawn: beam search is beams'")
+        known_prime(self.vocab, prime, config.skip_unknown)
+        parse_clamps(config.clamp, self.config)
+        return sample_documents(self.net, self.checkpoint, prime, config, novel)
 
     def beams(self, prime: str = "", length: int = 500, **controls) -> list[tuple[str, float]]:
         """Beam search's best continuations with their total log-probabilities."""
@@ -160,7 +179,9 @@ class Model:
         if config.beam is None:
             raise CharRNNError("beams needs beam=N")
         known_prime(self.vocab, prime, config.skip_unknown)
-        return [(h.text, h.logprob) for h in beam_search(self.net, self.vocab, prime, config)]
+        if self.config.documents:  # a beam ends at a document's end
+            config = replace(config, stop=config.stop or DOC_END)
+        return [(h.text.replace(DOC_END, ""), h.logprob) for h in beam_search(self.net, self.vocab, prime, config)]
 
     # -- scoring and stepping ------------------------------------------------
 
@@ -176,12 +197,15 @@ class Model:
         """`score` of each line with its end: each read from the start of a
         line and scored through its newline (the line's end is part of what
         the model predicts), many lines at once as parallel streams. The
-        scores equal `score(line + "\\n")` within float rounding."""
+        scores equal `score(line + "\\n")` within float rounding. A model of
+        documents reads each line as a document: from the end marker,
+        through the next."""
         self._known("".join(lines), unknown, "scores the rest", "the lines")  # refused at once, naming every one
-        encoded = [self._known(line + "\n", "skip", "") for line in lines]
+        end = DOC_END if self.config.documents else "\n"
+        encoded = [self._known(line + end, "skip", "") for line in lines]
         start = int(prime_ids(self.vocab, "", False, torch.device("cpu"))[0])
         logps = batched_log_probs(self.net, [ids for ids, _ in encoded], start)
-        return [TextScore(self.vocab.decode(ids) if skipped else line + "\n", logp, skipped)
+        return [TextScore(self.vocab.decode(ids) if skipped else line + end, logp, skipped)
                 for line, (ids, skipped), logp in zip(lines, encoded, logps)]  # fmt: skip
 
     def evaluate(self, text_file: Path | None = None, encoding: str = "utf-8", streams: int = STREAMS,
@@ -224,7 +248,8 @@ class Model:
                dtype: str = "fp32") -> Recording:  # fmt: skip
         """Every selected unit's activations and gates on every character of
         `text`, in memory (layers like "0,1", units like "0-63,100"; None: all)."""
-        self._known(text, "error", "")  # characters it has never seen: refused in one line before recording
+        # characters it has never seen: refused in one line before recording
+        self._known(as_model_reads(text, self.config.documents), "error", "")
         selection = Selection(layers, units, dtype)
         return record(self.net, self.vocab, text, select_layers(layers, self.config.layers),
                       select_units(units, self.config.hidden), selection.storage())  # fmt: skip
@@ -243,6 +268,11 @@ def load(path: str | Path | None = None, device: str = "auto") -> Model:
     (the newest run under checkpoints/), on `device` (auto, cpu, cuda, mps)."""
     checkpoint = load_checkpoint(Path(path) if path is not None else rundir.newest_run())
     return Model(checkpoint, resolve_device(device))
+
+
+def _unmarked(columns: Iterator[list[str]]) -> Iterator[list[str]]:
+    for chars in columns:
+        yield [ch.replace(DOC_END, "") for ch in chars]
 
 
 def sample_config(**controls) -> SampleConfig:

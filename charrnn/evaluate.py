@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import Checkpoint
-from .corpus import IGNORE, Splits, eval_streams, load_corpus, split_corpus, stream_count
+from .corpus import IGNORE, Splits, documents, eval_streams, load_corpus, split_corpus, stream_count
+from .corpus.documents import END_ID, DocumentBatches, split_text
 from .device import AUTOCAST, ieee_fp32, resolve_precision
 from .errors import CharRNNError
 from .model import CharRNN
@@ -53,7 +54,10 @@ def score(model: CharRNN, ids: np.ndarray, streams: int = STREAMS, seq_len: int 
     slow). Under torch.distributed the streams are shared out and the sums
     added up. `precision` is fp32 or an autocast precision (bf16, fp16).
     `sample`: score only about that many characters, in blocks spread
-    evenly over the text (the same ones every time); None: all."""
+    evenly over the text (the same ones every time); None: all. A model
+    of documents scores each from the zero state (score_documents)."""
+    if model.config.documents:
+        return score_documents(model, ids, streams, seq_len, d, precision, sample)
     was_training = model.training
     model.eval()
     device = model.head.weight.device
@@ -70,6 +74,45 @@ def score(model: CharRNN, ids: np.ndarray, streams: int = STREAMS, seq_len: int 
     count = int(count)
     model.train(was_training)
     return Score(total / count if count else float("nan"), count)
+
+
+@torch.inference_mode()
+def score_documents(model: CharRNN, ids: np.ndarray, rows: int = STREAMS, seq_len: int = 256, d: Dist = Dist(),
+                    precision: str = "fp32", sample: int | None = None) -> Score:  # fmt: skip
+    """Mean loss over the documents of `ids` (joined by their end marker,
+    corpus/documents.py), each read from the zero state, its end marker
+    predicted; many at once, as a batch's rows. `sample`: only documents
+    spread evenly through the text, about that many characters of them."""
+    was_training = model.training
+    model.eval()
+    device = model.head.weight.device
+    total, count = 0.0, 0
+    dtype = AUTOCAST[precision]
+    batches = DocumentBatches(ids, END_ID, rows, seq_len, d.rank, d.world, seed=None,
+                              docs=_sampled_documents(ids, sample))  # fmt: skip
+    with ieee_fp32(device), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        for k in range(len(batches)):
+            if batches.fresh(k):
+                state = model.init_state(batches.rows(k), device)
+            x, y = batches.batch(k)
+            logits, state = model(x.to(device), state)
+            y = y.to(device).reshape(-1)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y, ignore_index=IGNORE, reduction="sum")
+            total += loss.item()
+            count += int((y != IGNORE).sum())
+    total, count = sum_all([total, count], d, device)
+    model.train(was_training)
+    return Score(total / count if count else float("nan"), int(count))
+
+
+def _sampled_documents(ids: np.ndarray, sample: int | None) -> np.ndarray | None:
+    """Which documents a sample of about `sample` characters scores: spread
+    evenly through the text; None: all of them."""
+    if not sample:
+        return None
+    starts, ends = documents.spans(ids, END_ID)
+    k = min(len(starts), -(-sample * len(starts) // int((ends - starts).sum())))
+    return None if k == len(starts) else documents.spread(len(starts), k)
 
 
 @dataclass(frozen=True)
@@ -138,7 +181,7 @@ def eval_text(checkpoint: Checkpoint, text_file: Path | None = None, encoding: s
     holding characters the model has never seen is refused, naming them and
     how often each occurs, or with `skip_unknown` scored without them."""
     if text_file is not None:
-        data = load_corpus(text_file, encoding)
+        data = load_corpus(text_file, encoding, documents=checkpoint.config.documents)
         ids, skipped = checkpoint.vocab.translate(data.ids, data.vocab, str(text_file), skip_unknown,
                                                   "leaves them out and scores the rest")  # fmt: skip
         return EvalText(ids, str(text_file), skipped)
@@ -158,10 +201,12 @@ def run_splits(checkpoint: Checkpoint, instead: str) -> tuple[Splits, Path]:
     corpus_path = Path(run.corpus.path)
     if not corpus_path.exists():
         raise CharRNNError(f"the run's corpus {corpus_path} is not at hand: {instead}")
-    data = load_corpus(corpus_path, run.corpus.encoding)
+    documents_mode = checkpoint.config.documents
+    data = load_corpus(corpus_path, run.corpus.encoding, documents=documents_mode)
     if data.info.sha256 != run.corpus.sha256:
         raise CharRNNError(f"{corpus_path} has changed since training: {instead}")
-    return split_corpus(data.ids, run.train_config["val_frac"], run.train_config["test_frac"]), corpus_path
+    splits = split_text(data.ids, run.train_config["val_frac"], run.train_config["test_frac"], documents_mode)
+    return splits, corpus_path
 
 
 LINE_BATCH_CHARS = 1 << 16  # characters scored at once when lines are batched: padded (B, T) <= this

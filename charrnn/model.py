@@ -24,6 +24,7 @@ from torch import nn
 
 from . import cells
 from .cells import Cell, LayerWeights, State
+from .corpus.documents import check_mode
 from .errors import CharRNNError
 from .typecheck import check_types
 
@@ -60,6 +61,11 @@ class ModelConfig:
     # window, so the recurrence sees one consistently thinned input rather
     # than fresh noise per character.
     embed_dropout: float = field(default=0.0, metadata=regulariser(3))
+    # "" : the text is one stream. "lines" or "files": it is documents, each
+    # read from the zero state after an end marker and ended by one, which
+    # the model predicts (corpus/documents.py); sampling, scoring and
+    # inspection read documents so too.
+    documents: str = field(default="", metadata={"format": 4})
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -70,6 +76,7 @@ class ModelConfig:
         for name in ("dropout", "weight_drop", "embed_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise CharRNNError(f"{name.replace('_', ' ')} must be in [0, 1), not {getattr(self, name)}")
+        check_mode(self.documents)
         if self.weight_drop and not self.cell.recurrent:
             raise CharRNNError(f"weight drop acts on W_hh, and a {self.kind} layer has none: leave it out")
 

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from .corpus import Vocab
+from .corpus.documents import DOC_END
 from .device import ieee_fp32
 from .model import CharRNN
 
@@ -19,9 +20,12 @@ def known_prime(vocab: Vocab, prime: str, skip_unknown: bool) -> np.ndarray:
 
 def prime_ids(vocab: Vocab, prime: str, skip_unknown: bool, device: torch.device) -> torch.Tensor:
     """The prime's ids (P,); with no prime (or none left once unknown
-    characters are skipped), a newline, as if a new line began."""
+    characters are skipped), a newline, as if a new line began. A model of
+    documents reads the end marker first: a prime is a document's start."""
     ids = known_prime(vocab, prime, skip_unknown)
-    if len(ids) == 0:
+    if DOC_END in vocab.chars:
+        ids = np.concatenate([vocab.encode(DOC_END), ids])
+    elif len(ids) == 0:
         ids = vocab.encode("\n" if "\n" in vocab.chars else vocab.chars[0])
     return torch.as_tensor(ids.astype("int64"), device=device)
 

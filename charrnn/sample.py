@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from .corpus import Vocab
+from .corpus.documents import DOC_END
 from .errors import CharRNNError
 from .model import CharRNN
 from .clamp import parse_clamps
@@ -109,11 +110,13 @@ def generate(model: CharRNN, vocab: Vocab, prime: str, config: SampleConfig) -> 
         logits = logits.expand(b, -1) * scale  # (B, V), tempered like every later step's
     draw = Draws(config, b, vocab.size, device)
     stops = StopString(config.stop, b)
+    ends = DocumentEnds(b) if DOC_END in vocab.chars else None
     for _ in range(config.length):
         nxt = draw(logits)
-        chars = stops.filter([vocab.chars[i] for i in nxt.tolist()])
+        chars = [vocab.chars[i] for i in nxt.tolist()]
+        chars = stops.filter(ends.filter(chars) if ends else chars)
         yield chars
-        if stops.all_done:
+        if stops.all_done or (ends and ends.all_done):
             return
         logits = stepper.step(nxt)
 
@@ -169,6 +172,25 @@ def _sample_seed(base: int, index: int) -> int:
     """A well-mixed 63-bit seed for sample `index` of a run seeded `base`."""
     digest = hashlib.sha256(f"{base}:{index}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
+
+
+class DocumentEnds:
+    """Ends each sample of a model of documents at its end marker, which is
+    not given out: a sample is one document."""
+
+    def __init__(self, batch: int):
+        self.done = [False] * batch
+
+    @property
+    def all_done(self) -> bool:
+        return all(self.done)
+
+    def filter(self, chars: list[str]) -> list[str]:
+        out = []
+        for j, ch in enumerate(chars):
+            self.done[j] = self.done[j] or ch == DOC_END
+            out.append("" if self.done[j] else ch)
+        return out
 
 
 class StopString:

@@ -4,7 +4,8 @@ Sample 1 streams as it is generated; the others follow it."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -16,7 +17,7 @@ from ..api import load
 from ..sample import SampleConfig
 from ..terminal import safe_for_terminal
 from .options import (DeviceName, DeviceOpt, ForceOpt, NewestCheckpointArg, SeedOpt, TemperatureOpt, TopKOpt, TopPOpt,
-                      Unknown, given_options, unknown_opt)  # fmt: skip
+                      Unknown, err, given_options, unknown_opt)  # fmt: skip
 
 UnknownPrimeOpt = unknown_opt("Prime characters")
 
@@ -42,6 +43,9 @@ def sample(
     length_penalty: Annotated[float, typer.Option(
         help="With --beam and --stop: rank beams by log-probability / length**P, so P > 0 favours "
              "longer ones (default 0: the most likely).")] = 0.0,  # fmt: skip
+    novel: Annotated[bool, typer.Option(
+        help="For a model trained with --documents: keep only documents its corpus does not hold, drawing others"
+             " in their place; the count dropped goes to stderr.")] = False,  # fmt: skip
     clamp: Annotated[Optional[list[str]], typer.Option(
         help="Hold a unit at a value on every step, as UNIT=VALUE with the unit named as inspect names it"
              " (e.g. l1.h:42=1.0; an LSTM's cell state l1.c:42=1.0). Repeatable.")] = None,  # fmt: skip
@@ -54,7 +58,15 @@ def sample(
     config = SampleConfig(length, temperature, top_k, top_p, seed, num_samples, stop, unknown is Unknown.skip, beam,
                           length_penalty, tuple(clamp or ()))  # fmt: skip
     prime = _prime(prime, prime_file)
-    steps = load(checkpoint, device.value).columns(prime, config)
+    model = load(checkpoint, device.value)
+    if novel and not model.config.documents:
+        raise CharRNNError("--novel keeps documents the corpus does not hold: the model must be trained with --documents")
+    if model.config.documents and beam is None:
+        steps = _documents(model, prime, config, novel, echo)
+        config = replace(config, num_samples=1)
+        prime = ""
+    else:
+        steps = model.columns(prime, config)
     echoed = prime if echo else ""
     if output is None:
         sys.stdout.reconfigure(errors="backslashreplace")  # a terminal or pipe that cannot show a character
@@ -67,6 +79,31 @@ def sample(
         return
     with files.atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as stream:  # all of it, or nothing
         _write_to(stream, steps, config.num_samples, echoed)
+
+
+def _documents(model, prime: str, config: SampleConfig, novel: bool, echo: bool) -> Iterator[list[str]]:
+    """Whole documents, drawn before any is shown, as one column of text:
+    a line each for a model of lines, a separator line between files."""
+    drawn = model.documents(config.num_samples, prime, config.length, novel, **_controls(config))
+    shown = [text if echo else text[len(prime) :] for text in drawn.texts]
+    if model.config.documents == "lines":
+        yield ["\n".join(shown)]
+    else:
+        yield ["".join(f"\n\n----- document {i + 1} -----\n" * bool(i) + t for i, t in enumerate(shown))]
+    notes = []
+    if novel:
+        notes.append(f"{drawn.dropped} drawn document(s) already in the corpus were dropped")
+    if len(drawn.texts) < config.num_samples:
+        notes.append(f"only {len(drawn.texts)} of {config.num_samples} novel documents were found")
+    if drawn.unfinished:
+        notes.append(f"{drawn.unfinished} reached --length {config.length} before their end")
+    if notes:
+        err.print("; ".join(notes))
+
+
+def _controls(config: SampleConfig) -> dict:
+    return {"temperature": config.temperature, "top_k": config.top_k, "top_p": config.top_p, "seed": config.seed,
+            "stop": config.stop, "unknown": "skip" if config.skip_unknown else "error", "clamp": list(config.clamp)}
 
 
 def _write_to(stream, steps, num_samples: int, echoed: str) -> None:

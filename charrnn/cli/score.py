@@ -44,8 +44,10 @@ def score(
     """Score every line of a text: how likely the model finds it, end of line included."""
     if as_json and as_csv:
         raise CharRNNError("give --json or --csv, not both")
-    lines = read_lines(text_file, encoding)
-    scores = load(checkpoint, device.value).score_lines(lines, unknown.value)
+    model = load(checkpoint, device.value)
+    whole = model.config.documents == "files"  # a model of whole files scores the file as one
+    lines = read_lines(text_file, encoding, whole)
+    scores = model.score_lines(lines, unknown.value)
     rows = [{"line": i + 1, "text": line, **s.to_dict()} for i, (line, s) in enumerate(zip(lines, scores))]
     if sort is not SortBy.file:
         rows.sort(key=lambda r: r["mean_nats"], reverse=sort is SortBy.surprising)
@@ -58,12 +60,13 @@ def score(
         console.print(_table(rows, console.width))
 
 
-def read_lines(path: Path, encoding: str) -> list[str]:
-    """The file's lines, without their newlines; checked as a corpus is (a
-    missing, binary or badly encoded file is refused in one line)."""
+def read_lines(path: Path, encoding: str, whole: bool = False) -> list[str]:
+    """The file's lines, without their newlines (`whole`: its text as one);
+    checked as a corpus is (a missing, binary or badly encoded file is
+    refused in one line)."""
     corpus = load_corpus(path, encoding)
     text = corpus.vocab.decode(corpus.ids)
-    lines = text.split("\n")
+    lines = [text] if whole else text.split("\n")
     if lines and lines[-1] == "":  # the newline that ends the last line
         lines.pop()
     if not lines:

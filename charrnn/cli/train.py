@@ -28,7 +28,7 @@ from ..training.launch import Request, prepare
 from ..training.loop import TrainResult, run
 from ..training.memory import freed_memory_kept
 from ..training.plan import Options, RunPlan, describe_plan
-from .options import CellKind, DEVICE_HELP, DeviceName, Precision, Size, console, default_lrs, err, given_options, kinds_help
+from .options import CellKind, DEVICE_HELP, DeviceName, Documents, Precision, Size, console, default_lrs, err, given_options, kinds_help
 
 # Option defaults come from the config dataclasses, so they cannot drift.
 _T = TrainConfig()
@@ -119,6 +119,10 @@ def train(
         "Variational (locked) dropout on the character embedding: each training window zeroes this fraction of every"
         " stream's embedding features, the same ones at every step. Adds to what --size auto chose.",
         min=0.0, max=0.99)] = _M.embed_dropout,  # fmt: skip
+    documents: Annotated[Documents, _model(
+        "Read the corpus as documents, each line (lines) or each file (files) one: each starts from a fresh state"
+        " and ends with a marker the model learns to predict, and sample, eval, score, inspect and export follow"
+        " (docs/train.md).")] = Documents.none,  # fmt: skip
     size: Annotated[Size, _model(
         "Where no model option is given and the budget, corpus and machine match a measured recipe, auto takes the"
         " recipe's model and training settings (docs/train.md); else, where none of --layers, --hidden and --dropout is"
@@ -190,6 +194,7 @@ def train(
     given = frozenset(field_name(name) for name in given_options(ctx) - {"plan", "json_out"})
     values = {field_name(name): getattr(v, "value", v) for name, v in ctx.params.items()}
     values["time_limit_s"] = parse_duration(time_limit) if time_limit is not None else None
+    values["documents"] = "" if documents is Documents.none else documents.value
     options = Options(_from(TrainConfig, values), _from(ModelConfig, values | {"vocab_size": 1}), given, size.value)
     request = Request(options, corpus, out, force, resume, init_from)
     try:

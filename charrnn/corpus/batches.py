@@ -86,6 +86,13 @@ class StreamBatches:
     def __len__(self) -> int:
         return self.steps
 
+    def fresh(self, k: int) -> bool:
+        """Whether step k starts from the zero state: an epoch's first."""
+        return k == 0
+
+    def rows(self, k: int) -> int:
+        return self.x.shape[0]
+
     def batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, targets) of step k of an epoch, each (B, T) int64."""
         cols = slice(k * self.seq_len, (k + 1) * self.seq_len)

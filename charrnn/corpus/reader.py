@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import CharRNNError
 from ..typecheck import check_types
+from .documents import DOC_END, as_lines, check_mode
 from .vocab import Vocab
 
 SHIPPED_CORPUS = Path(__file__).resolve().parent.parent.parent / "corpora" / "shakespeare.txt"
@@ -127,9 +128,16 @@ def _read_file(path: Path, encoding: str, digest) -> Iterator[str]:
                 return
 
 
-def _read_chunks(files: list[Path], encoding: str, digest) -> Iterator[str]:
+def _read_chunks(files: list[Path], encoding: str, digest, documents: str = "") -> Iterator[str]:
     """Decoded chunks of all files; files are separated by a newline when
-    one does not already end with one."""
+    one does not already end with one. In documents mode, the text as
+    documents (documents.py): each line, or each non-empty file, one."""
+    if documents == "lines":
+        yield from as_lines(_read_chunks(files, encoding, digest))
+        return
+    if documents == "files":
+        yield from _as_files(files, encoding, digest)
+        return
     for i, path in enumerate(files):
         last = ""
         for text in _read_file(path, encoding, digest):
@@ -137,6 +145,17 @@ def _read_chunks(files: list[Path], encoding: str, digest) -> Iterator[str]:
             yield text
         if i < len(files) - 1 and last and not last.endswith("\n"):
             yield "\n"
+
+
+def _as_files(files: list[Path], encoding: str, digest) -> Iterator[str]:
+    yield DOC_END
+    for path in files:
+        empty = True
+        for text in _read_file(path, encoding, digest):
+            empty = False
+            yield text
+        if not empty:
+            yield DOC_END
 
 
 def shipped_corpus() -> Path:
@@ -149,10 +168,13 @@ def shipped_corpus() -> Path:
     return SHIPPED_CORPUS
 
 
-def load_corpus(path: str | Path, encoding: str = "utf-8", extra_chars: Iterable[str] = ()) -> Corpus:
+def load_corpus(path: str | Path, encoding: str = "utf-8", extra_chars: Iterable[str] = (),
+                documents: str = "") -> Corpus:  # fmt: skip
     """Read and encode a corpus (a text file, or a directory of them). Its
     vocab is the corpus's characters and any `extra_chars` (a fine-tuned
-    model keeps its parent's)."""
+    model keeps its parent's). `documents` ("lines" or "files") reads it
+    as documents, joined by their end marker (documents.py)."""
+    check_mode(documents)
     path = Path(path)
     try:
         codecs.lookup(encoding)
@@ -160,13 +182,13 @@ def load_corpus(path: str | Path, encoding: str = "utf-8", extra_chars: Iterable
         raise CharRNNError(f"unknown encoding: {encoding}") from None
     files = corpus_files(path, encoding)
     try:
-        charset, n_chars, sha = _scan(files, encoding)
-        if n_chars == 0:
-            raise CharRNNError(f"corpus {path} is empty")
+        charset, n_chars, sha = _scan(files, encoding, documents)
+        if n_chars == 0 or (documents and charset <= {DOC_END}):
+            raise CharRNNError(f"corpus {path} is empty" + (f" (no {documents[:-1]} holds a character)" if documents else ""))
         vocab = Vocab.from_chars(charset | set(extra_chars))
         ids = np.empty(n_chars, dtype=vocab.dtype)
         pos = 0
-        for text in _read_chunks(files, encoding, hashlib.sha256()):
+        for text in _read_chunks(files, encoding, hashlib.sha256(), documents):
             chunk = vocab.encode(text)
             ids[pos : pos + len(chunk)] = chunk
             pos += len(chunk)
@@ -179,11 +201,11 @@ def load_corpus(path: str | Path, encoding: str = "utf-8", extra_chars: Iterable
     return Corpus(ids, vocab, info)
 
 
-def _scan(files: list[Path], encoding: str) -> tuple[set[str], int, str]:
+def _scan(files: list[Path], encoding: str, documents: str) -> tuple[set[str], int, str]:
     charset: set[str] = set()
     n_chars = 0
     digest = hashlib.sha256()
-    for text in _read_chunks(files, encoding, digest):
+    for text in _read_chunks(files, encoding, digest, documents):
         charset.update(text)
         n_chars += len(text)
     return charset, n_chars, digest.hexdigest()

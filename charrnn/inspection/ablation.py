@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .record import as_model_reads
 from ..clamp import Clamp, Unit
 from ..corpus import Vocab
 from ..device import ieee_fp32
@@ -112,7 +113,7 @@ def ablate(model: CharRNN, vocab: Vocab, text: str, held: Sequence[tuple[Unit, f
            features: dict[str, np.ndarray]) -> list[Ablation]:  # fmt: skip
     """Each (unit, value) held alone over `text`, with its effect on each
     feature (arrays over the text's characters)."""
-    ids = torch.as_tensor(vocab.encode(text).astype(np.int64), device=model.head.weight.device)
+    ids = torch.as_tensor(vocab.encode(as_model_reads(text, model.config.documents)).astype(np.int64), device=model.head.weight.device)
     losses = held_losses(model, ids, [()] + [(Clamp(unit, value),) for unit, value in held])
     base, masks = losses[0], {name: active(values[:-1]) for name, values in features.items()}
     out = []

@@ -39,7 +39,7 @@ from . import ablation
 from .ablation import Ablation, Effect
 from .features import Feature, is_binary
 from .languages import feature_set
-from .record import Recording, record
+from .record import Recording, as_model_reads, record
 
 SATURATED_LOW, SATURATED_HIGH = 0.1, 0.9
 CONTROL_SEED = 0  # the control network's initialisation, the same every time
@@ -270,7 +270,7 @@ def gradient_flow(model, vocab, text: str, horizon: int = 50, positions: int = 6
     the model had there: read from `rec`, a recording of this text with
     every unit of every layer, or found by one forward over the text."""
     device = model.head.weight.device
-    ids = torch.as_tensor(vocab.encode(text).astype(np.int64), device=device)
+    ids = torch.as_tensor(vocab.encode(as_model_reads(text, model.config.documents)).astype(np.int64), device=device)
     if len(ids) < horizon + 2:
         raise CharRNNError(f"gradient flow needs more than {horizon + 1} characters of text")
     rng = np.random.default_rng(seed)

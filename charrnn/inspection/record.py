@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..corpus.documents import DOC_END
 from ..cells import WEIGHT_NAMES
 from ..corpus import Vocab
 from ..device import ieee_fp32
@@ -150,7 +151,7 @@ def record(
     layers = list(range(cfg.layers)) if layers is None else layers
     units = np.arange(cfg.hidden) if units is None else units
     device = model.head.weight.device  # recorded where the model is; kept on the host
-    ids = torch.as_tensor(vocab.encode(text).astype(np.int64), device=device)
+    ids = torch.as_tensor(vocab.encode(as_model_reads(text, cfg.documents)).astype(np.int64), device=device)
     columns = torch.as_tensor(units, device=device)
     if len(ids) == 0:
         raise CharRNNError("there is no text to record")
@@ -161,6 +162,8 @@ def record(
     loss = np.full(n, np.nan, dtype=np.float32)
     state = model.init_state(1)
     with ieee_fp32(device):
+        if cfg.documents:  # the text is read as a document begins: after the end marker
+            _, state = model(torch.as_tensor([[vocab.chars.index(DOC_END)]], device=device), state)
         layer_modules = single_layers(model)
         for start in range(0, n, chunk):
             x = ids[start : start + chunk]
@@ -176,6 +179,12 @@ def record(
     unit_map = {name: units for name in names}
     out = {name: sink.finish() for name, sink in sinks.items()}
     return Recording(text, vocab, cfg, layers, out, unit_map, top_ids, top_probs, loss)
+
+
+def as_model_reads(text: str, documents: str) -> str:
+    """The text as a model of `documents` reads it, character for character:
+    a model of lines ends each line with the end marker, not a newline."""
+    return text.replace("\n", DOC_END) if documents == "lines" else text
 
 
 def _chunk(model: CharRNN, layers: list, ids: torch.Tensor, state: tuple) -> tuple[dict, torch.Tensor, tuple]:

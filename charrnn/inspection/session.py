@@ -15,11 +15,12 @@ import numpy as np
 from ..checkpoint import Checkpoint
 from ..clamp import parse_unit
 from ..corpus import Vocab
+from ..corpus.documents import DOC_END
 from ..errors import CharRNNError
 from ..model import CharRNN
 from .analysis import Report, analyse
 from .features import Feature
-from .record import Recording, recorded, select_layers, select_units
+from .record import Recording, as_model_reads, recorded, select_layers, select_units
 from .source import TextSource, source_text
 
 
@@ -65,7 +66,8 @@ def inspect_model(checkpoint: Checkpoint, model: CharRNN, source: TextSource,
     source text. A large recording lives in a temporary directory until the
     block ends."""
     device = model.head.weight.device
-    text, skipped = _known(source_text(checkpoint, source, str(device)), checkpoint.vocab, source)
+    text, skipped = _known(source_text(checkpoint, source, str(device)), checkpoint.vocab, source,
+                           checkpoint.config.documents)
     text = text[: selection.max_chars]
     layers = select_layers(selection.layers, checkpoint.config.layers)
     units = select_units(selection.units, checkpoint.config.hidden)
@@ -73,10 +75,12 @@ def inspect_model(checkpoint: Checkpoint, model: CharRNN, source: TextSource,
         yield Inspection(checkpoint, recording, skipped)
 
 
-def _known(text: str, vocab: Vocab, source: TextSource) -> tuple[str, int]:
+def _known(text: str, vocab: Vocab, source: TextSource, documents: str = "") -> tuple[str, int]:
     """The text without the characters the model has never seen, and how
     many were left out; or, unless the source says to skip them, a refusal
-    naming them and how often each occurs."""
+    naming them and how often each occurs. (A model of lines knows line
+    ends as its end marker.)"""
     where = f"--file {source.file}" if source.file is not None else "the text"
-    ids, skipped = vocab.encode_known(text, where, source.skip_unknown, "leaves them out and records the rest")
-    return (vocab.decode(ids) if skipped else text), skipped
+    read = as_model_reads(text, documents)
+    ids, skipped = vocab.encode_known(read, where, source.skip_unknown, "leaves them out and records the rest")
+    return (vocab.decode(ids).replace(DOC_END, "\n") if skipped else text), skipped

@@ -24,7 +24,7 @@ from .config import TrainConfig, flag
 # scratch fastest knocks it out again. The default is the kind's lr times
 # this (benchmarks/finetune.py measured it; README, "Fine-tuning").
 LR_SCALE = 0.5
-SHAPE = ("kind", "embedding", "hidden", "layers")  # what fine-tuning keeps
+SHAPE = ("kind", "embedding", "hidden", "layers", "documents")  # what fine-tuning keeps
 # What it may change: the model's regularisers (model.REGULARISERS).
 
 

@@ -65,12 +65,14 @@ def prepare(request: Request) -> Prepared:
         corpus_path = request.corpus if request.corpus is not None else Path(checkpoint.run.corpus.path)
         encoding = saved_config(checkpoint).encoding
         # A fine-tuned run's vocab holds its parent's characters beside its corpus's.
-        corpus = load_corpus(corpus_path, encoding, checkpoint.vocab.chars if checkpoint.run.parent else ())
+        corpus = load_corpus(corpus_path, encoding, checkpoint.vocab.chars if checkpoint.run.parent else (),
+                             checkpoint.config.documents)  # fmt: skip
     else:
         checkpoint = ckpt.load_checkpoint(request.init_from) if start == INIT_FROM else None
         corpus_path = request.corpus or shipped_corpus()
         extra = checkpoint.vocab.chars if checkpoint is not None else ()
-        corpus = load_corpus(corpus_path, request.options.config.encoding, extra)
+        documents = checkpoint.config.documents if checkpoint is not None else request.options.model.documents
+        corpus = load_corpus(corpus_path, request.options.config.encoding, extra, documents)
     # A named --out is checked before planning; the default name waits for the kind the plan chooses.
     out_dir = checkpoint.path.parent if start == RESUME else _checked_out(request, checkpoint)
     processes = distributed.world_size()

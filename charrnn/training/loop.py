@@ -27,7 +27,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .. import checkpoint as ckpt
 from .. import files, rundir
-from ..corpus import Corpus, StreamBatches, Vocab, split_corpus
+from ..corpus import Corpus, StreamBatches, Vocab
+from ..corpus.documents import END_ID, DocumentBatches, split_text
 from ..device import (AUTOCAST, describe_precision, deterministic_kernels, exact_fp32, recurrence_in_fp32, rng_states,
                       set_rng_states, to_device)  # fmt: skip
 from ..errors import CharRNNError, TrainingDiverged
@@ -108,8 +109,8 @@ def run(plan: RunPlan, corpus: Corpus, checkpoint: ckpt.Checkpoint | None = None
     dist = distributed.setup(device)
     reporter = reporter if reporter is not None and dist.is_main else SilentReporter()
     c, out_dir = plan.train, Path(plan.out_dir)
-    splits = split_corpus(corpus.ids, c.val_frac, c.test_frac)
-    batches = StreamBatches(splits.train, c.batch_size, c.seq_len, dist.rows(c.batch_size))  # this process's streams
+    splits = split_text(corpus.ids, c.val_frac, c.test_frac, plan.model.documents)
+    batches = _batches(plan, splits.train, dist)
     with ExitStack() as held:
         held.enter_context(own_generators(device))
         model, state = _begin(plan, corpus, checkpoint, dist)
@@ -128,6 +129,15 @@ def run(plan: RunPlan, corpus: Corpus, checkpoint: ckpt.Checkpoint | None = None
             rundir.write_metrics(out_dir, state.metrics)
         parts = (model, optimizer, scaler, batches, splits.val, corpus.vocab, state)
         return Trainer(plan, dist, *parts, reporter, replacing).fit()
+
+
+def _batches(plan: RunPlan, train: np.ndarray, dist: distributed.Dist) -> StreamBatches | DocumentBatches:
+    """This process's share of every step's batch: its streams of the text,
+    or its rows of each group of documents."""
+    c = plan.train
+    if plan.model.documents:
+        return DocumentBatches(train, END_ID, c.batch_size, c.seq_len, dist.rank, dist.world, seed=c.seed)
+    return StreamBatches(train, c.batch_size, c.seq_len, dist.rows(c.batch_size))
 
 
 def own_generators(device: torch.device):
@@ -275,13 +285,14 @@ class Trainer:
         self.run, self.reporter, self.out_dir = state, reporter, Path(plan.out_dir)
         self.replacing = replacing  # whether out_dir's previous run is still to be replaced at the first save
         # The checkpoint holds every stream's state; this process takes its own.
-        self.state = tuple(s[:, dist.rows(plan.train.batch_size)].to(self.device) for s in state.carried)
+        self.state = tuple(s[:, dist.rows(s.shape[1])].to(self.device) for s in state.carried)
         self.window = _Window()
         self.last_entry: dict | None = None
         self.pending: list[_Pending] = []
         self.signal: int | None = None  # the stop signal the processes agreed on
         self.sync_every = sync_every(self.device)
         self.autocast = AUTOCAST[plan.precision]  # None: fp32, no autocast
+        self.documents = bool(plan.model.documents)
 
     # -- the loop ------------------------------------------------------------
 
@@ -366,20 +377,27 @@ class Trainer:
         if run.step_in_epoch >= len(self.batches):
             run.epoch += 1
             run.step_in_epoch = 0
-            self.state = model.init_state(self.batches.x.shape[0], self.device)
+        k = run.step_in_epoch
+        if self.batches.fresh(k):
+            self.state = model.init_state(self.batches.rows(k), self.device)
         t0 = time.monotonic()
         for g in self.optimizer.param_groups:
             g["lr"] = lr
-        x, y = (to_device(t, self.device) for t in self.batches.batch(run.step_in_epoch))
+        x, y = self.batches.batch(k)
+        chars = self.batches.targets(k) if self.documents else y.numel() * self.dist.world  # scored, padding not
+        x, y = to_device(x, self.device), to_device(y, self.device)
         with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
             logits, state = self.net(x, self.state)  # (B, T, V)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+            if self.documents:  # rows score unequal counts: DDP's mean of (sum * world / all) is the sum over all
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1),
+                                       reduction="sum") * self.dist.world / max(chars, 1)  # fmt: skip
+            else:
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
         self.state = model.detach_state(state)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.grad_clip)
-        chars = y.numel() * self.dist.world
         self.pending.append(_Pending(run.step + 1, loss.detach(), gnorm.detach(), chars))
         if len(self.pending) >= self.sync_every:
             self._check_pending()  # before this step's update: a divergence leaves it unapplied

@@ -125,7 +125,7 @@ def make_plan(options: Options, corpus: CorpusInfo, vocab: Vocab, device: torch.
         raise CharRNNError(f"--batch-size {config.batch_size} cannot be split evenly across {processes} processes:"
                            f" use a multiple of {processes}")  # fmt: skip
     n_train, n_val, _ = split_sizes(corpus.n_chars, config.val_frac, config.test_frac)
-    per_epoch = steps_per_epoch(n_train, config.batch_size, config.seq_len)
+    per_epoch = _steps_per_epoch(n_train, config, model.documents)
     config = defaults.eval_chars(defaults.eval_every(config, per_epoch), n_val)
     total = _total_steps(config, per_epoch, checkpoint.run.step if start == RESUME else None)
     patience, patience_from = defaults.patience_rule(config, total, per_epoch)
@@ -225,6 +225,15 @@ def check_options(options: Options, start: str) -> None:
         raise CharRNNError(f"--size auto sizes the model itself: drop {named}, or --size auto")
     if start == RESUME:
         check_resumable(_overrides(options))
+
+
+def _steps_per_epoch(n_train: int, config: TrainConfig, documents: str) -> int:
+    """An epoch's steps: exact for streams; for documents, whose batches
+    the loop groups from their lengths, the steps their characters would
+    fill (the loop's epochs follow the groups)."""
+    if documents:
+        return max(1, -(-n_train // (config.batch_size * config.seq_len)))
+    return steps_per_epoch(n_train, config.batch_size, config.seq_len)
 
 
 def _sampled(config: TrainConfig, n_val: int) -> str | None:

@@ -36,6 +36,7 @@ def page_data(checkpoint: Checkpoint, dtype: str) -> dict:
     return {
         "kind": c.kind, "layers": c.layers, "hidden": c.hidden, "embedding": c.embedding,
         "blocks": c.cell.blocks, "state_parts": list(c.cell.state_names), "vocab": list(checkpoint.vocab.chars),
+        "documents": c.documents,
         "dtype": dtype, "weights": weights,
     }  # fmt: skip
 

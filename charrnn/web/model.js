@@ -39,7 +39,10 @@ function charrnnModel(D) {
   const W = Object.fromEntries(Object.entries(D.weights).map(([k, t]) => [k, decode(t)]));
   const H = D.hidden, E = D.embedding, V = D.vocab.length, G = D.blocks * H;
   const ids = new Map(D.vocab.map((c, i) => [c, i]));
-  const lineStart = D.vocab.includes("\n") ? "\n" : D.vocab[0];  // what a text is read after, as `charrnn sample`
+  // A model of documents reads each from its end marker (U+0000) and ends
+  // it by drawing the marker, as `charrnn sample` does.
+  const docEnd = "\u0000", documents = D.vocab.includes(docEnd);
+  const lineStart = documents ? docEnd : D.vocab.includes("\n") ? "\n" : D.vocab[0];  // what a text is read after
 
   function affine(w, b, x, rows, cols) {  // w (rows, cols) x + b
     const y = new Float64Array(rows);
@@ -135,7 +138,7 @@ function charrnnModel(D) {
   }
 
   class Model {
-    get config() { return {kind: D.kind, layers: D.layers, hidden: H, embedding: E, dtype: D.dtype}; }
+    get config() { return {kind: D.kind, layers: D.layers, hidden: H, embedding: E, dtype: D.dtype, documents: D.documents || ""}; }
     get chars() { return D.vocab.join(""); }
     unknownChars(text) { return [...new Set([...text].filter(c => !ids.has(c)))]; }
     // The state at the start of a line, before any text (ml5's reset).
@@ -164,10 +167,12 @@ function charrnnModel(D) {
     characters(options = {}) {
       const o = controls(options), random = rng(o.seed), prime = known(o.prime, o.unknown);
       let parts = zero(), logits;  // the prime is read from a zero state; no prime: a newline, as if a line began
-      for (const c of prime.length ? prime : [lineStart]) [parts, logits] = step(parts, ids.get(c));
+      const first = documents ? [lineStart, ...prime] : prime.length ? prime : [lineStart];
+      for (const c of first) [parts, logits] = step(parts, ids.get(c));
       return (function* () {
         for (let t = 0; t < o.length; t++) {
           const id = pick(logits, o, random);
+          if (documents && D.vocab[id] === docEnd) return;  // the document's end
           yield D.vocab[id];
           [parts, logits] = step(parts, id);
         }
