@@ -31,6 +31,7 @@ from .corpus import Vocab
 from .errors import CharRNNError
 from .model import CharRNN
 from .prime import prime_ids, read_prime
+from .corpus.documents import DOC_END
 from .sample import Draws, SampleConfig, StopString
 from .stepper import FastStepper
 
@@ -65,6 +66,9 @@ class _Row:
         return self.config.top_k is None and self.config.top_p is None
 
     def emit(self, ch: str) -> None:
+        if ch == DOC_END:  # a model of documents ends one at its end marker, which is not text
+            self.end()
+            return
         self.pending.append(self.stops.filter([ch])[0])
         self.left -= 1
         if self.left == 0 or self.stops.all_done:

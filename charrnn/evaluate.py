@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import Checkpoint
-from .corpus import IGNORE, Splits, documents, eval_streams, load_corpus, split_corpus, stream_count
+from .corpus import IGNORE, Splits, documents, eval_streams, load_corpus, stream_count
 from .corpus.documents import END_ID, DocumentBatches, split_text
 from .device import AUTOCAST, ieee_fp32, resolve_precision
 from .errors import CharRNNError

@@ -217,3 +217,25 @@ def test_sigterm_under_torchrun_saves_and_resumes_bit_for_bit(tmp_path, corpus):
     a, b = weights(tmp_path / "straight"), weights(run)
     for k in a:
         assert torch.equal(a[k], b[k]), f"{k} differs after a SIGTERM at step {cut}"
+
+
+@pytest.mark.slow
+def test_two_processes_train_the_single_process_model_of_documents(tmp_path):
+    names = tmp_path / "names.txt"
+    rng = __import__("random").Random(3)
+    names.write_text("\n".join("".join(rng.choice("aeioulmnrst") for _ in range(rng.randint(2, 9))) for _ in range(900)),
+                     encoding="utf-8")  # fmt: skip
+    args = [names, *MODEL, "--documents", "lines", "--batch-size", "4", "--max-steps", "10", "--eval-every", "5",
+            "--precision", "fp32"]  # fmt: skip
+    code, out = finish(torchrun(2, [*args, "--out", tmp_path / "ddp"]))
+    assert code == 0, out
+    one = single([*args, "--out", tmp_path / "one"])
+    assert one.returncode == 0, one.stderr
+    a, b = weights(tmp_path / "ddp"), weights(tmp_path / "one")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=0)
+    da = ckpt.load_checkpoint(tmp_path / "ddp", prefer=rundir.LAST).run
+    db = ckpt.load_checkpoint(tmp_path / "one", prefer=rundir.LAST).run
+    for ra, rb in zip(da.metrics, db.metrics, strict=True):
+        assert ra["val_loss"] == pytest.approx(rb["val_loss"], abs=1e-5)
+        assert ra["train_loss"] == pytest.approx(rb["train_loss"], abs=1e-5)

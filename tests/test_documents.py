@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -312,3 +311,16 @@ def test_inspect_reads_lines_as_the_model_does(names_run, tmp_path):
 def test_the_api_refuses_documents_of_a_stream_model(trained_run):
     with pytest.raises(CharRNNError, match="one stream of text"):
         charrnn.load(trained_run).documents(3)
+
+
+def test_served_generations_end_at_the_marker_as_sample_does(names_run):
+    from charrnn.api import sample_config
+    from test_batching import running, take
+
+    m = charrnn.load(names_run, "cpu")
+    requests = [("", dict(length=80, temperature=1.0, seed=s)) for s in range(3)] + [("ma", dict(length=80, seed=9))]
+    alone = [m.sample(prime=prime, **controls) for prime, controls in requests]
+    assert all(E not in text and len(text) < 80 for text in alone)
+    with running(m) as batcher:
+        got = [take(batcher.submit(prime, sample_config(**controls))) for prime, controls in requests]
+    assert got == alone

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import torch
 
+import charrnn
+
 from charrnn import checkpoint as ckpt
 from charrnn.corpus import Vocab
 from charrnn.model import CharRNN, ModelConfig
@@ -23,7 +25,7 @@ from charrnn.sample import filter_logits
 from charrnn.web import as_page_sees
 from charrnn.web.weights import int8_rows
 
-from conftest import BUILTIN_KINDS, SCAN_KINDS, assert_one_line_error, make_text, run_cli
+from conftest import BUILTIN_KINDS, SCAN_KINDS, TINY, assert_one_line_error, make_text, run_cli
 from test_page import EVIL, chromium, needs_browser
 
 VOCAB = Vocab.from_chars(make_text(30) + EVIL)
@@ -188,7 +190,7 @@ def test_the_module_runs_the_model_as_python_does(kind, dtype, tmp_path):
     np.testing.assert_allclose(np.array(report["logits"]), logits, atol=1e-3, rtol=0)
     assert report["argmax"] == argmax_text(reference, prime, 300)
     assert report["same"] and report["feedAgrees"] and report["unchanged"] and report["text"] == prime
-    assert report["config"] == {"kind": kind, "layers": 2, "hidden": 12, "embedding": 5, "dtype": dtype}
+    assert report["config"] == {"kind": kind, "layers": 2, "hidden": 12, "embedding": 5, "dtype": dtype, "documents": ""}
     assert report["chars"] == "".join(VOCAB.chars)
     probs = np.array([report["probs"][c] for c in VOCAB.chars])
     np.testing.assert_allclose(probs, torch.softmax(torch.as_tensor(logits[-1], dtype=torch.float64), -1).numpy(), atol=1e-4)
@@ -205,6 +207,46 @@ def test_the_module_runs_the_model_as_python_does(kind, dtype, tmp_path):
     assert "never seen" in never and "unknown sampling control" in control and "topP" in top_p
     assert "never seen" in prime_never and "length" in length
     assert "argmax in all but name" in tiny and "temperature" in probs_at_zero
+
+
+DOCUMENTS_HARNESS = """<!doctype html><meta charset="utf-8"><body><pre id="report"></pre>
+<script type="module">
+import {load} from "./model.js";
+const out = {};
+try {
+  const m = await load();
+  out.config = m.config;
+  out.logits = Array.from(m.feed("ma").logits);
+  out.argmax = ["", "ma", "jo"].map(prime => m.sample({prime, temperature: 0, length: 60}));
+  out.drawn = Array.from({length: 30}, (_, seed) => m.sample({seed, length: 60}));
+} catch (e) { out.crash = String(e && e.stack || e); }
+document.getElementById("report").textContent = JSON.stringify(out);
+</script>"""
+
+
+@needs_browser
+def test_the_module_of_a_model_of_documents_starts_and_ends_at_the_marker(tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(f"{a}{b}" for a in ("ma", "jo", "el", "ka") for b in ("ria", "n", "na", "lie")) * 20,
+                     encoding="utf-8")  # fmt: skip
+    run = tmp_path / "run"
+    assert run_cli("train", names, "--documents", "lines", "--out", run, *TINY, "--max-steps", "40",
+                   "--lr", "0.03").exit_code == 0  # fmt: skip
+    site = tmp_path / "site"
+    site.mkdir()
+    assert run_cli("export", run, "--module", site / "model.js", "--dtype", "fp32").exit_code == 0
+    (site / "index.html").write_text(DOCUMENTS_HARNESS, encoding="utf-8")
+    with serving(site) as root:
+        report = json.loads(run_page(root + "index.html", tmp_path, "report"))
+    assert "crash" not in report, report.get("crash")
+    assert report["config"]["documents"] == "lines"
+    m = charrnn.load(run)
+    with torch.no_grad():  # a document is read from its start marker
+        logits = m.net(torch.as_tensor(m.vocab.encode("\0ma").astype("int64"))[None])[0][0, -1]
+    np.testing.assert_allclose(report["logits"], logits.numpy(), atol=1e-4)
+    for prime, text in zip(["", "ma", "jo"], report["argmax"]):
+        assert prime + text == m.documents(1, prime, 60, temperature=0).texts[0]
+    assert all("\0" not in d and len(d) < 60 for d in report["drawn"])  # each ended at its marker
 
 
 @needs_browser
