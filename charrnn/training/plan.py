@@ -91,7 +91,8 @@ class RunPlan:
         precision = describe_precision(self.precision, self.torch_device)
         lines = [
             *self.notes,
-            f"corpus: {c.path} ({c.n_chars:,} characters, {self.model.vocab_size} distinct)",
+            f"corpus: {c.path} ({c.n_chars:,} characters, {self.model.vocab_size} distinct"
+            f"{f'; its {self.model.documents} as documents, the end marker counted' if self.model.documents else ''})",
             f"model: {self.parameters:,} parameters on {self.device} ({precision}"
             f"{', deterministic' if self.train.deterministic else ''}); {self.steps_per_epoch:,} steps per epoch",
         ]
@@ -299,7 +300,7 @@ def describe_plan(plan: RunPlan) -> list[tuple[str, str]]:
         ("device", f"{plan.device}, {describe_precision(plan.precision, plan.torch_device)}"
                    f"{', deterministic' if c.deterministic else ''}"
                    f"{f', {plan.processes} processes' if plan.processes > 1 else ''}"),
-        ("batch", f"{c.batch_size} streams x {c.seq_len} characters; {plan.steps_per_epoch:,} steps per epoch"),
+        ("batch", _batch(plan)),
         ("length", _length(plan)),
         ("learning rate", f"AdamW, peak {c.lr:g}, warm-up {_warmup(plan)}, cosine decay to {c.lr * c.min_lr_frac:g}"),
         ("regularisation", f"weight decay {c.weight_decay:g} (matrices), gradient clip {c.grad_clip:g}"),
@@ -309,6 +310,15 @@ def describe_plan(plan: RunPlan) -> list[tuple[str, str]]:
         ("output", plan.out_dir),
     ]
     return rows + [("note", note) for note in (*plan.notes[1:], *plan.fitted)]
+
+
+def _batch(plan: RunPlan) -> str:
+    c, documents = plan.train, plan.model.documents
+    if not documents:
+        return f"{c.batch_size} streams x {c.seq_len} characters; {plan.steps_per_epoch:,} steps per epoch"
+    return (f"{documents} as documents, grouped by length: about {c.batch_size * c.seq_len:,} characters a step"
+            f" (at least {c.batch_size} documents, windows of {c.seq_len}); about {plan.steps_per_epoch:,} steps"
+            " per epoch")  # fmt: skip
 
 
 def _scored(config: TrainConfig, n_val: int) -> str:
