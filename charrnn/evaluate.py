@@ -143,7 +143,8 @@ def eval_text(checkpoint: Checkpoint, text_file: Path | None = None, encoding: s
     splits, corpus_path = run_splits(checkpoint, "give a text file to score")
     if len(splits.test) < 2:
         raise CharRNNError("the run has no test split (--test-frac 0): give a text file to score")
-    return EvalText(splits.test, f"the test split of {corpus_path}")
+    # A view of the corpus for a contiguous split; a blocks split's pieces, joined in memory.
+    return EvalText(np.asarray(splits.test), f"the test split of {corpus_path}")
 
 
 def run_splits(checkpoint: Checkpoint, instead: str) -> tuple[Splits, Path]:
@@ -159,7 +160,8 @@ def run_splits(checkpoint: Checkpoint, instead: str) -> tuple[Splits, Path]:
     data = load_corpus(corpus_path, run.corpus.encoding)
     if data.info.sha256 != run.corpus.sha256:
         raise CharRNNError(f"{corpus_path} has changed since training: {instead}")
-    return split_corpus(data.ids, run.train_config["val_frac"], run.train_config["test_frac"]), corpus_path
+    config = run.train_config
+    return split_corpus(data.ids, config["val_frac"], config["test_frac"], config.get("split", "contiguous")), corpus_path
 
 
 LINE_BATCH_CHARS = 1 << 16  # characters scored at once when lines are batched: padded (B, T) <= this

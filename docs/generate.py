@@ -32,7 +32,7 @@ BENCHMARKS = REPO / "benchmarks"
 RESULTS = BENCHMARKS / "results"
 
 # The commands with a page of their own: docs/<command>.md.
-COMMANDS = ("train", "sample", "eval", "score", "compare", "serve", "inspect", "export", "plot", "synthetic")
+COMMANDS = ("train", "prepare", "sample", "eval", "score", "compare", "serve", "inspect", "export", "plot", "synthetic")
 
 
 # ---------------------------------------------------------------- options

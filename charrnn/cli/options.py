@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from .. import cells
+from ..corpus import SPLITS
 from ..device import DEVICES, PRECISIONS, STORAGE
 
 # markup=False everywhere: paths, corpus and model text are data, never markup.
@@ -28,6 +29,7 @@ CellKind = _choices("CellKind", cells.names())  # the kinds registered when the 
 DeviceName = _choices("DeviceName", DEVICES)
 Precision = _choices("Precision", PRECISIONS)
 Size = _choices("Size", ("auto", "fixed"))
+SplitMode = _choices("SplitMode", SPLITS)
 Dtype = _choices("Dtype", STORAGE)  # how exported weights or recorded tensors are stored
 ExportDtype = _choices("ExportDtype", (*STORAGE, "int8"))  # int8: a page's or a module's weights only
 

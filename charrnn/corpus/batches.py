@@ -10,15 +10,19 @@ import numpy as np
 import torch
 
 from ..errors import CharRNNError
+from .pieces import Pieces, blocks
+
+SPLITS = ("contiguous", "blocks")  # how a corpus is cut into train / val / test (split_corpus)
+Ids = np.ndarray | Pieces  # a split: a view of the corpus's ids, or stretches of it read as one
 
 
 @dataclass(frozen=True)
 class Splits:
-    """Contiguous train / val / test parts of a corpus (views, no copies)."""
+    """Train / val / test parts of a corpus: views or Pieces, no copies."""
 
-    train: np.ndarray
-    val: np.ndarray
-    test: np.ndarray
+    train: Ids
+    val: Ids
+    test: Ids
 
 
 def check_split(val_frac: float, test_frac: float) -> None:
@@ -43,8 +47,14 @@ def split_sizes(n: int, val_frac: float, test_frac: float) -> tuple[int, int, in
     return n - n_val - n_test, n_val, n_test
 
 
-def split_corpus(ids: np.ndarray, val_frac: float, test_frac: float) -> Splits:
-    n_train, n_val, _ = split_sizes(len(ids), val_frac, test_frac)
+def split_corpus(ids: np.ndarray, val_frac: float, test_frac: float, mode: str = "contiguous") -> Splits:
+    """contiguous: train, val and test one after another, val and test at
+    the end; blocks: the same sizes, interleaved through the corpus (pieces.py)."""
+    n_train, n_val, n_test = split_sizes(len(ids), val_frac, test_frac)
+    if mode == "blocks":
+        return Splits(*blocks(ids, n_val, n_test))
+    if mode != "contiguous":
+        raise CharRNNError(f"--split must be one of {', '.join(SPLITS)}, not {mode!r}")
     return Splits(ids[:n_train], ids[n_train : n_train + n_val], ids[n_train + n_val :])
 
 
@@ -73,13 +83,21 @@ class StreamBatches:
 
     State is reset to zero at each epoch's start. The last L mod T columns,
     and the last (N-1) mod B characters, are not read.
+
+    Only views are taken (of an array) or positions mapped (of Pieces), so
+    a memory-mapped corpus stays mapped and each process pages in only its
+    own streams.
     """
 
-    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, rows: slice = slice(None)):
+    def __init__(self, ids: Ids, batch_size: int, seq_len: int, rows: slice = slice(None)):
         self.steps = steps_per_epoch(len(ids), batch_size, seq_len)
         stream_len = (len(ids) - 1) // batch_size
         self.seq_len = seq_len
         # `rows` picks this process's streams when several share the batch.
+        if isinstance(ids, Pieces):
+            self.pieces, self.first = ids, (np.arange(batch_size, dtype=np.int64) * stream_len)[rows]  # (B,)
+            return
+        self.pieces = None
         self.x = ids[: batch_size * stream_len].reshape(batch_size, stream_len)[rows]  # (B, L)
         self.y = ids[1 : batch_size * stream_len + 1].reshape(batch_size, stream_len)[rows]
 
@@ -88,6 +106,9 @@ class StreamBatches:
 
     def batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, targets) of step k of an epoch, each (B, T) int64."""
+        if self.pieces is not None:
+            pos = self.first[:, None] + np.arange(k * self.seq_len, (k + 1) * self.seq_len)[None, :]  # (B, T)
+            return _as_long(self.pieces[pos]), _as_long(self.pieces[pos + 1])
         cols = slice(k * self.seq_len, (k + 1) * self.seq_len)
         return _as_long(self.x[:, cols]), _as_long(self.y[:, cols])
 
@@ -122,7 +143,7 @@ def stream_count(n: int, streams: int, warmup: int) -> int:
 
 
 def eval_streams(
-    ids: np.ndarray, streams: int, seq_len: int, warmup: int, rank: int = 0, world: int = 1
+    ids: Ids, streams: int, seq_len: int, warmup: int, rank: int = 0, world: int = 1
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Every target of `ids` (each character after the first) scored
     exactly once, by up to `streams` contiguous streams read side by side,

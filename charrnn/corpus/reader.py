@@ -127,16 +127,22 @@ def _read_file(path: Path, encoding: str, digest) -> Iterator[str]:
                 return
 
 
-def _read_chunks(files: list[Path], encoding: str, digest) -> Iterator[str]:
-    """Decoded chunks of all files; files are separated by a newline when
-    one does not already end with one."""
+def file_chunks(files: list[Path], encoding: str, digest) -> Iterator[tuple[int, str]]:
+    """(file index, text): decoded chunks of all files, in order; files are
+    separated by a newline when one does not already end with one, yielded
+    as (-1, "\n") since it belongs to no file."""
     for i, path in enumerate(files):
         last = ""
         for text in _read_file(path, encoding, digest):
             last = text
-            yield text
+            yield i, text
         if i < len(files) - 1 and last and not last.endswith("\n"):
-            yield "\n"
+            yield -1, "\n"
+
+
+def _read_chunks(files: list[Path], encoding: str, digest) -> Iterator[str]:
+    for _, text in file_chunks(files, encoding, digest):
+        yield text
 
 
 def shipped_corpus() -> Path:
@@ -149,18 +155,15 @@ def shipped_corpus() -> Path:
     return SHIPPED_CORPUS
 
 
-def load_corpus(path: str | Path, encoding: str = "utf-8", extra_chars: Iterable[str] = ()) -> Corpus:
-    """Read and encode a corpus (a text file, or a directory of them). Its
+def read_text_corpus(path: str | Path, encoding: str = "utf-8", extra_chars: Iterable[str] = ()) -> Corpus:
+    """Read and encode a text corpus (a file, or a directory of them). Its
     vocab is the corpus's characters and any `extra_chars` (a fine-tuned
     model keeps its parent's)."""
     path = Path(path)
-    try:
-        codecs.lookup(encoding)
-    except LookupError:
-        raise CharRNNError(f"unknown encoding: {encoding}") from None
+    check_encoding(encoding)
     files = corpus_files(path, encoding)
     try:
-        charset, n_chars, sha = _scan(files, encoding)
+        charset, n_chars, sha = scan(files, encoding)
         if n_chars == 0:
             raise CharRNNError(f"corpus {path} is empty")
         vocab = Vocab.from_chars(charset | set(extra_chars))
@@ -179,7 +182,16 @@ def load_corpus(path: str | Path, encoding: str = "utf-8", extra_chars: Iterable
     return Corpus(ids, vocab, info)
 
 
-def _scan(files: list[Path], encoding: str) -> tuple[set[str], int, str]:
+def check_encoding(encoding: str) -> None:
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise CharRNNError(f"unknown encoding: {encoding}") from None
+
+
+def scan(files: list[Path], encoding: str) -> tuple[set[str], int, str]:
+    """Pass 1: (the character set, the number of characters, the sha256 of
+    the raw bytes of every file in order), text checked as it is read."""
     charset: set[str] = set()
     n_chars = 0
     digest = hashlib.sha256()

@@ -25,6 +25,7 @@ from dataclasses import replace
 
 from .config import TrainConfig
 
+DIRECTORY_SPLIT = "blocks"  # benchmarks/split_choice.py: see split() below
 DEFAULT_VAL_FRAC, MAX_VAL_FRAC, MIN_VAL_CHARS = 0.05, 0.10, 8192
 MAX_EVAL_EVERY = 500
 OVERFIT_EPOCHS, PATIENCE = 10, 5
@@ -36,6 +37,17 @@ def val_frac(config: TrainConfig, n_chars: int) -> TrainConfig:
         return config
     frac = min(MAX_VAL_FRAC, max(DEFAULT_VAL_FRAC, MIN_VAL_CHARS / n_chars), (1 - config.test_frac) / 2)
     return replace(config, val_frac=round(frac, 4))
+
+
+def split(config: TrainConfig, n_files: int, given: bool) -> TrainConfig:
+    """The config with its split settled: a directory corpus's val and test
+    are interleaved blocks (a contiguous split's would be its last files
+    alphabetically), unless --split was given; one file's stay contiguous,
+    which a single text's end represents well enough and every earlier
+    run on it used."""
+    if given or n_files < 2:
+        return config
+    return replace(config, split=DIRECTORY_SPLIT)
 
 
 def eval_every(config: TrainConfig, steps_per_epoch: int) -> TrainConfig:

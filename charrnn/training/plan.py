@@ -119,6 +119,8 @@ def make_plan(options: Options, corpus: CorpusInfo, vocab: Vocab, device: torch.
     else:
         model, asked, notes, size_note, chosen = _fresh(options, corpus, vocab, device, pace)
     config = defaults.val_frac(asked.for_kind(model.kind), corpus.n_chars)
+    if start != RESUME:  # a resumed run keeps its own split
+        config = defaults.split(config, corpus.n_files, "split" in options.given)
     precision = resolve_precision(config.precision, device)
     model.cell.check_device(device, model.layers, model.dropout)
     if config.batch_size % processes:
@@ -271,7 +273,8 @@ def describe_plan(plan: RunPlan) -> list[tuple[str, str]]:
     rows = [
         ("start", start),
         ("corpus", f"{plan.corpus.path} ({plan.corpus.n_chars:,} characters, {m.vocab_size} distinct)"),
-        ("split", f"train {n_train:,}, val {n_val:,} ({c.val_frac:g}), test {n_test:,} ({c.test_frac:g}) characters"),
+        ("split", f"train {n_train:,}, val {n_val:,} ({c.val_frac:g}), test {n_test:,} ({c.test_frac:g}) characters"
+                  + (f", {c.split}" if c.split != "contiguous" else "")),
         ("model", f"{m.layers}x{m.hidden} {m.kind}, embedding {m.embedding}"
                   f"{', ' + ', '.join(regularisers) if regularisers else ''}; {plan.parameters:,} parameters"),
         ("device", f"{plan.device}, {describe_precision(plan.precision, plan.torch_device)}"
