@@ -78,8 +78,8 @@ def test_streams_in_small_chunks(tmp_path, text_dir, monkeypatch):
     whole = prep(text_dir, tmp_path / "whole")
     monkeypatch.setattr(reader, "CHUNK_BYTES", 7)
     seen = []
-    encode = prepared.Vocab.encode
-    monkeypatch.setattr(prepared.Vocab, "encode", lambda self, text: seen.append(len(text)) or encode(self, text))
+    code_points = reader.code_points
+    monkeypatch.setattr(reader, "code_points", lambda text: seen.append(len(text)) or code_points(text))
     small = prep(text_dir, tmp_path / "small")
     assert max(seen) <= 7 and len(seen) > 100  # encoded a chunk at a time, never whole
     assert (small / "ids.bin").read_bytes() == (whole / "ids.bin").read_bytes()
