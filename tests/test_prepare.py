@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from charrnn import checkpoint as ckpt
 from charrnn import rundir
-from charrnn.corpus import Pieces, StreamBatches, load_corpus, prepared, reader, split_corpus
+from charrnn.corpus import Pieces, StreamBatches, load_corpus, prepared, reader, split_corpus, writer
 from charrnn.corpus.pieces import blocks
 from charrnn.errors import CharRNNError
 from charrnn.training.config import TrainConfig
@@ -80,10 +80,31 @@ def test_streams_in_small_chunks(tmp_path, text_dir, monkeypatch):
     seen = []
     code_points = reader.code_points
     monkeypatch.setattr(reader, "code_points", lambda text: seen.append(len(text)) or code_points(text))
-    small = prep(text_dir, tmp_path / "small")
+    small = prep(text_dir, tmp_path / "small", "--workers", "1")  # in this process, where `seen` is
     assert max(seen) <= 7 and len(seen) > 100  # encoded a chunk at a time, never whole
     assert (small / "ids.bin").read_bytes() == (whole / "ids.bin").read_bytes()
     assert prepared.read_manifest(small).files == prepared.read_manifest(whole).files
+
+
+def test_workers_and_pieces_give_the_same_directory(tmp_path, text_dir, monkeypatch):
+    """Files cut into 5-byte pieces (inside multi-byte characters, moved to the next character's start),
+    encoded by 1 and by 3 processes: the same bytes and manifest."""
+    (text_dir / "d.txt").write_text("ééé€€😀😀 abc\n" * 40, encoding="utf-8")
+    one = prep(text_dir, tmp_path / "one", "--workers", "1")
+    monkeypatch.setattr(writer, "PIECE_BYTES", 5)
+    assert len(writer.pieces(reader.corpus_files(text_dir), "utf-8")) > 100
+    three = prep(text_dir, tmp_path / "three", "--workers", "3")
+    assert (one / "ids.bin").read_bytes() == (three / "ids.bin").read_bytes()
+    assert (one / "manifest.json").read_text() == (three / "manifest.json").read_text()
+    assert np.array_equal(load_corpus(three).ids, load_corpus(text_dir).ids)
+
+
+def test_a_bad_byte_in_a_piece_is_named_by_its_offset_in_the_file(tmp_path, monkeypatch):
+    (tmp_path / "t.txt").write_bytes(b"abcdefghij" * 10 + b"\xff" + b"klm\n")
+    monkeypatch.setattr(writer, "PIECE_BYTES", 16)
+    assert_one_line_error(run_cli("prepare", tmp_path / "t.txt", "--out", tmp_path / "p", "--workers", "2"),
+                          "byte 0xff at byte offset 100")  # fmt: skip
+    assert not (tmp_path / "p").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_an_existing_out_needs_force_and_only_a_prepared_one_is_replaced(tmp_path, text_dir, corpus_file):

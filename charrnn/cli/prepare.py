@@ -21,6 +21,9 @@ def prepare(
     out: Annotated[Optional[Path], typer.Option(help="The directory to write (it must not exist, unless --force).")] = None,
     force: ForceOpt = False,
     encoding: EncodingOpt = "utf-8",
+    workers: Annotated[Optional[int], typer.Option(
+        help="Processes to encode with. Default: one a CPU, up to 8 (a UTF-8 file is shared out in 64 MB pieces,"
+        " files in other encodings one a process).", min=1, show_default=False)] = None,  # fmt: skip
     verify: Annotated[bool, typer.Option(
         "--verify", help="Check a prepared directory whole (ids.bin against its checksum, every id in the"
         " vocabulary) and exit; training checks only its size, on every start.")] = False,  # fmt: skip
@@ -38,7 +41,7 @@ def prepare(
         return
     if out is None:
         raise CharRNNError("give the directory to write: --out DIR")
-    m = prepared.prepare(corpus, out, encoding, force)
+    m = prepared.prepare(corpus, out, encoding, force, workers)
     seconds = time.perf_counter() - t0
     err.print(f"wrote {out}: {m.n_chars:,} characters ({len(m.chars)} distinct, {m.dtype}) from {len(m.files):,}"
               f" files, {m.source_bytes / 1e6:,.1f} MB in {seconds:.1f} s ({m.source_bytes / 1e6 / seconds:,.1f} MB/s)")  # fmt: skip

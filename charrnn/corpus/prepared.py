@@ -11,10 +11,11 @@ later run maps instead of decoding the text again.
                        source file's relative path and [start, end)
                        character offsets
 
-Writing streams: the text is read twice in chunks (reader.scan, then
-encoded chunk by chunk straight into ids.bin), so memory is one chunk and
-the character set, whatever the corpus's size. The directory is built
-under a hidden temporary name beside --out and renamed into place whole.
+Writing streams, in worker processes where there are several CPUs
+(writer.py): the text is read twice in chunks, once to learn its
+characters and once to encode it straight into ids.bin, so memory is a
+chunk a worker whatever the corpus's size. The directory is built under a
+hidden temporary name beside --out and renamed into place whole.
 
 Reading maps ids.bin read-only (np.memmap): every process of a run shares
 the page cache's one copy, and pages in only what it reads. Opening checks
@@ -38,7 +39,7 @@ import numpy as np
 
 from ..errors import CharRNNError
 from ..files import no_space
-from . import reader
+from . import reader, writer
 from .reader import Corpus, CorpusInfo
 from .vocab import Vocab
 
@@ -82,10 +83,12 @@ def is_prepared(path: Path) -> bool:
 # ---------------------------------------------------------------- writing
 
 
-def prepare(source: str | Path, out: str | Path, encoding: str = "utf-8", force: bool = False) -> Manifest:
+def prepare(source: str | Path, out: str | Path, encoding: str = "utf-8", force: bool = False,
+            workers: int | None = None) -> Manifest:  # fmt: skip
     """Encode the corpus at `source` (a text file or a directory of them)
-    into a prepared directory `out`; an existing `out` is replaced only with
-    `force`, and only if it is a prepared corpus (or empty)."""
+    into a prepared directory `out`, in `workers` processes (None: one a
+    CPU, up to 8); an existing `out` is replaced only with `force`, and
+    only if it is a prepared corpus (or empty)."""
     source, out = Path(source), Path(out)
     reader.check_encoding(encoding)
     if is_prepared(source):
@@ -93,26 +96,22 @@ def prepare(source: str | Path, out: str | Path, encoding: str = "utf-8", force:
     files = reader.corpus_files(source, encoding)
     _check_out(source, out, force)
     try:
-        charset, n_chars, sha = reader.scan(files, encoding)
-        if n_chars == 0:
-            raise CharRNNError(f"corpus {source} is empty")
-        vocab = Vocab.from_chars(charset)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     except OSError as e:
         raise _os_error(e, source, out) from None
     try:
-        ids_sha, offsets = _write_ids(tmp / IDS, files, encoding, vocab, n_chars, sha, source)
+        done = writer.encode(files, encoding, tmp / IDS, workers or writer.default_workers(), source)
         names = [str(f.relative_to(source)) if source.is_dir() else "" for f in files]
-        manifest = Manifest(vocab.dtype.name, n_chars, vocab.chars, encoding, str(source.resolve()), sha,
-                            sum(f.stat().st_size for f in files), ids_sha,
-                            tuple(SourceFile(n, s, e) for n, (s, e) in zip(names, offsets)))  # fmt: skip
+        manifest = Manifest(done.vocab.dtype.name, done.n_chars, done.vocab.chars, encoding, str(source.resolve()),
+                            done.sha256, sum(f.stat().st_size for f in files), done.ids_sha256,
+                            tuple(SourceFile(n, s, e) for n, (s, e) in zip(names, done.spans)))  # fmt: skip
         _write_synced(tmp / MANIFEST, manifest.to_json().encode("utf-8"))
         _fsync(tmp)
         _move_into_place(tmp, out)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise _os_error(e, source, out, n_chars * vocab.dtype.itemsize) from None
+        raise _os_error(e, source, out, sum(f.stat().st_size for f in files)) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -131,43 +130,6 @@ def _check_out(source: Path, out: Path, force: bool) -> None:
         raise CharRNNError(f"--out {out} exists: --force replaces it")
     if not is_prepared(out) and any(out.iterdir()):
         raise CharRNNError(f"--out {out} holds files that are not a prepared corpus: --force replaces only one")
-
-
-def _write_ids(path: Path, files: list[Path], encoding: str, vocab: Vocab, n_chars: int, source_sha256: str,
-               source: Path) -> tuple[str, list[tuple[int, int]]]:  # fmt: skip
-    """Pass 2: the text encoded chunk by chunk into `path`; returns the
-    sha256 of what was written and each file's [start, end)."""
-    digest, source_digest, pos = hashlib.sha256(), hashlib.sha256(), 0
-    spans: list[list[int] | None] = [None] * len(files)
-    # code point -> id, in ids.bin's type: a lookup per character, 3x faster than Vocab.encode's
-    # checked one; a character outside the vocab can only come from a file changed since pass 1,
-    # which the source checksum below catches.
-    table = np.zeros(ord(vocab.chars[-1]) + 1, dtype=vocab.dtype.newbyteorder("<"))
-    table[[ord(c) for c in vocab.chars]] = np.arange(vocab.size)
-    with open(path, "wb") as f:
-        for i, text in reader.file_chunks(files, encoding, source_digest):
-            cp = reader.code_points(text)
-            if cp.max() >= len(table):
-                raise CharRNNError(f"corpus {source} changed while it was being read")
-            data = table[cp].tobytes()
-            f.write(data)
-            digest.update(data)
-            if i >= 0 and spans[i] is None:
-                spans[i] = [pos, pos]
-            pos += len(text)
-            if i >= 0:
-                spans[i][1] = pos
-        if pos != n_chars or source_digest.hexdigest() != source_sha256:
-            raise CharRNNError(f"corpus {source} changed while it was being read")
-        f.flush()
-        os.fsync(f.fileno())
-    # An empty file yields no chunk: it starts and ends where the one before it ended.
-    end = 0
-    for i, span in enumerate(spans):
-        spans[i] = span or [end, end]
-        end = spans[i][1]
-    starts, ends = [s for s, _ in spans], [e for _, e in spans]
-    return digest.hexdigest(), list(zip(starts, ends))
 
 
 def _write_synced(path: Path, data: bytes) -> None:

@@ -89,15 +89,18 @@ def corpus_files(path: Path, encoding: str = "utf-8") -> list[Path]:
     return files
 
 
-def _read_file(path: Path, encoding: str, digest) -> Iterator[str]:
-    """Decoded chunks of one file; bad bytes raise with their byte offset."""
+def read_file(path: Path, encoding: str, digest, start: int = 0, end: int | None = None) -> Iterator[str]:
+    """Decoded chunks of one file, or of its bytes [start, end) (which must
+    begin and end on character boundaries); bad bytes raise with their
+    byte offset in the file."""
     dec = codecs.getincrementaldecoder(encoding)(errors="strict")
     utf8 = codecs.lookup(encoding).name == "utf-8"
     nul_means_binary = _ascii_compatible(encoding)
-    fed = 0  # bytes of the file consumed so far
+    fed = start  # bytes of the file consumed so far
     with open(path, "rb") as f:
+        f.seek(start)
         while True:
-            raw = f.read(CHUNK_BYTES)
+            raw = f.read(CHUNK_BYTES if end is None else min(CHUNK_BYTES, end - fed))
             final = not raw
             digest.update(raw)
             if fed == 0 and utf8 and raw.startswith(codecs.BOM_UTF8):
@@ -128,22 +131,16 @@ def _read_file(path: Path, encoding: str, digest) -> Iterator[str]:
                 return
 
 
-def file_chunks(files: list[Path], encoding: str, digest) -> Iterator[tuple[int, str]]:
-    """(file index, text): decoded chunks of all files, in order; files are
-    separated by a newline when one does not already end with one, yielded
-    as (-1, "\n") since it belongs to no file."""
+def _read_chunks(files: list[Path], encoding: str, digest) -> Iterator[str]:
+    """Decoded chunks of all files; files are separated by a newline when
+    one does not already end with one."""
     for i, path in enumerate(files):
         last = ""
-        for text in _read_file(path, encoding, digest):
+        for text in read_file(path, encoding, digest):
             last = text
-            yield i, text
+            yield text
         if i < len(files) - 1 and last and not last.endswith("\n"):
-            yield -1, "\n"
-
-
-def _read_chunks(files: list[Path], encoding: str, digest) -> Iterator[str]:
-    for _, text in file_chunks(files, encoding, digest):
-        yield text
+            yield "\n"
 
 
 def shipped_corpus() -> Path:
