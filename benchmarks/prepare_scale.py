@@ -4,6 +4,7 @@ resident memory of each process of a 2-process run (torchrun, gloo, CPU).
 
     python benchmarks/prepare_scale.py                 # a 4 GB corpus, every measurement
     python benchmarks/prepare_scale.py --gb 0.2 --skip-raw   # a quick look
+    python benchmarks/prepare_scale.py --only-prepare --workers 1 2
 
 The corpus is generated here (never committed) into a temporary directory
 on --tmp's disk, and deleted at the end: one UTF-8 file of play-like lines
@@ -12,7 +13,9 @@ gigabytes (10^9 bytes). Each finished measurement is appended to
 benchmarks/results/prepare_scale.jsonl with the CPU's name.
 
 Measured:
-- prepare: wall time and MB/s of source bytes, and its peak RSS;
+- prepare: wall time and MB/s of source bytes with 1 worker process and
+  with one a CPU, and the largest peak RSS of any of its processes (the
+  main one or a worker: wait4 reports the maximum over those reaped);
 - start-up: `charrnn train --plan` (reads the corpus, plans, trains
   nothing) on the prepared directory and on the raw text, wall time and
   peak RSS;
@@ -180,6 +183,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="steps of the 2-process run")
     parser.add_argument("--skip-raw", action="store_true", help="no start-up on the raw text (4 GB of memory)")
     parser.add_argument("--keep", action="store_true", help="keep the generated corpus")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, os.cpu_count() or 1],
+                        help="prepare with each of these numbers of worker processes")
+    parser.add_argument("--only-prepare", action="store_true", help="measure prepare only")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(dir=args.tmp, prefix="prepare_scale."))
     try:
@@ -189,9 +195,13 @@ def main() -> None:
         print(f"generated {n_bytes / 1e9:.2f} GB in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         common = {"corpus_bytes": n_bytes}
 
-        seconds, rss, out = timed(charrnn("prepare", text, "--out", work / "prep"))
-        log({"what": "prepare", **common, "wall_s": round(seconds, 1), "mb_per_s": round(n_bytes / 1e6 / seconds, 1),
-             "peak_rss_mb": rss, "command": f"python benchmarks/prepare_scale.py --gb {args.gb:g}"})  # fmt: skip
+        for workers in args.workers:
+            seconds, rss, out = timed(charrnn("prepare", text, "--out", work / "prep", "--force", "--workers", workers))
+            log({"what": "prepare", **common, "workers": workers, "wall_s": round(seconds, 1),
+                 "mb_per_s": round(n_bytes / 1e6 / seconds, 1), "peak_rss_mb": rss,
+                 "command": " ".join(["python", "benchmarks/prepare_scale.py", *sys.argv[1:]])})  # fmt: skip
+        if args.only_prepare:
+            return
 
         plan = ["train", "--plan", "--out", work / "run-plan", *MODEL]
         seconds, rss, _ = timed(charrnn(*plan[:1], work / "prep", *plan[1:]))

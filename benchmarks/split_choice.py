@@ -7,9 +7,10 @@ split's val loss track the loss on text drawn from the whole corpus?
 For each corpus (a directory of text files already on this machine, never
 copied into the repository): a random 10% of its files (seeded) is set
 aside as the reference, text from the whole corpus's distribution that no
-run trains on. The rest is trained on twice, identically but for --split
-(contiguous: val and test are the last files alphabetically; blocks:
-interleaved through the corpus), a small GRU for --steps steps. Each run's
+run trains on. The rest is trained on once a split, identically but for
+--split (contiguous: val and test are the last files alphabetically;
+blocks: interleaved through the corpus; files: whole files drawn at
+random), a small GRU for --steps steps. Each run's
 val loss (on its own val split) is compared with the same model's loss on
 the reference: the split whose val loss is nearer the reference loss is
 the better stand-in for the corpus, and the better guide for `best` and
@@ -38,7 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from charrnn import checkpoint as ckpt  # noqa: E402
 from charrnn import rundir  # noqa: E402
-from charrnn.corpus import corpus_files, load_corpus  # noqa: E402
+from charrnn.corpus import SPLITS, corpus_files, load_corpus  # noqa: E402
 from charrnn.evaluate import score  # noqa: E402
 from charrnn.training.launch import train_with  # noqa: E402
 
@@ -81,11 +82,11 @@ def held_out(corpus: Path, frac: float, seed: int) -> tuple[Path, Path]:
     return root / "train", root / "reference"
 
 
-def measure(name: str, corpus: Path, steps: int, seed: int) -> None:
+def measure(name: str, corpus: Path, steps: int, seed: int, splits: list[str]) -> None:
     train_dir, reference = held_out(corpus, 0.10, seed)
     ref = load_corpus(reference)
     files = corpus_files(train_dir)
-    for split in ("contiguous", "blocks"):
+    for split in splits:
         out = Path(tempfile.mkdtemp(prefix=f"split_choice.run.{split}."))
         t0 = time.perf_counter()
         result = train_with(train_dir, out=out, force=True, split=split, max_steps=steps, eval_every=steps, **MODEL)
@@ -120,7 +121,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, action="append", help="a directory of text files (repeatable)")
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, nargs="+", default=[0, 1, 2], help="reference draws (and run seeds)")
+    parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     corpora = [(p.name, p) for p in args.corpus or []]
@@ -130,7 +132,8 @@ def main() -> None:
         if (lib := stdlib_dir()) is not None:
             corpora.append(("python-stdlib", lib))
     for name, path in corpora:
-        measure(name, path, args.steps, args.seed)
+        for seed in args.seed:
+            measure(name, path, args.steps, seed, args.splits)
 
 
 if __name__ == "__main__":

@@ -161,7 +161,9 @@ def run_splits(checkpoint: Checkpoint, instead: str) -> tuple[Splits, Path]:
     if data.info.sha256 != run.corpus.sha256:
         raise CharRNNError(f"{corpus_path} has changed since training: {instead}")
     config = run.train_config
-    return split_corpus(data.ids, config["val_frac"], config["test_frac"], config.get("split", "contiguous")), corpus_path
+    splits = split_corpus(data.ids, config["val_frac"], config["test_frac"], config.get("split", "contiguous"),
+                          data.file_starts, config["seed"])  # fmt: skip
+    return splits, corpus_path
 
 
 LINE_BATCH_CHARS = 1 << 16  # characters scored at once when lines are batched: padded (B, T) <= this

@@ -53,6 +53,7 @@ def test_round_trip_ids_vocab_offsets_checksum(tmp_path, text_dir):
     assert mapped.info.sha256 == raw.info.sha256  # a run may begin on one form and resume on the other
     assert (mapped.info.n_chars, mapped.info.n_files, mapped.info.encoding) == (raw.info.n_chars, 4, "utf-8")
     assert mapped.info.path == str(out.resolve())
+    assert raw.file_starts == mapped.file_starts and len(raw.file_starts) == 4
     m = prepared.read_manifest(out)
     files = reader.corpus_files(text_dir)
     assert [f.path for f in m.files] == [str(p.relative_to(text_dir)) for p in files]
@@ -320,24 +321,76 @@ def test_stream_batches_over_pieces_read_what_the_joined_array_would(tmp_path):
             assert all(torch.equal(s, t) for s, t in zip(a.batch(k), b.batch(k)))
 
 
-def test_the_split_default_a_directory_blocks_a_file_contiguous(tmp_path, corpus_file, text_dir):
+@pytest.fixture
+def many_files(tmp_path: Path) -> Path:
+    """Twelve files of different lengths, one without a final newline."""
+    d = tmp_path / "many"
+    d.mkdir()
+    for i in range(12):
+        (d / f"{i:02d}.txt").write_text(make_text(20 + 10 * i, seed=i) + ("tail" if i == 3 else ""), encoding="utf-8")
+    return d
+
+
+def test_the_split_default_files_for_a_directory_of_many_files(tmp_path, corpus_file, text_dir, many_files):
     def plan(*args):
         result = run_cli("train", *args, *TINY, "--plan", "--json", "--out", tmp_path / "x")
         assert result.exit_code == 0, result.output
-        return json.loads(result.stdout)["train"]
+        return json.loads(result.stdout)
 
-    assert "split" not in plan(corpus_file)  # a file's run writes what it wrote before --split existed
-    assert plan(text_dir)["split"] == "blocks"
-    assert plan(prep(text_dir, tmp_path / "prep"))["split"] == "blocks"
-    assert "split" not in plan(text_dir, "--split", "contiguous")
-    assert plan(corpus_file, "--split", "blocks")["split"] == "blocks"
+    assert "split" not in plan(corpus_file)["train"]  # a file's run writes what it wrote before --split existed
+    assert "split" not in plan(text_dir)["train"]  # too few files to draw from: contiguous
+    files = plan(many_files)
+    assert files["train"]["split"] == "files" and sum(files["split_chars"]) == load_corpus(many_files).info.n_chars
+    assert plan(prep(many_files, tmp_path / "prep"))["split_chars"] == files["split_chars"]
+    assert "split" not in plan(many_files, "--split", "contiguous")["train"]
+    assert "split_chars" not in plan(many_files, "--split", "blocks")
+    assert plan(corpus_file, "--split", "blocks")["train"]["split"] == "blocks"
+    assert_one_line_error(run_cli("train", corpus_file, "--split", "files", *TINY, "--plan"), "at least 10")
     assert TrainConfig.from_dict({}).split == "contiguous"  # a checkpoint from before --split
     with pytest.raises(CharRNNError, match="--split must be one of"):
-        TrainConfig(split="files")
+        TrainConfig(split="random")
+
+
+def test_files_that_are_all_too_long_for_val_leave_the_default_contiguous(tmp_path):
+    d = tmp_path / "even"
+    d.mkdir()
+    for i in range(10):
+        (d / f"{i}.txt").write_text(make_text(60, seed=i), encoding="utf-8")
+    args = (*TINY, "--val-frac", "0.02", "--plan", "--json", "--out", tmp_path / "x")
+    result = run_cli("train", d, *args)
+    assert result.exit_code == 0 and "split" not in json.loads(result.stdout)["train"]
+    assert_one_line_error(run_cli("train", d, *args, "--split", "files"), "no file short enough")
+
+
+def test_the_files_split_keeps_whole_files_each_in_one_split(many_files):
+    corpus = load_corpus(many_files)
+    splits = split_corpus(corpus.ids, 0.1, 0.1, "files", corpus.file_starts, seed=5)
+    bounds = list(corpus.file_starts) + [len(corpus.ids)]
+    regions = {(s, e) for s, e in zip(bounds, bounds[1:])}
+    seen = []
+    for part in (splits.train, splits.val, splits.test):
+        ends = part.starts + np.diff(part.offsets)
+        assert set(zip(part.starts.tolist(), ends.tolist())) <= regions  # whole files only
+        seen += list(zip(part.starts.tolist(), ends.tolist()))
+    assert sorted(seen) == sorted(regions)  # each file in exactly one split
+    assert len(splits.val.starts) >= 1 and len(splits.test.starts) >= 1
+    assert len(splits.val) >= int(len(corpus.ids) * 0.1)
+    again = split_corpus(corpus.ids, 0.1, 0.1, "files", corpus.file_starts, seed=5)
+    assert np.array_equal(again.val.starts, splits.val.starts)  # the seed decides
+    other = split_corpus(corpus.ids, 0.1, 0.1, "files", corpus.file_starts, seed=6)
+    assert not np.array_equal(other.val.starts, splits.val.starts) or not np.array_equal(other.test.starts,
+                                                                                       splits.test.starts)
+
+
+def test_training_with_the_files_split_prepared_equals_raw_and_resumes(tmp_path, many_files):
+    out = prep(many_files, tmp_path / "prep")
+    raw, mapped = _train(many_files, tmp_path / "raw"), _train(out, tmp_path / "mapped")
+    _same_run(raw, mapped)
+    assert ckpt.load_checkpoint(mapped / rundir.LAST).run.train_config["split"] == "files"
 
 
 def test_a_run_keeps_its_split_on_resume_and_eval_uses_it(tmp_path, text_dir):
-    run = _train(text_dir, tmp_path / "run", "--max-steps", "6")
+    run = _train(text_dir, tmp_path / "run", "--max-steps", "6", "--split", "blocks")
     assert ckpt.load_checkpoint(run / rundir.LAST).run.train_config["split"] == "blocks"
     assert_one_line_error(run_cli("train", "--resume", run, "--split", "contiguous"), "--split cannot change")
     assert run_cli("train", "--resume", run, "--max-steps", "12").exit_code == 0

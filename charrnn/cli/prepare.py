@@ -11,7 +11,7 @@ import typer
 
 from ..corpus import prepared
 from ..errors import CharRNNError
-from .options import EncodingOpt, ForceOpt, err
+from .options import EncodingOpt, err
 
 
 def prepare(
@@ -19,7 +19,7 @@ def prepare(
         help="A UTF-8 text file or a directory of them, as `charrnn train` reads it; with --verify, a prepared"
         " directory.")],  # fmt: skip
     out: Annotated[Optional[Path], typer.Option(help="The directory to write (it must not exist, unless --force).")] = None,
-    force: ForceOpt = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it is a prepared corpus (or empty).")] = False,
     encoding: EncodingOpt = "utf-8",
     workers: Annotated[Optional[int], typer.Option(
         help="Processes to encode with. Default: one a CPU, up to 8 (a UTF-8 file is shared out in 64 MB pieces,"

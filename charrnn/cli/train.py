@@ -143,9 +143,10 @@ def train(
         " characters.", show_default=False)] = None,  # fmt: skip
     test_frac: Annotated[float, _data("Fraction of the corpus held out for testing (the end).")] = _T.test_frac,
     split: Annotated[Optional[SplitMode], _data(
-        "How val and test are cut from the corpus: contiguous (its end: a directory's last files alphabetically) or"
-        " blocks (the same sizes, interleaved through the whole corpus in up to 256 places). Default: blocks for a"
-        " directory, contiguous for a file.", show_default=False)] = None,  # fmt: skip
+        "How val and test are cut from the corpus: contiguous (its end: a directory's last files alphabetically),"
+        " blocks (the same sizes, interleaved through the corpus in up to 256 places) or files (whole files drawn by"
+        " --seed, near the fractions' sizes). Default: files for a directory of 10 or more files where one is short"
+        " enough for val, else contiguous.", show_default=False)] = None,  # fmt: skip
     encoding: Annotated[str, _data("Text encoding of the corpus files.")] = _T.encoding,
     max_steps: Annotated[
         Optional[int], _run(f"Stop after this many steps in all (default {DEFAULT_MAX_STEPS} if no other limit).", min=1)

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from ..errors import CharRNNError
-from .pieces import Pieces, blocks
+from .pieces import Pieces, blocks, by_files, files_split_sizes
 
-SPLITS = ("contiguous", "blocks")  # how a corpus is cut into train / val / test (split_corpus)
+SPLITS = ("contiguous", "blocks", "files")  # how a corpus is cut into train / val / test (split_corpus)
 Ids = np.ndarray | Pieces  # a split: a view of the corpus's ids, or stretches of it read as one
 
 
@@ -47,15 +47,43 @@ def split_sizes(n: int, val_frac: float, test_frac: float) -> tuple[int, int, in
     return n - n_val - n_test, n_val, n_test
 
 
-def split_corpus(ids: np.ndarray, val_frac: float, test_frac: float, mode: str = "contiguous") -> Splits:
+def split_corpus(ids: np.ndarray, val_frac: float, test_frac: float, mode: str = "contiguous",
+                 file_starts: tuple[int, ...] = (0,), seed: int = 0) -> Splits:  # fmt: skip
     """contiguous: train, val and test one after another, val and test at
-    the end; blocks: the same sizes, interleaved through the corpus (pieces.py)."""
+    the end; blocks: the same sizes, interleaved through the corpus; files:
+    whole files drawn by `seed` (pieces.py)."""
     n_train, n_val, n_test = split_sizes(len(ids), val_frac, test_frac)
     if mode == "blocks":
         return Splits(*blocks(ids, n_val, n_test))
+    if mode == "files":
+        split_chars(len(ids), val_frac, test_frac, mode, file_starts, seed)  # refuses what cannot be split
+        return Splits(*by_files(ids, file_starts, n_val, n_test, seed))
     if mode != "contiguous":
         raise CharRNNError(f"--split must be one of {', '.join(SPLITS)}, not {mode!r}")
     return Splits(ids[:n_train], ids[n_train : n_train + n_val], ids[n_train + n_val :])
+
+
+def split_chars(n: int, val_frac: float, test_frac: float, mode: str = "contiguous",
+                file_starts: tuple[int, ...] = (0,), seed: int = 0) -> tuple[int, int, int]:  # fmt: skip
+    """(train, val, test) characters split_corpus gives, without the ids."""
+    sizes = split_sizes(n, val_frac, test_frac)
+    if mode != "files":
+        return sizes
+    _check_files(file_starts)
+    chars = files_split_sizes(n, file_starts, sizes[1], sizes[2], seed)
+    if chars[1] < 2:
+        raise CharRNNError(f"--split files found no file short enough for the validation split (at most"
+                           f" {2 * sizes[1]:,} characters): use --split blocks or contiguous")  # fmt: skip
+    return chars
+
+
+MIN_FILES = 10  # for --split files: fewer, and val would be one or two files
+
+
+def _check_files(file_starts: tuple[int, ...]) -> None:
+    if len(file_starts) < MIN_FILES:
+        raise CharRNNError(f"--split files draws whole files: it needs a directory of at least {MIN_FILES}"
+                           f" (this corpus has {len(file_starts)}); use --split contiguous or blocks")  # fmt: skip
 
 
 def steps_per_epoch(n: int, batch_size: int, seq_len: int) -> int:

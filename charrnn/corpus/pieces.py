@@ -12,6 +12,16 @@ the contiguous split lays out the whole::
 so val and test sample the whole corpus at K places. Each split's size is
 exactly the contiguous split's (the fraction's floor, shared out among the
 periods), so everything the plan derives from the sizes is the same.
+
+The files split draws whole files for test, then val, in an order
+shuffled by the run's seed, until each holds at least its fraction of the
+corpus; the rest, in their order, are train::
+
+    files       [ a.c | b.c | c.c | d.c | e.c | f.c | g.c | h.c | ... ]
+                  train  val  train train test  train train val
+
+Its val scores files the model has never read, as new text from the same
+source would be; the sizes come out near the fractions, not on them.
 """
 
 from __future__ import annotations
@@ -60,6 +70,29 @@ class Pieces:
         ends = self.starts + np.diff(self.offsets)
         whole = np.concatenate([self.base[s:e] for s, e in zip(self.starts, ends)])
         return whole if dtype is None else whole.astype(dtype)
+
+
+def by_files(ids: np.ndarray, file_starts: tuple[int, ...], n_val: int, n_test: int,
+             seed: int) -> tuple[Pieces, Pieces, Pieces]:  # fmt: skip
+    """(train, val, test) of whole files (each with the newline after it),
+    chosen as the module's docstring says. A file longer than what its
+    split still needs stays in train: one large file must not become the
+    whole of val."""
+    start = np.asarray(file_starts, dtype=np.int64)
+    length = np.diff(np.append(start, len(ids)))
+    part = np.zeros(len(start), dtype=np.int8)  # 0 train, 1 val, 2 test
+    need = {2: n_test, 1: n_val}
+    for i in np.random.default_rng(seed).permutation(len(start)):
+        for which in (2, 1):
+            if need[which] > 0 and length[i] <= max(need[which], 1) * 2:
+                part[i], need[which] = which, need[which] - length[i]
+                break
+    return tuple(Pieces(ids, start[part == k], length[part == k]) for k in (0, 1, 2))  # type: ignore[return-value]
+
+
+def files_split_sizes(n: int, file_starts: tuple[int, ...], n_val: int, n_test: int, seed: int) -> tuple[int, int, int]:
+    parts = by_files(np.broadcast_to(np.uint8(0), (n,)), file_starts, n_val, n_test, seed)
+    return len(parts[0]), len(parts[1]), len(parts[2])
 
 
 def block_count(n_val: int) -> int:

@@ -214,14 +214,15 @@ def open_prepared(path: Path, extra_chars: Iterable[str] = ()) -> Corpus:
     ids = _map(path, m)
     vocab = Vocab(m.chars)
     info = CorpusInfo(str(path.resolve()), m.source_sha256, m.n_chars, len(m.files), m.encoding)
+    starts = tuple(f.start for f in m.files)
     if set(extra_chars) <= set(vocab.chars):
-        return Corpus(ids, vocab, info)
+        return Corpus(ids, vocab, info, starts)
     wider = Vocab.from_chars(set(vocab.chars) | set(extra_chars))
     new_id = wider.encode("".join(vocab.chars))  # old id -> id in the wider vocab
     out = np.empty(m.n_chars, dtype=wider.dtype)
     for start in range(0, m.n_chars, reader.CHUNK_BYTES):
         out[start : start + reader.CHUNK_BYTES] = new_id[ids[start : start + reader.CHUNK_BYTES]]
-    return Corpus(out, wider, info)
+    return Corpus(out, wider, info, starts)
 
 
 def _map(path: Path, m: Manifest) -> np.ndarray:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +47,9 @@ class Corpus:
     ids: np.ndarray  # (N,) compact unsigned ids
     vocab: Vocab
     info: CorpusInfo
+    # Where each file begins in ids: file i is [file_starts[i], file_starts[i + 1]),
+    # the newline joining it to the next included (the files split draws whole files).
+    file_starts: tuple[int, ...] = (0,)
 
 
 def _ascii_compatible(encoding: str) -> bool:
@@ -131,10 +134,12 @@ def read_file(path: Path, encoding: str, digest, start: int = 0, end: int | None
                 return
 
 
-def _read_chunks(files: list[Path], encoding: str, digest) -> Iterator[str]:
+def _read_chunks(files: list[Path], encoding: str, digest,
+                 next_file: Callable[[], None] = lambda: None) -> Iterator[str]:  # fmt: skip
     """Decoded chunks of all files; files are separated by a newline when
-    one does not already end with one."""
+    one does not already end with one. `next_file` is called as each file begins."""
     for i, path in enumerate(files):
+        next_file()
         last = ""
         for text in read_file(path, encoding, digest):
             last = text
@@ -166,8 +171,8 @@ def read_text_corpus(path: str | Path, encoding: str = "utf-8", extra_chars: Ite
             raise CharRNNError(f"corpus {path} is empty")
         vocab = Vocab.from_chars(charset | set(extra_chars))
         ids = np.empty(n_chars, dtype=vocab.dtype)
-        pos = 0
-        for text in _read_chunks(files, encoding, hashlib.sha256()):
+        pos, starts = 0, []
+        for text in _read_chunks(files, encoding, hashlib.sha256(), lambda: starts.append(pos)):
             chunk = vocab.encode(text)
             ids[pos : pos + len(chunk)] = chunk
             pos += len(chunk)
@@ -177,7 +182,7 @@ def read_text_corpus(path: str | Path, encoding: str = "utf-8", extra_chars: Ite
         raise CharRNNError(f"corpus {path} changed while it was being read")
     # An absolute path, so eval and resume find the corpus from any directory.
     info = CorpusInfo(str(path.resolve()), sha, n_chars, len(files), encoding)
-    return Corpus(ids, vocab, info)
+    return Corpus(ids, vocab, info, tuple(starts))
 
 
 def check_encoding(encoding: str) -> None:

@@ -7,6 +7,7 @@ split of a few thousand characters, and its `best` is whichever of those
 few evaluations was least bad. So, where the option was not given:
 
 - validation: 5% of the corpus, but at least MIN_VAL_CHARS (up to 10%);
+- the split: whole files drawn at random for a directory (DIRECTORY_SPLIT);
 - evaluation: once per epoch, and at least every 500 steps;
 - patience: a run planned for OVERFIT_EPOCHS epochs or more, where a small
   corpus is learned by heart long before the end, stops after PATIENCE
@@ -23,9 +24,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ..corpus.batches import MIN_FILES, split_chars
+from ..errors import CharRNNError
 from .config import TrainConfig
 
-DIRECTORY_SPLIT = "blocks"  # benchmarks/split_choice.py: see split() below
+# A directory's val and test are whole files drawn at random: measured
+# (benchmarks/split_choice.py, docs/train.md) its val loss tracked the loss
+# on files drawn from the whole corpus best on average, and the only one
+# that did whatever the files' names; a contiguous val is the last files
+# alphabetically, and a blocks val shares files with train (optimistic).
+DIRECTORY_SPLIT = "files"
 DEFAULT_VAL_FRAC, MAX_VAL_FRAC, MIN_VAL_CHARS = 0.05, 0.10, 8192
 MAX_EVAL_EVERY = 500
 OVERFIT_EPOCHS, PATIENCE = 10, 5
@@ -39,13 +47,16 @@ def val_frac(config: TrainConfig, n_chars: int) -> TrainConfig:
     return replace(config, val_frac=round(frac, 4))
 
 
-def split(config: TrainConfig, n_files: int, given: bool) -> TrainConfig:
-    """The config with its split settled: a directory corpus's val and test
-    are interleaved blocks (a contiguous split's would be its last files
-    alphabetically), unless --split was given; one file's stay contiguous,
-    which a single text's end represents well enough and every earlier
-    run on it used."""
-    if given or n_files < 2:
+def split(config: TrainConfig, n_chars: int, file_starts: tuple[int, ...], given: bool) -> TrainConfig:
+    """The config with its split settled, where --split was not given:
+    DIRECTORY_SPLIT for a directory of at least MIN_FILES files that it
+    can split (some file short enough for val); else contiguous, which
+    every run before --split used."""
+    if given or len(file_starts) < MIN_FILES:
+        return config
+    try:
+        split_chars(n_chars, config.val_frac, config.test_frac, DIRECTORY_SPLIT, file_starts, config.seed)
+    except CharRNNError:
         return config
     return replace(config, split=DIRECTORY_SPLIT)
 

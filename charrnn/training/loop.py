@@ -108,7 +108,7 @@ def run(plan: RunPlan, corpus: Corpus, checkpoint: ckpt.Checkpoint | None = None
     dist = distributed.setup(device)
     reporter = reporter if reporter is not None and dist.is_main else SilentReporter()
     c, out_dir = plan.train, Path(plan.out_dir)
-    splits = split_corpus(corpus.ids, c.val_frac, c.test_frac, c.split)
+    splits = split_corpus(corpus.ids, c.val_frac, c.test_frac, c.split, corpus.file_starts, c.seed)
     batches = StreamBatches(splits.train, c.batch_size, c.seq_len, dist.rows(c.batch_size))  # this process's streams
     with ExitStack() as held:
         held.enter_context(own_generators(device))
