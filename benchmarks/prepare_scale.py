@@ -5,6 +5,7 @@ resident memory of each process of a 2-process run (torchrun, gloo, CPU).
     python benchmarks/prepare_scale.py                 # a 4 GB corpus, every measurement
     python benchmarks/prepare_scale.py --gb 0.2 --skip-raw   # a quick look
     python benchmarks/prepare_scale.py --only-prepare --workers 1 2
+    python benchmarks/prepare_scale.py --table          # the log as docs/prepare.md shows it
 
 The corpus is generated here (never committed) into a temporary directory
 on --tmp's disk, and deleted at the end: one UTF-8 file of play-like lines
@@ -88,6 +89,9 @@ def generate(path: Path, n_bytes: int, seed: int = 0) -> int:
     return written
 
 
+CPU_S = {}  # the last timed command's CPU seconds, user + system, its workers included
+
+
 def timed(cmd: list[str], **kw) -> tuple[float, int, str]:
     """(wall seconds, peak RSS in MB, output) of a command."""
     t0 = time.perf_counter()
@@ -95,6 +99,7 @@ def timed(cmd: list[str], **kw) -> tuple[float, int, str]:
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t0
+    CPU_S["last"] = round(usage.ru_utime + usage.ru_stime, 1)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{out[-2000:]}")
     return seconds, usage.ru_maxrss // 1024, out
@@ -176,6 +181,39 @@ def model_mb() -> float:
     return round(4 * n * 4 / 1e6, 1)
 
 
+def table(log: Path = LOG) -> str:
+    """The last logged figure of each kind, as docs/prepare.md shows them."""
+    rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+    last = {}
+    for r in rows:
+        how = r.get("workers", 1) if r["what"] == "prepare" else r.get("form")  # before --workers: one
+        key = (r["what"], how, round(r["corpus_bytes"] / 1e9))
+        last[key] = r
+    out = ["| measured | corpus | figure |", "|---|---|---|"]
+    order = {"prepare": 0, "start-up": 1}
+    for (what, how, _), r in sorted(last.items(), key=lambda kv: (order.get(kv[0][0], 2), -kv[0][2], str(kv[0][1]))):
+        gb = f"{r['corpus_bytes'] / 1e9:.2f} GB"
+        if what == "prepare":
+            cpu = f", {r['cpu_s']:.1f} s of CPU" if "cpu_s" in r else ""
+            out.append(f"| `charrnn prepare`, {how} worker{'s' if how > 1 else ''} | {gb} | {r['mb_per_s']:.0f} MB/s"
+                       f" ({r['wall_s']:.0f} s{cpu}), peak RSS {r['peak_rss_mb']:,} MB |")  # fmt: skip
+        elif what == "start-up":
+            out.append(f"| start-up (`train --plan`), {how} | {gb} | {r['wall_s']:.1f} s, peak RSS {r['peak_rss_mb']:,} MB |")
+        else:
+            big, small = r["prepared"]["workers"], r["reference_1mb_prepared"]["workers"]
+            out.append(f"| 2-process torchrun, {r['steps']} steps, prepared | {gb} | peak RSS a process"
+                       f" {_each(big, 'VmHWM')} MB (anonymous {_each(big, 'RssAnon')}) |")  # fmt: skip
+            out.append(f"| the same run, prepared | 1 MB | peak RSS a process {_each(small, 'VmHWM')} MB (anonymous"
+                       f" {_each(small, 'RssAnon')}); the model's weights, gradients and AdamW state:"
+                       f" {r['model_state_mb']} MB |")  # fmt: skip
+    machines = ", ".join(sorted({f"{r['cpu']} ({r['cores']} cores)" for r in rows}))
+    return "\n".join(out) + f"\n\nOn {machines}, shared with other work: the times are approximate."
+
+
+def _each(workers: list[dict], key: str) -> str:
+    return " and ".join(f"{w[key]:,}" for w in workers)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gb", type=float, default=4.0, help="corpus size in 10^9 bytes")
@@ -186,7 +224,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, os.cpu_count() or 1],
                         help="prepare with each of these numbers of worker processes")
     parser.add_argument("--only-prepare", action="store_true", help="measure prepare only")
+    parser.add_argument("--table", action="store_true", help="print the logged results as a table, and exit")
     args = parser.parse_args()
+    if args.table:
+        print(table())
+        return
     work = Path(tempfile.mkdtemp(dir=args.tmp, prefix="prepare_scale."))
     try:
         text = work / "big.txt"
@@ -198,7 +240,8 @@ def main() -> None:
         for workers in args.workers:
             seconds, rss, out = timed(charrnn("prepare", text, "--out", work / "prep", "--force", "--workers", workers))
             log({"what": "prepare", **common, "workers": workers, "wall_s": round(seconds, 1),
-                 "mb_per_s": round(n_bytes / 1e6 / seconds, 1), "peak_rss_mb": rss,
+                 "mb_per_s": round(n_bytes / 1e6 / seconds, 1), "cpu_s": CPU_S["last"], "peak_rss_mb": rss,
+                 "load_average": round(os.getloadavg()[0], 1),
                  "command": " ".join(["python", "benchmarks/prepare_scale.py", *sys.argv[1:]])})  # fmt: skip
         if args.only_prepare:
             return

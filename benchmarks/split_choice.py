@@ -3,6 +3,7 @@ split's val loss track the loss on text drawn from the whole corpus?
 
     python benchmarks/split_choice.py                       # /tmp/c/ctrain and the Python stdlib, if present
     python benchmarks/split_choice.py --corpus DIR --steps 400
+    python benchmarks/split_choice.py --table                 # the log as docs/train.md shows it
 
 For each corpus (a directory of text files already on this machine, never
 copied into the repository): a random 10% of its files (seeded) is set
@@ -110,6 +111,23 @@ def measure(name: str, corpus: Path, steps: int, seed: int, splits: list[str]) -
             f.write(json.dumps(entry) + "\n")
 
 
+def table(log: Path = LOG) -> str:
+    """Each corpus and split: the mean gap (val loss - reference loss), its
+    mean size, and each draw's, from the log."""
+    rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+    out = ["| corpus | split | mean gap | mean abs. gap | each draw |", "|---|---|---|---|---|"]
+    for corpus in dict.fromkeys(r["corpus"] for r in rows):
+        for split in SPLITS:
+            gaps = [r["gap"] for r in rows if r["corpus"] == corpus and r["split"] == split]
+            if gaps:
+                mean, size = sum(gaps) / len(gaps), sum(map(abs, gaps)) / len(gaps)
+                out.append(f"| {corpus} | {split} | {mean:+.3f} | {size:.3f} | {', '.join(f'{g:+.3f}' for g in gaps)} |")
+    machines = sorted({r["cpu"] for r in rows})
+    steps = sorted({r["steps"] for r in rows})
+    return "\n".join(out) + (f"\n\nA 1x128 GRU, {'/'.join(map(str, steps))} steps, fp32; {', '.join(machines)}."
+                             " Measured by `python benchmarks/split_choice.py`.")
+
+
 def _cpu() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -123,7 +141,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--seed", type=int, nargs="+", default=[0, 1, 2], help="reference draws (and run seeds)")
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
+    parser.add_argument("--table", action="store_true", help="print the logged results as a table, and exit")
     args = parser.parse_args()
+    if args.table:
+        print(table())
+        return
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     corpora = [(p.name, p) for p in args.corpus or []]
     if not corpora:

@@ -399,3 +399,21 @@ def test_a_run_keeps_its_split_on_resume_and_eval_uses_it(tmp_path, text_dir):
     assert result.exit_code == 0, result.output
     n = load_corpus(text_dir).info.n_chars
     assert json.loads(result.stdout)["chars"] == int(n * 0.05) - 1  # the test split: its size, scored after its first
+
+
+@pytest.mark.slow
+def test_two_processes_on_a_prepared_directory_train_what_they_train_on_the_text(tmp_path, many_files):
+    """torchrun, 2 CPU processes, each mapping ids.bin: the same run as on the text, and it resumes."""
+    from test_distributed import MODEL, finish, torchrun
+
+    out = prep(many_files, tmp_path / "prep")
+    args = [*MODEL, "--batch-size", "8", "--max-steps", "12", "--eval-every", "6", "--precision", "fp32"]
+    runs = {}
+    for name, corpus in (("mapped", out), ("raw", many_files)):
+        code, log = finish(torchrun(2, [corpus, *args, "--out", tmp_path / name]))
+        assert code == 0, log
+        runs[name] = tmp_path / name
+    _same_run(runs["raw"], runs["mapped"])
+    code, log = finish(torchrun(2, ["--resume", runs["mapped"], "--max-steps", "18"]))
+    assert code == 0, log
+    assert ckpt.load_checkpoint(runs["mapped"] / rundir.LAST).run.step == 18

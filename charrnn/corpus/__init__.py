@@ -5,8 +5,9 @@ splits and batches, one job a module:
     messages.py  characters named safely in one-line errors
     reader.py    a file or directory of text -> Corpus (ids, vocab, CorpusInfo)
     prepared.py  a corpus encoded once into a directory (ids.bin + manifest), memory-mapped
+    writer.py    the encoding prepared.py writes, in worker processes
     loading.py   load_corpus: a path, whichever of the two it holds -> Corpus
-    pieces.py    splits made of stretches of the corpus (the blocks split)
+    pieces.py    splits made of stretches of the corpus (the blocks and files splits)
     batches.py   ids -> train/val/test splits -> StreamBatches, eval streams
 """
 
