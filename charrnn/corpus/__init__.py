@@ -11,16 +11,16 @@ splits and batches, one job a module:
     batches.py   ids -> train/val/test splits -> StreamBatches, eval streams
 """
 
-from .batches import (IGNORE, SPLITS, Splits, StreamBatches, check_split, eval_streams, split_chars, split_corpus, split_sizes,
-                      steps_per_epoch, stream_count)  # fmt: skip
-from .messages import describe_chars, describe_unseen, unseen_error
+from .batches import (IGNORE, SPLITS, Splits, StreamBatches, check_split, eval_streams, split_chars, split_corpus,
+                      split_sizes, steps_per_epoch, stream_count)  # fmt: skip
 from .loading import load_corpus
+from .messages import describe_chars, describe_unseen, unseen_error
 from .pieces import Pieces
 from .reader import Corpus, CorpusInfo, corpus_files, shipped_corpus
 from .vocab import Vocab
 
 __all__ = [
-    "IGNORE", "SPLITS", "Corpus", "CorpusInfo", "Splits", "StreamBatches", "Vocab", "check_split", "corpus_files",
-    "describe_chars", "describe_unseen", "eval_streams", "load_corpus", "Pieces", "shipped_corpus", "split_chars", "split_corpus",
-    "split_sizes", "steps_per_epoch", "stream_count", "unseen_error",
+    "IGNORE", "SPLITS", "Corpus", "CorpusInfo", "Pieces", "Splits", "StreamBatches", "Vocab", "check_split",
+    "corpus_files", "describe_chars", "describe_unseen", "eval_streams", "load_corpus", "shipped_corpus", "split_chars",
+    "split_corpus", "split_sizes", "steps_per_epoch", "stream_count", "unseen_error",
 ]  # fmt: skip

@@ -103,8 +103,8 @@ def encode(files: list[Path], encoding: str, ids_path: Path, workers: int, sourc
         hasher.join()
         if "error" in hashed:
             raise hashed["error"]
-        ends_in_newline, chars = _file_ends(scans, parts, len(files))
-        seps = [i < len(files) - 1 and bool(last) and last != "\n" for i, last in enumerate(ends_in_newline)]
+        lasts, chars = _file_ends(scans, parts, len(files))
+        seps = [i < len(files) - 1 and bool(last) and last != "\n" for i, last in enumerate(lasts)]
         n_chars = sum(s.n_chars for s in scans) + sum(seps)
         if n_chars == 0:
             raise CharRNNError(f"corpus {source} is empty")
