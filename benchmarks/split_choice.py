@@ -45,6 +45,7 @@ from charrnn.evaluate import score  # noqa: E402
 from charrnn.training.launch import train_with  # noqa: E402
 
 LOG = REPO / "benchmarks" / "results" / "split_choice.jsonl"
+WORK: str | None = None  # main() sets a temporary directory for everything the runs write, deleted at the end
 MODEL = dict(model="gru", layers=1, hidden=128, embedding=32, seq_len=128, batch_size=32, val_frac=0.05,
              test_frac=0.05, device="cpu", precision="fp32")  # fmt: skip
 
@@ -59,7 +60,7 @@ def stdlib_dir(limit_bytes: int = 6_000_000) -> Path | None:
 
 
 def _linked(files: list[Path], root: Path, limit_bytes: int, name: str) -> Path:
-    out = Path(tempfile.mkdtemp(prefix=f"split_choice.{name}."))
+    out = Path(tempfile.mkdtemp(prefix=f"split_choice.{name}.", dir=WORK))
     total = 0
     for p in files:
         if total > limit_bytes:
@@ -75,7 +76,7 @@ def held_out(corpus: Path, frac: float, seed: int) -> tuple[Path, Path]:
     files = corpus_files(corpus)
     rng = random.Random(seed)
     reference = set(rng.sample(range(len(files)), max(1, int(len(files) * frac))))
-    root = Path(tempfile.mkdtemp(prefix="split_choice."))
+    root = Path(tempfile.mkdtemp(prefix="split_choice.", dir=WORK))
     for i, p in enumerate(files):
         target = root / ("reference" if i in reference else "train") / p.relative_to(corpus)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +89,7 @@ def measure(name: str, corpus: Path, steps: int, seed: int, splits: list[str]) -
     ref = load_corpus(reference)
     files = corpus_files(train_dir)
     for split in splits:
-        out = Path(tempfile.mkdtemp(prefix=f"split_choice.run.{split}."))
+        out = Path(tempfile.mkdtemp(prefix=f"split_choice.run.{split}.", dir=WORK))
         t0 = time.perf_counter()
         result = train_with(train_dir, out=out, force=True, split=split, max_steps=steps, eval_every=steps, **MODEL)
         model = ckpt.load_checkpoint(out / rundir.LAST).model
@@ -139,7 +140,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, action="append", help="a directory of text files (repeatable)")
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--seed", type=int, nargs="+", default=[0, 1, 2], help="reference draws (and run seeds)")
+    parser.add_argument("--seed", type=int, nargs="+", default=[0, 1, 2], help="draws of the reference files (the runs keep seed 1337)")
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
     parser.add_argument("--table", action="store_true", help="print the logged results as a table, and exit")
     args = parser.parse_args()
@@ -147,6 +148,12 @@ def main() -> None:
         print(table())
         return
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    global WORK
+    with tempfile.TemporaryDirectory(prefix="split_choice.") as WORK:
+        _measure_all(args)
+
+
+def _measure_all(args: argparse.Namespace) -> None:
     corpora = [(p.name, p) for p in args.corpus or []]
     if not corpora:
         if Path("/tmp/c/ctrain").is_dir():
