@@ -112,13 +112,14 @@ def compare(checkpoint: Checkpoint, model: CharRNN, text_file: Path | None = Non
     if max_chars is not None and max_chars < 2:
         raise CharRNNError(f"--max-chars must be at least 2, not {max_chars}")
     splits, _ = run_splits(checkpoint, "compare needs the run's corpus to count n-grams on")
+    train = np.asarray(splits.train)  # the n-gram counts read all of it: in memory, if the split is in pieces
     scored = eval_text(checkpoint, text_file, skip_unknown=skip_unknown)
     ids = scored.ids[: max_chars + 1] if max_chars is not None else scored.ids
     if len(ids) < 2:
         raise CharRNNError(f"{scored.source} is too short to score: it needs at least 2 characters")
     seconds = {}
     t0 = time.perf_counter()
-    [ngram_p] = next_char_probs(splits.train, [ids], max_n, checkpoint.vocab.size)  # (max_n, T-1), one order at a time
+    [ngram_p] = next_char_probs(train, [ids], max_n, checkpoint.vocab.size)  # (max_n, T-1), one order at a time
     seconds["ngram"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     model.eval()
@@ -128,7 +129,7 @@ def compare(checkpoint: Checkpoint, model: CharRNN, text_file: Path | None = Non
     ngram_loss = -np.log(ngram_p).mean(1)
     best = int(np.argmin(ngram_loss))
     text = checkpoint.vocab.decode(ids)
-    vocab_words = _word_counts(checkpoint.vocab, splits.train)
+    vocab_words = _word_counts(checkpoint.vocab, train)
     return Comparison(
         source=scored.source, chars=len(ids) - 1, rnn=float(-rnn_logp.mean()),
         ngram=[(n + 1, float(loss)) for n, loss in enumerate(ngram_loss)], best_n=best + 1,

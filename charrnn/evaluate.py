@@ -188,7 +188,8 @@ def eval_text(checkpoint: Checkpoint, text_file: Path | None = None, encoding: s
     splits, corpus_path = run_splits(checkpoint, "give a text file to score")
     if len(splits.test) < 2:
         raise CharRNNError("the run has no test split (--test-frac 0): give a text file to score")
-    return EvalText(splits.test, f"the test split of {corpus_path}")
+    # A view of the corpus for a contiguous split; a blocks split's pieces, joined in memory.
+    return EvalText(np.asarray(splits.test), f"the test split of {corpus_path}")
 
 
 def run_splits(checkpoint: Checkpoint, instead: str) -> tuple[Splits, Path]:
@@ -205,7 +206,9 @@ def run_splits(checkpoint: Checkpoint, instead: str) -> tuple[Splits, Path]:
     data = load_corpus(corpus_path, run.corpus.encoding, documents=documents_mode)
     if data.info.sha256 != run.corpus.sha256:
         raise CharRNNError(f"{corpus_path} has changed since training: {instead}")
-    splits = split_text(data.ids, run.train_config["val_frac"], run.train_config["test_frac"], documents_mode)
+    config = run.train_config
+    splits = split_text(data.ids, config["val_frac"], config["test_frac"], documents_mode,
+                        config.get("split", "contiguous"), data.file_starts, config["seed"])  # fmt: skip
     return splits, corpus_path
 
 

@@ -32,7 +32,7 @@ BENCHMARKS = REPO / "benchmarks"
 RESULTS = BENCHMARKS / "results"
 
 # The commands with a page of their own: docs/<command>.md.
-COMMANDS = ("train", "sample", "eval", "score", "compare", "serve", "inspect", "export", "plot", "synthetic")
+COMMANDS = ("train", "prepare", "sample", "eval", "score", "compare", "serve", "inspect", "export", "plot", "synthetic")
 
 
 # ---------------------------------------------------------------- options
@@ -205,6 +205,16 @@ def recipe_grid() -> str:
     return text
 
 
+def split_choice() -> str:
+    """`split_choice.py --table`."""
+    return _benchmark("split_choice").table()
+
+
+def prepare_scale() -> str:
+    """`prepare_scale.py --table`."""
+    return _benchmark("prepare_scale").table()
+
+
 def web_size() -> str:
     """`web_size.py --table`: the last logged measurement."""
     module = _benchmark("web_size")
@@ -222,6 +232,8 @@ def regions() -> dict[Path, dict[str, Callable[[], str]]]:
     pages[DOCS / "benchmarks.md"] = {"quality-best": quality_best, "quality-all": quality_all, "size-rule": size_rule,
                                      "recipe-grid": recipe_grid}  # fmt: skip
     pages[DOCS / "export.md"]["int8"] = web_size
+    pages[DOCS / "train.md"]["split-choice"] = split_choice
+    pages[DOCS / "prepare.md"]["prepare-scale"] = prepare_scale
     return pages
 
 

@@ -324,3 +324,13 @@ def test_served_generations_end_at_the_marker_as_sample_does(names_run):
     with running(m) as batcher:
         got = [take(batcher.submit(prime, sample_config(**controls))) for prime, controls in requests]
     assert got == alone
+
+
+def test_documents_refuse_what_cuts_a_stream(names_file, tmp_path):
+    done = run_cli("train", names_file, "--documents", "lines", "--split", "blocks", "--out", tmp_path / "r", *TINY)
+    assert_one_line_error(done, "--documents holds out whole documents")
+    prepared = tmp_path / "prepared"
+    assert run_cli("prepare", names_file, "--out", prepared).exit_code == 0
+    done = run_cli("train", prepared, "--documents", "lines", "--out", tmp_path / "r2", *TINY)
+    assert_one_line_error(done, "is a prepared corpus", "give the text")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r2").exists()

@@ -23,6 +23,7 @@ from . import eval as eval_cmd
 from . import export as export_cmd
 from . import inspect as inspect_cmd
 from . import plot as plot_cmd
+from . import prepare as prepare_cmd
 from . import sample as sample_cmd
 from . import score as score_cmd
 from . import serve as serve_cmd
@@ -87,6 +88,7 @@ def _options(
 
 
 app.command("train")(train_cmd.train)
+app.command("prepare")(prepare_cmd.prepare)
 app.command("sample")(sample_cmd.sample)
 app.command("eval")(eval_cmd.evaluate)
 app.command("score")(score_cmd.score)

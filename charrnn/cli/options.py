@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from .. import cells
+from ..corpus import SPLITS
 from ..corpus.documents import MODES as DOCUMENT_MODES
 from ..device import DEVICES, PRECISIONS, STORAGE
 
@@ -30,6 +31,7 @@ DeviceName = _choices("DeviceName", DEVICES)
 Precision = _choices("Precision", PRECISIONS)
 Size = _choices("Size", ("auto", "fixed"))
 Documents = _choices("Documents", ("none", *DOCUMENT_MODES))  # none: the text is one stream
+SplitMode = _choices("SplitMode", SPLITS)
 Dtype = _choices("Dtype", STORAGE)  # how exported weights or recorded tensors are stored
 ExportDtype = _choices("ExportDtype", (*STORAGE, "int8"))  # int8: a page's or a module's weights only
 

@@ -28,7 +28,8 @@ from ..training.launch import Request, prepare
 from ..training.loop import TrainResult, run
 from ..training.memory import freed_memory_kept
 from ..training.plan import Options, RunPlan, describe_plan
-from .options import CellKind, DEVICE_HELP, DeviceName, Documents, Precision, Size, console, default_lrs, err, given_options, kinds_help
+from .options import (CellKind, DEVICE_HELP, DeviceName, Documents, Precision, Size, SplitMode, console, default_lrs,
+                      err, given_options, kinds_help)  # fmt: skip
 
 # Option defaults come from the config dataclasses, so they cannot drift.
 _T = TrainConfig()
@@ -101,7 +102,8 @@ def train(
     corpus: Annotated[
         Optional[Path],
         typer.Argument(
-            help="A UTF-8 text file, or a directory of them (read recursively in sorted order)."
+            help="A UTF-8 text file, a directory of them (read recursively in sorted order), or a directory"
+            " `charrnn prepare` wrote (mapped, not decoded again)."
             " Default: the shipped corpora/shakespeare.txt (or, with --resume, the run's own corpus).",
             show_default=False,
         ),
@@ -145,6 +147,11 @@ def train(
         "Fraction of the corpus for validation (after train). Default: 0.05, or up to 0.1 to hold at least 8192"
         " characters.", show_default=False)] = None,  # fmt: skip
     test_frac: Annotated[float, _data("Fraction of the corpus held out for testing (the end).")] = _T.test_frac,
+    split: Annotated[Optional[SplitMode], _data(
+        "How val and test are cut from the corpus: contiguous (its end: a directory's last files alphabetically),"
+        " blocks (the same sizes, interleaved through the corpus in up to 256 places) or files (whole files drawn by"
+        " --seed, near the fractions' sizes). Default: files for a directory of 10 or more files where one is short"
+        " enough for val, else contiguous.", show_default=False)] = None,  # fmt: skip
     encoding: Annotated[str, _data("Text encoding of the corpus files.")] = _T.encoding,
     max_steps: Annotated[
         Optional[int], _run(f"Stop after this many steps in all (default {DEFAULT_MAX_STEPS} if no other limit).", min=1)
@@ -195,6 +202,8 @@ def train(
     values = {field_name(name): getattr(v, "value", v) for name, v in ctx.params.items()}
     values["time_limit_s"] = parse_duration(time_limit) if time_limit is not None else None
     values["documents"] = "" if documents is Documents.none else documents.value
+    if values["split"] is None:  # not given: the plan picks the corpus's default (training/defaults.py)
+        del values["split"]
     options = Options(_from(TrainConfig, values), _from(ModelConfig, values | {"vocab_size": 1}), given, size.value)
     request = Request(options, corpus, out, force, resume, init_from)
     try:

@@ -10,15 +10,19 @@ import numpy as np
 import torch
 
 from ..errors import CharRNNError
+from .pieces import Pieces, blocks, by_files, files_split_sizes
+
+SPLITS = ("contiguous", "blocks", "files")  # how a corpus is cut into train / val / test (split_corpus)
+Ids = np.ndarray | Pieces  # a split: a view of the corpus's ids, or stretches of it read as one
 
 
 @dataclass(frozen=True)
 class Splits:
-    """Contiguous train / val / test parts of a corpus (views, no copies)."""
+    """Train / val / test parts of a corpus: views or Pieces, no copies."""
 
-    train: np.ndarray
-    val: np.ndarray
-    test: np.ndarray
+    train: Ids
+    val: Ids
+    test: Ids
 
 
 def check_split(val_frac: float, test_frac: float) -> None:
@@ -43,9 +47,43 @@ def split_sizes(n: int, val_frac: float, test_frac: float) -> tuple[int, int, in
     return n - n_val - n_test, n_val, n_test
 
 
-def split_corpus(ids: np.ndarray, val_frac: float, test_frac: float) -> Splits:
-    n_train, n_val, _ = split_sizes(len(ids), val_frac, test_frac)
+def split_corpus(ids: np.ndarray, val_frac: float, test_frac: float, mode: str = "contiguous",
+                 file_starts: tuple[int, ...] = (0,), seed: int = 0) -> Splits:  # fmt: skip
+    """contiguous: train, val and test one after another, val and test at
+    the end; blocks: the same sizes, interleaved through the corpus; files:
+    whole files drawn by `seed` (pieces.py)."""
+    n_train, n_val, n_test = split_sizes(len(ids), val_frac, test_frac)
+    if mode == "blocks":
+        return Splits(*blocks(ids, n_val, n_test))
+    if mode == "files":
+        split_chars(len(ids), val_frac, test_frac, mode, file_starts, seed)  # refuses what cannot be split
+        return Splits(*by_files(ids, file_starts, n_val, n_test, seed))
+    if mode != "contiguous":
+        raise CharRNNError(f"--split must be one of {', '.join(SPLITS)}, not {mode!r}")
     return Splits(ids[:n_train], ids[n_train : n_train + n_val], ids[n_train + n_val :])
+
+
+def split_chars(n: int, val_frac: float, test_frac: float, mode: str = "contiguous",
+                file_starts: tuple[int, ...] = (0,), seed: int = 0) -> tuple[int, int, int]:  # fmt: skip
+    """(train, val, test) characters split_corpus gives, without the ids."""
+    sizes = split_sizes(n, val_frac, test_frac)
+    if mode != "files":
+        return sizes
+    _check_files(file_starts)
+    chars = files_split_sizes(n, file_starts, sizes[1], sizes[2], seed)
+    if chars[1] < 2:
+        raise CharRNNError(f"--split files found no file short enough for the validation split (at most"
+                           f" {2 * sizes[1]:,} characters): use --split blocks or contiguous")  # fmt: skip
+    return chars
+
+
+MIN_FILES = 10  # for --split files: fewer, and val would be one or two files
+
+
+def _check_files(file_starts: tuple[int, ...]) -> None:
+    if len(file_starts) < MIN_FILES:
+        raise CharRNNError(f"--split files draws whole files: it needs a directory of at least {MIN_FILES}"
+                           f" (this corpus has {len(file_starts)}); use --split contiguous or blocks")  # fmt: skip
 
 
 def steps_per_epoch(n: int, batch_size: int, seq_len: int) -> int:
@@ -73,13 +111,21 @@ class StreamBatches:
 
     State is reset to zero at each epoch's start. The last L mod T columns,
     and the last (N-1) mod B characters, are not read.
+
+    Only views are taken (of an array) or positions mapped (of Pieces), so
+    a memory-mapped corpus stays mapped and each process pages in only its
+    own streams.
     """
 
-    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, rows: slice = slice(None)):
+    def __init__(self, ids: Ids, batch_size: int, seq_len: int, rows: slice = slice(None)):
         self.steps = steps_per_epoch(len(ids), batch_size, seq_len)
         stream_len = (len(ids) - 1) // batch_size
         self.seq_len = seq_len
         # `rows` picks this process's streams when several share the batch.
+        if isinstance(ids, Pieces):
+            self.pieces, self.first = ids, (np.arange(batch_size, dtype=np.int64) * stream_len)[rows]  # (B,)
+            return
+        self.pieces = None
         self.x = ids[: batch_size * stream_len].reshape(batch_size, stream_len)[rows]  # (B, L)
         self.y = ids[1 : batch_size * stream_len + 1].reshape(batch_size, stream_len)[rows]
 
@@ -91,10 +137,13 @@ class StreamBatches:
         return k == 0
 
     def rows(self, k: int) -> int:
-        return self.x.shape[0]
+        return len(self.first) if self.pieces is not None else self.x.shape[0]
 
     def batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, targets) of step k of an epoch, each (B, T) int64."""
+        if self.pieces is not None:
+            pos = self.first[:, None] + np.arange(k * self.seq_len, (k + 1) * self.seq_len)[None, :]  # (B, T)
+            return _as_long(self.pieces[pos]), _as_long(self.pieces[pos + 1])
         cols = slice(k * self.seq_len, (k + 1) * self.seq_len)
         return _as_long(self.x[:, cols]), _as_long(self.y[:, cols])
 
@@ -129,7 +178,7 @@ def stream_count(n: int, streams: int, warmup: int) -> int:
 
 
 def eval_streams(
-    ids: np.ndarray, streams: int, seq_len: int, warmup: int, rank: int = 0, world: int = 1, sample: int | None = None
+    ids: Ids, streams: int, seq_len: int, warmup: int, rank: int = 0, world: int = 1, sample: int | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Every target of `ids` (each character after the first) scored
     exactly once, by up to `streams` contiguous streams read side by side,

@@ -104,9 +104,13 @@ def split_documents(ids: np.ndarray, end_id: int, val_frac: float, test_frac: fl
     return Splits(part(train), part(val), part(test))
 
 
-def split_text(ids: np.ndarray, val_frac: float, test_frac: float, documents: str = "") -> Splits:
-    """A corpus's splits: whole documents in documents mode, else contiguous (batches.split_corpus)."""
-    return split_documents(ids, END_ID, val_frac, test_frac) if documents else split_corpus(ids, val_frac, test_frac)
+def split_text(ids: np.ndarray, val_frac: float, test_frac: float, documents: str = "", mode: str = "contiguous",
+               file_starts: tuple[int, ...] = (0,), seed: int = 0) -> Splits:  # fmt: skip
+    """A corpus's splits: whole documents in documents mode (whatever
+    --split says), else as --split says (batches.split_corpus)."""
+    if documents:
+        return split_documents(ids, END_ID, val_frac, test_frac)
+    return split_corpus(ids, val_frac, test_frac, mode, file_starts, seed)
 
 
 def spread(n: int, k: int) -> np.ndarray:

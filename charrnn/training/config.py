@@ -6,7 +6,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from .. import cells
-from ..corpus import check_split
+from ..corpus import SPLITS, check_split
 from ..device import check_precision
 from ..errors import CharRNNError
 from ..typecheck import check_types
@@ -50,6 +50,7 @@ class TrainConfig:
     # Characters of the val split each evaluation scores, a fixed sample; 0:
     # all of them; None: fitted to the evaluation cadence (defaults.py)
     eval_chars: int | None = field(default=None, metadata=ADDED)
+    split: str = field(default="contiguous", metadata=ADDED)  # corpus.SPLITS; a directory's default: defaults.split
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -83,6 +84,8 @@ class TrainConfig:
                 " samples are logged with the evaluations"
             )
         check_precision(self.precision)
+        if self.split not in SPLITS:
+            raise CharRNNError(f"--split must be one of {', '.join(SPLITS)}, not {self.split!r}")
         if not 0 <= self.seed < 2**63:
             raise CharRNNError(f"--seed must be in [0, 2**63), not {self.seed}")
         if self.warmup_steps < 0 or self.weight_decay < 0 or not self.grad_clip > 0:

@@ -7,6 +7,7 @@ split of a few thousand characters, and its `best` is whichever of those
 few evaluations was least bad. So, where the option was not given:
 
 - validation: 5% of the corpus, but at least MIN_VAL_CHARS (up to 10%);
+- the split: whole files drawn at random for a directory (DIRECTORY_SPLIT);
 - evaluation: once per epoch, and at least every 500 steps; on the whole
   val split where it is at most EVAL_SHARE of the characters trained
   between two evaluations, else on a fixed sample of that many (an
@@ -27,8 +28,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ..corpus.batches import MIN_FILES, split_chars
+from ..errors import CharRNNError
 from .config import TrainConfig
 
+# A directory's val and test are whole files drawn at random: measured
+# (benchmarks/split_choice.py, docs/train.md) its val loss tracked the loss
+# on files drawn from the whole corpus best on average, and the only one
+# that did whatever the files' names; a contiguous val is the last files
+# alphabetically, and a blocks val shares files with train (optimistic).
+DIRECTORY_SPLIT = "files"
 DEFAULT_VAL_FRAC, MAX_VAL_FRAC, MIN_VAL_CHARS = 0.05, 0.10, 8192
 MAX_EVAL_EVERY = 500
 EVAL_SHARE, MIN_EVAL_CHARS = 1 / 8, 16_384
@@ -41,6 +50,20 @@ def val_frac(config: TrainConfig, n_chars: int) -> TrainConfig:
         return config
     frac = min(MAX_VAL_FRAC, max(DEFAULT_VAL_FRAC, MIN_VAL_CHARS / n_chars), (1 - config.test_frac) / 2)
     return replace(config, val_frac=round(frac, 4))
+
+
+def split(config: TrainConfig, n_chars: int, file_starts: tuple[int, ...], given: bool) -> TrainConfig:
+    """The config with its split settled, where --split was not given:
+    DIRECTORY_SPLIT for a directory of at least MIN_FILES files that it
+    can split (some file short enough for val); else contiguous, which
+    every run before --split used."""
+    if given or len(file_starts) < MIN_FILES:
+        return config
+    try:
+        split_chars(n_chars, config.val_frac, config.test_frac, DIRECTORY_SPLIT, file_starts, config.seed)
+    except CharRNNError:
+        return config
+    return replace(config, split=DIRECTORY_SPLIT)
 
 
 def eval_every(config: TrainConfig, steps_per_epoch: int) -> TrainConfig:

@@ -77,7 +77,8 @@ def prepare(request: Request) -> Prepared:
     out_dir = checkpoint.path.parent if start == RESUME else _checked_out(request, checkpoint)
     processes = distributed.world_size()
     plan = make_plan(request.options, corpus.info, corpus.vocab, device, str(out_dir or ""), processes, checkpoint,
-                     start, _pace(request.options, corpus, device, start) if processes == 1 else None)  # fmt: skip
+                     start, _pace(request.options, corpus, device, start) if processes == 1 else None,
+                     corpus.file_starts)  # fmt: skip
     if out_dir is None:
         default = rundir.default_out_dir(corpus_path, plan.model.kind)
         plan = replace(plan, out_dir=str(_checked_out(request, checkpoint, default)))
@@ -118,7 +119,7 @@ def train_on(corpus: Corpus, config: TrainConfig, out_dir: Path, model: ModelCon
     programs and tests that hold their text in memory."""
     options = Options(config, model, size="fixed")
     plan = make_plan(options, corpus.info, corpus.vocab, resolve_device(config.device), str(out_dir),
-                     distributed.world_size())  # fmt: skip
+                     distributed.world_size(), file_starts=corpus.file_starts)  # fmt: skip
     return run(plan, corpus, reporter=reporter)
 
 

@@ -109,7 +109,7 @@ def run(plan: RunPlan, corpus: Corpus, checkpoint: ckpt.Checkpoint | None = None
     dist = distributed.setup(device)
     reporter = reporter if reporter is not None and dist.is_main else SilentReporter()
     c, out_dir = plan.train, Path(plan.out_dir)
-    splits = split_text(corpus.ids, c.val_frac, c.test_frac, plan.model.documents)
+    splits = split_text(corpus.ids, c.val_frac, c.test_frac, plan.model.documents, c.split, corpus.file_starts, c.seed)
     batches = _batches(plan, splits.train, dist)
     with ExitStack() as held:
         held.enter_context(own_generators(device))

@@ -24,7 +24,7 @@ import torch
 
 from .. import cells
 from ..checkpoint import Checkpoint
-from ..corpus import CorpusInfo, Vocab, describe_chars, split_sizes, steps_per_epoch
+from ..corpus import CorpusInfo, Vocab, describe_chars, split_chars, split_sizes, steps_per_epoch
 from ..device import describe_precision, resolve_precision
 from ..errors import CharRNNError
 from ..model import REGULARISERS, CharRNN, ModelConfig
@@ -80,6 +80,9 @@ class RunPlan:
     out_dir: str
     notes: tuple[str, ...] = ()  # printed before the corpus line: where the run starts from
     fitted: tuple[str, ...] = ()  # what was chosen for the corpus and budget, and why: after the model line
+    # (train, val, test) characters where the split does not give the fractions' floors (--split files);
+    # saved only then, so other runs' plans read as before.
+    split_chars: tuple[int, int, int] | None = None
 
     @property
     def torch_device(self) -> torch.device:
@@ -102,16 +105,19 @@ class RunPlan:
         d = asdict(self)
         d["model"], d["train"] = self.model.to_dict(), self.train.to_dict()
         d["notes"] = list(self.notes)
+        if self.split_chars is None:
+            del d["split_chars"]
         return d
 
 
 def make_plan(options: Options, corpus: CorpusInfo, vocab: Vocab, device: torch.device, out_dir: str,
               processes: int = 1, checkpoint: Checkpoint | None = None, start: str = FRESH,
-              pace: Mapping[str, float] | None = None) -> RunPlan:  # fmt: skip
+              pace: Mapping[str, float] | None = None, file_starts: tuple[int, ...] = (0,)) -> RunPlan:  # fmt: skip
     """The plan of a run of `options` on a corpus of `vocab`, on `device`,
     writing to `out_dir`. `checkpoint` is the parent (INIT_FROM) or the run
     to continue (RESUME). `pace` is how fast the models of `to_time` train
-    on this machine (chars/s by recipes.label), measured by the caller.
+    on this machine (chars/s by recipes.label), measured by the caller;
+    `file_starts`, where each of the corpus's files begins (--split files).
     Refuses, in one line, anything the run could not do."""
     if start == RESUME:
         model, asked, notes, size_note, chosen = _resumed(options, corpus, vocab, checkpoint)
@@ -120,12 +126,20 @@ def make_plan(options: Options, corpus: CorpusInfo, vocab: Vocab, device: torch.
     else:
         model, asked, notes, size_note, chosen = _fresh(options, corpus, vocab, device, pace)
     config = defaults.val_frac(asked.for_kind(model.kind), corpus.n_chars)
+    if start != RESUME:  # a resumed run keeps its own split
+        config = defaults.split(config, corpus.n_chars, file_starts, "split" in options.given)
     precision = resolve_precision(config.precision, device)
     model.cell.check_device(device, model.layers, model.dropout)
     if config.batch_size % processes:
         raise CharRNNError(f"--batch-size {config.batch_size} cannot be split evenly across {processes} processes:"
                            f" use a multiple of {processes}")  # fmt: skip
-    n_train, n_val, _ = split_sizes(corpus.n_chars, config.val_frac, config.test_frac)
+    if model.documents:  # whole documents are held out (corpus/documents.py)
+        if "split" in options.given:
+            raise CharRNNError("--split cuts a stream of text; --documents holds out whole documents: drop --split")
+        chars = split_sizes(corpus.n_chars, config.val_frac, config.test_frac)
+    else:
+        chars = split_chars(corpus.n_chars, config.val_frac, config.test_frac, config.split, file_starts, config.seed)
+    n_train, n_val = chars[0], chars[1]
     per_epoch = _steps_per_epoch(n_train, config, model.documents)
     config = defaults.eval_chars(defaults.eval_every(config, per_epoch), n_val)
     total = _total_steps(config, per_epoch, checkpoint.run.step if start == RESUME else None)
@@ -136,6 +150,7 @@ def make_plan(options: Options, corpus: CorpusInfo, vocab: Vocab, device: torch.
         start=_start(start, checkpoint), corpus=corpus, model=model, train=config, device=str(device),
         precision=precision, processes=processes, parameters=parameters, steps_per_epoch=per_epoch,
         total_steps=total, patience=patience, patience_from_steps=patience_from, out_dir=str(out_dir),
+        split_chars=chars if config.split == "files" else None,
         notes=tuple(notes), fitted=_fitted(chosen, defaults.describe(asked, config, corpus.n_chars, per_epoch, total,
                                                                      size_note), _sampled(config, n_val),
                        _slower(model, device)),
@@ -290,11 +305,12 @@ def describe_plan(plan: RunPlan) -> list[tuple[str, str]]:
                     if getattr(m, name)]  # fmt: skip
     start = {FRESH: "a new model", INIT_FROM: f"the weights of {plan.start.checkpoint}",
              RESUME: f"{plan.start.checkpoint} at step {plan.start.step:,}"}[plan.start.mode]  # fmt: skip
-    n_train, n_val, n_test = split_sizes(plan.corpus.n_chars, c.val_frac, c.test_frac)
+    n_train, n_val, n_test = plan.split_chars or split_sizes(plan.corpus.n_chars, c.val_frac, c.test_frac)
     rows = [
         ("start", start),
         ("corpus", f"{plan.corpus.path} ({plan.corpus.n_chars:,} characters, {m.vocab_size} distinct)"),
-        ("split", f"train {n_train:,}, val {n_val:,} ({c.val_frac:g}), test {n_test:,} ({c.test_frac:g}) characters"),
+        ("split", f"train {n_train:,}, val {n_val:,} ({c.val_frac:g}), test {n_test:,} ({c.test_frac:g}) characters"
+                  + (f"; {c.split}" if c.split != "contiguous" else "")),
         ("model", f"{m.layers}x{m.hidden} {m.kind}, embedding {m.embedding}"
                   f"{', ' + ', '.join(regularisers) if regularisers else ''}; {plan.parameters:,} parameters"),
         ("device", f"{plan.device}, {describe_precision(plan.precision, plan.torch_device)}"
