@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -153,8 +153,8 @@ class Model:
         known_prime(self.vocab, prime, config.skip_unknown)
         parse_clamps(config.clamp, self.config)
         if config.beam is not None:
-            if self.config.documents:  # a beam ends at a document's end, which is not text
-                return _unmarked(beam_columns(self.net, self.vocab, prime, replace(config, stop=config.stop or DOC_END)))
+            if self.config.documents:  # a beam ends at a document's end (beam.py), which is not text
+                return _unmarked(beam_columns(self.net, self.vocab, prime, config))
             return beam_columns(self.net, self.vocab, prime, config)
         return generate(self.net, self.vocab, prime, config)
 
@@ -179,8 +179,6 @@ class Model:
         if config.beam is None:
             raise CharRNNError("beams needs beam=N")
         known_prime(self.vocab, prime, config.skip_unknown)
-        if self.config.documents:  # a beam ends at a document's end
-            config = replace(config, stop=config.stop or DOC_END)
         return [(h.text.replace(DOC_END, ""), h.logprob) for h in beam_search(self.net, self.vocab, prime, config)]
 
     # -- scoring and stepping ------------------------------------------------

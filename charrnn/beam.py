@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .corpus import Vocab
+from .corpus.documents import DOC_END
 from .errors import CharRNNError
 from .model import CharRNN
 from .prime import prime_ids, read_prime
@@ -108,7 +109,7 @@ def _extend(beams: _Beams, logp: torch.Tensor, t: int, vocab: Vocab, config: Sam
             break
         parent, char = divmod(flat, v)
         tail = (beams.tails[parent] + vocab.chars[char])[-len(stop) :] if stop else ""
-        if stop and tail == stop:
+        if (stop and tail == stop) or vocab.chars[char] == DOC_END:  # a model of documents ends one at its marker
             text = torch.cat([beams.ids[parent, :t], beams.ids.new_tensor([char])])
             finished.append(_hypothesis(vocab, text, score, True, config))
         else:

@@ -158,9 +158,9 @@ class TrainingState:
         if not all(finite_number(f) for f in fracs):
             raise ValueError(f"run.train_config's val_frac and test_frac are {fracs}")
         check_split(*fracs)  # what eval's --split reads
+        shape = (config.layers, batch, config.hidden)
         parts = len(config.cell.state_names)
-        if len(self.carried) != parts or any(not _carried_shape(s, config, batch) for s in self.carried):
-            shape = (config.layers, f"{batch}{'k' if config.documents else ''}", config.hidden)
+        if len(self.carried) != parts or any(s.dtype != torch.float32 or s.shape != shape for s in self.carried):
             raise ValueError(f"the carried state is not {parts} float32 tensor(s) of shape {shape}")
         cpu_rng = torch.get_rng_state()
         for name, t in self.rng.items():
@@ -371,11 +371,3 @@ def _checked_moments(saved: dict, optimizer: torch.optim.Optimizer) -> dict:
                         or any(moments[k].shape != params[pid].shape for k in ("exp_avg", "exp_avg_sq"))):  # fmt: skip
             raise ValueError(f"parameter {pid}'s moments are not AdamW's for its shape")
     return {"state": saved["state"], "param_groups": fresh["param_groups"]}
-
-
-def _carried_shape(s: torch.Tensor, config: ModelConfig, batch: int) -> bool:
-    """A carried state part's shape: (layers, batch, hidden); in documents
-    mode a group of documents holds any multiple of batch rows."""
-    rows = s.shape[1] if s.dim() == 3 else -1
-    fits = rows == batch or (bool(config.documents) and rows > 0 and rows % batch == 0)
-    return s.dtype == torch.float32 and fits and s.shape[::2] == (config.layers, config.hidden)

@@ -137,7 +137,9 @@ def evaluate_text(checkpoint: Checkpoint, model: CharRNN, text_file: Path | None
     on = model.head.weight.device
     # One stream is the exact figure: fp32. Several are an estimate already,
     # and read in bf16 where the CPU has it (faster; README: eval).
-    precision = "fp32" if stream_count(len(text.ids), streams, WARMUP) == 1 else resolve_precision("auto", on)
+    # Documents are scored exactly at any --streams (each from its start): fp32 too.
+    exact = stream_count(len(text.ids), streams, WARMUP) == 1 or bool(model.config.documents)
+    precision = "fp32" if exact else resolve_precision("auto", on)
     result = score(model, text.ids, streams=streams, precision=precision)
     if result.chars == 0:
         raise CharRNNError(f"{text.source} is too short to score: it needs at least 2 characters")
@@ -153,11 +155,16 @@ def next_char_log_probs(model: CharRNN, ids: torch.Tensor, chunk: int = 4096) ->
 @torch.inference_mode()
 def next_char_scores(model: CharRNN, ids: torch.Tensor, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """next_char_log_probs, and beside it whether each next character was
-    the model's most likely (len(ids) - 1,) bool."""
+    the model's most likely (len(ids) - 1,) bool. A model of documents reads
+    each from the zero state, as training does."""
     logps, tops, state = [], [], model.init_state(1, ids.device)
     with ieee_fp32(ids.device):
-        for start in range(0, len(ids) - 1, chunk):
-            x, y = ids[start : start + chunk], ids[start + 1 : start + chunk + 1]
+        for start, stop, fresh in documents.chunks(ids, chunk, bool(model.config.documents)):
+            x, y = ids[start:stop], ids[start + 1 : stop + 1]
+            if len(y) == 0:
+                break
+            if fresh:
+                state = model.init_state(1, ids.device)
             logits, state = model(x[None], state)  # (1, T, V)
             logp = torch.log_softmax(logits[0, : len(y)].float(), -1)
             logps.append(logp.gather(1, y[:, None])[:, 0].cpu().numpy())

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from .corpus import Vocab
-from .corpus.documents import DOC_END
+from .corpus.documents import DOC_END, chunks
 from .device import ieee_fp32
 from .model import CharRNN
 
@@ -49,8 +49,10 @@ def states_before(model: CharRNN, ids: torch.Tensor, positions, chunk: int = 409
     around it, as around the rest of its reading."""
     state, done, found = model.init_state(1, ids.device), 0, []
     for p in (int(p) for p in positions):
-        for start in range(done, p, chunk):
-            _, state = model(ids[start : min(start + chunk, p)][None], state)
+        for start, stop, fresh in chunks(ids[done:p], chunk, bool(model.config.documents)):
+            if fresh:  # a model of documents reads each from the zero state
+                state = model.init_state(1, ids.device)
+            _, state = model(ids[done + start : done + stop][None], state)
         done = max(done, p)
         found.append(state)
     return tuple(torch.cat(parts, 1) for parts in zip(*found))

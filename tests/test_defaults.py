@@ -197,3 +197,30 @@ def test_a_run_whose_val_split_fits_the_budget_scores_it_all_and_saves_no_eval_c
     assert run_cli("train", small_corpus, "--out", out, *TINY, "--max-steps", "20").exit_code == 0
     run = ckpt.load_checkpoint(out, prefer=rundir.LAST).run
     assert "eval_chars" not in run.train_config and all("val_chars" not in m for m in run.metrics)
+
+
+def test_a_run_stopped_by_patience_still_scores_the_whole_split_last(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(make_text(400), encoding="utf-8")
+    out = tmp_path / "run"
+    done = run_cli("train", corpus, "--out", out, *TINY, "--max-steps", "400", "--eval-every", "5", "--eval-chars",
+                   "300", "--patience", "1", "--lr", "0.5")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    metrics = [json.loads(x) for x in (out / rundir.METRICS).read_text().splitlines()]
+    assert metrics[-1]["step"] < 400 and "not improved" in done.stderr  # patience stopped it
+    assert "val_loss_full" in metrics[-1] and all("val_loss_full" not in m for m in metrics[:-1])
+
+
+def test_a_resumed_run_keeps_its_measure_of_the_val_split(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(make_text(2000), encoding="utf-8")  # with --val-frac 0.3, a val split of about 19,000 characters
+    out = tmp_path / "run"
+    done = run_cli("train", corpus, "--out", out, *TINY, "--max-steps", "4", "--eval-every", "4096", "--val-frac", "0.3")
+    assert done.exit_code == 0, done.output
+    # scored whole (an eighth of 4096 x 4 x 16 is 32,768); a resume whose cadence's budget (16,384) is smaller
+    # than the split does not start sampling: best compares one measure
+    assert run_cli("train", "--resume", out, "--max-steps", "6", "--eval-every", "1").exit_code == 0
+    run = ckpt.load_checkpoint(out, prefer=rundir.LAST).run
+    assert "eval_chars" not in run.train_config and all("val_chars" not in m for m in run.metrics)
+    refused = run_cli("train", "--resume", out, "--max-steps", "8", "--eval-chars", "100")
+    assert_one_line_error(refused, "--eval-chars cannot change when resuming")

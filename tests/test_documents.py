@@ -183,23 +183,29 @@ def test_scoring_documents_reads_each_alone_from_a_fresh_state(kind):
     got = score(model, ids, streams=4, seq_len=16)
     assert got.loss == pytest.approx(exact, abs=1e-5) and got.chars == len(ids) - 1
     some = score(model, ids, streams=4, seq_len=16, sample=50)
-    assert 50 <= some.chars < len(ids) - 1 and some == score(model, ids, streams=4, seq_len=16, sample=50)
+    assert 0 < some.chars < len(ids) - 1 and some == score(model, ids, streams=4, seq_len=16, sample=50)
 
 
 # -- training -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("kind", ["gru", "lstm"])
-def test_a_run_of_documents_resumes_bit_for_bit(tmp_path, names_file, kind):
+def test_a_run_of_documents_resumes_bit_for_bit_from_the_middle_of_a_group(tmp_path, kind):
     from test_train import Recorder
 
-    corpus = load_corpus(names_file, documents="lines")
+    lines = tmp_path / "lines.txt"  # documents of 3 to 20 characters: some span two windows of 8
+    lines.write_text("\n".join(" ".join(names(400, seed=2)[i : i + 1 + i % 4]) for i in range(0, 400, 3)), encoding="utf-8")
+    corpus = load_corpus(lines, documents="lines")
     mconf = ModelConfig(kind, corpus.vocab.size, embedding=4, hidden=6, layers=2, dropout=0.2, documents="lines")
     config = TrainConfig(seq_len=8, batch_size=4, eval_every=5, max_steps=12, warmup_steps=3, seed=3, device="cpu")
+    batches = DocumentBatches(split_text(corpus.ids, 0.1, 0.05, "lines").train, END_ID, 4, 8, seed=3)
+    cut = next(k for k in range(1, 11) if not batches.fresh(k))  # a step that goes on with the state carried
     straight = Recorder()
     train_on(corpus, config, tmp_path / "a", mconf, reporter=straight)
-    first = Recorder(interrupt_at=6)
-    assert train_on(corpus, config, tmp_path / "b", mconf, reporter=first).step == 6
+    first = Recorder(interrupt_at=cut)
+    assert train_on(corpus, config, tmp_path / "b", mconf, reporter=first).step == cut
+    carried = ckpt.load_checkpoint(tmp_path / "b", prefer=rundir.LAST).run.carried[0]
+    assert carried.shape[1] == 4 and carried.abs().sum() > 0  # the group's state, to go on from
     second = Recorder()
     assert resume(tmp_path / "b", reporter=second).step == 12
     assert first.losses + second.losses == straight.losses
@@ -298,14 +304,22 @@ def test_eval_and_score_read_each_document_from_its_start_through_its_end(names_
     assert sum(r["total_nats"] for r in rows) / 14 == pytest.approx(exact, abs=1e-4)
 
 
-def test_inspect_reads_lines_as_the_model_does(names_run, tmp_path):
+def test_inspect_reads_each_line_as_the_model_does(names_run, tmp_path):
     f = tmp_path / "some.txt"
-    f.write_text("\n".join(names(30, seed=9)) + "\n", encoding="utf-8")
+    lines = names(30, seed=9)
+    f.write_text("\n".join(lines) + "\n", encoding="utf-8")
     m = charrnn.load(names_run)
     rec = m.record(f.read_text(encoding="utf-8"))
     assert len(rec.text) == len(f.read_text(encoding="utf-8")) and "\n" in rec.text
+    # each line from a fresh start, as score reads it: rec.loss[i] is the loss of character i + 1
+    at = 0
+    for line, scored in zip(lines, m.score_lines(lines)):
+        np.testing.assert_allclose(rec.loss[at : at + len(line)], -scored.log_probs[1:], atol=1e-4)
+        at += len(line) + 1
     done = run_cli("inspect", names_run, "--file", f)
     assert done.exit_code == 0, done.output
+    generated = run_cli("inspect", names_run, "--generate", "300", "--seed", "2")
+    assert generated.exit_code == 0, generated.output
 
 
 def test_the_api_refuses_documents_of_a_stream_model(trained_run):
@@ -334,3 +348,36 @@ def test_documents_refuse_what_cuts_a_stream(names_file, tmp_path):
     done = run_cli("train", prepared, "--documents", "lines", "--out", tmp_path / "r2", *TINY)
     assert_one_line_error(done, "is a prepared corpus", "give the text")
     assert not (tmp_path / "r").exists() and not (tmp_path / "r2").exists()
+
+
+def test_beams_end_at_the_marker_even_with_a_stop_string(names_run):
+    m = charrnn.load(names_run)
+    for stop in (None, "zz"):
+        beams = m.beams(beam=4, num_samples=2, length=60, **({"stop": stop} if stop else {}))
+        assert all(E not in text and len(text) < 60 for text, _ in beams)
+    assert_one_line_error(run_cli("sample", names_run, "--novel", "--beam", "3"), "give one")
+
+
+def test_an_epoch_of_documents_is_its_groups(tmp_path):
+    lines = tmp_path / "lines.txt"  # lines of 20 to 30 characters: two windows of 16 each
+    rng = random.Random(1)
+    lines.write_text("\n".join("".join(rng.choice("abcdefg ") for _ in range(rng.randint(20, 30))) for _ in range(300)),
+                     encoding="utf-8")  # fmt: skip
+    out = tmp_path / "run"
+    done = run_cli("train", lines, "--documents", "lines", "--out", out, *TINY, "--epochs", "1")
+    assert done.exit_code == 0, done.output
+    corpus = load_corpus(lines, documents="lines")
+    train = split_text(corpus.ids, 0.1, 0.05, "lines").train
+    steps = len(DocumentBatches(train, END_ID, 4, 16, seed=1337))
+    run = ckpt.load_checkpoint(out, prefer=rundir.LAST).run
+    assert run.step == steps and run.epoch == 0 and run.step_in_epoch == steps
+
+
+def test_score_reads_a_crlf_file_of_lines_as_training_did(tmp_path):
+    f = tmp_path / "crlf.txt"
+    f.write_bytes(b"anna\r\nbob\r\n\r\neve\r\n" * 40)
+    out = tmp_path / "run"
+    assert run_cli("train", f, "--documents", "lines", "--out", out, *TINY, "--max-steps", "3").exit_code == 0
+    rows = json.loads(run_cli("score", out, f, "--json").stdout)
+    assert [r["line"] for r in rows[:4]] == [1, 2, 4, 5] and [r["text"] for r in rows[:3]] == ["anna", "bob", "eve"]
+    assert [r["chars"] for r in rows[:3]] == [5, 4, 4]

@@ -61,6 +61,8 @@ def sample(
     model = load(checkpoint, device.value)
     if novel and not model.config.documents:
         raise CharRNNError("--novel keeps documents the corpus does not hold: the model must be trained with --documents")
+    if novel and beam is not None:
+        raise CharRNNError("--novel draws documents again until they are new; --beam finds the most likely: give one")
     if model.config.documents and beam is None:
         steps = _documents(model, prime, config, novel, echo)
         config = replace(config, num_samples=1)

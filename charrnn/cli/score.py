@@ -45,10 +45,9 @@ def score(
     if as_json and as_csv:
         raise CharRNNError("give --json or --csv, not both")
     model = load(checkpoint, device.value)
-    whole = model.config.documents == "files"  # a model of whole files scores the file as one
-    lines = read_lines(text_file, encoding, whole)
-    scores = model.score_lines(lines, unknown.value)
-    rows = [{"line": i + 1, "text": line, **s.to_dict()} for i, (line, s) in enumerate(zip(lines, scores))]
+    numbered = read_lines(text_file, encoding, model.config.documents)
+    scores = model.score_lines([line for _, line in numbered], unknown.value)
+    rows = [{"line": number, "text": line, **s.to_dict()} for (number, line), s in zip(numbered, scores)]
     if sort is not SortBy.file:
         rows.sort(key=lambda r: r["mean_nats"], reverse=sort is SortBy.surprising)
     rows = rows[:top]
@@ -60,15 +59,21 @@ def score(
         console.print(_table(rows, console.width))
 
 
-def read_lines(path: Path, encoding: str, whole: bool = False) -> list[str]:
-    """The file's lines, without their newlines (`whole`: its text as one);
-    checked as a corpus is (a missing, binary or badly encoded file is
-    refused in one line)."""
+def read_lines(path: Path, encoding: str, documents: str = "") -> list[tuple[int, str]]:
+    """The file's lines, numbered from 1, without their newlines; checked as
+    a corpus is (a missing, binary or badly encoded file is refused in one
+    line). For a model of lines, its documents as training read them: a
+    \\r\\n line end is a line end, and an empty line is no document (its
+    number is skipped); for a model of files, the file is one."""
     corpus = load_corpus(path, encoding)
     text = corpus.vocab.decode(corpus.ids)
-    lines = [text] if whole else text.split("\n")
-    if lines and lines[-1] == "":  # the newline that ends the last line
+    if documents == "files":
+        return [(1, text)]
+    lines = list(enumerate(text.split("\n"), 1))
+    if lines and lines[-1][1] == "":  # the newline that ends the last line
         lines.pop()
+    if documents == "lines":
+        lines = [(i, line.removesuffix("\r")) for i, line in lines if line.removesuffix("\r")]
     if not lines:
         raise CharRNNError(f"{path} has no lines to score")
     return lines

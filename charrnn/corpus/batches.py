@@ -223,16 +223,29 @@ def full_layout(targets: int, streams: int, warmup: int) -> Layout:
     return first, scored, np.minimum(first + steps, targets)
 
 
+MAX_SAMPLE_ROWS = 512  # blocks of a sample read side by side at most; past this, the blocks grow
+
+
 def sample_layout(targets: int, streams: int, warmup: int, sample: int) -> Layout | None:
-    """Streams that score `sample` targets (rounded up to a multiple of the
-    streams) in equal blocks spread evenly over the text, the first at its
+    """Rows that score `sample` targets (rounded up to a multiple of the
+    rows) in equal blocks spread evenly over the text, the first at its
     start, the last at its end, each warmed up as full_layout's are; None
     when the blocks would cover the text (then every target is scored)::
 
-        text:   |=====-------======-------======|   = scored, - skipped
-        blocks:  0                1            2     (3 streams)
-    """
-    b = max(1, min(streams, sample // max(warmup, 1)))  # a block is at least as long as its warm-up
+        text:   |==----==----==----==----==|   = scored, - skipped
+        blocks:  0     1     2     3     4
+
+    Many short blocks stand for the text better than a few long ones
+    (measured on tinyshakespeare: 256 blocks of 250 characters erred by 0.009
+    nats/char on average, 16 of 4,000 by 0.025), and each costs its
+    warm-up: so a block is 4 warm-ups long (the warm-up a fifth of what is
+    read), and there are as many as that makes, read side by side, up to
+    MAX_SAMPLE_ROWS (at least `streams`, where the sample allows)."""
+    if warmup:
+        b = max(1, min(sample // (4 * warmup), MAX_SAMPLE_ROWS))
+        b = max(b, min(streams, sample // warmup))  # a small sample: blocks as short as a warm-up
+    else:
+        b = max(1, min(streams, sample))
     size = -(-sample // b)
     if b * size >= targets:
         return None

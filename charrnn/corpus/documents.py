@@ -62,6 +62,22 @@ def as_lines(chunks: Iterable[str]) -> Iterator[str]:
         yield DOC_END
 
 
+def chunks(ids, size: int, documents: bool) -> Iterator[tuple[int, int, bool]]:
+    """(start, stop, fresh): `ids` (an array or a 1-d tensor) read `size`
+    at a time; for a model of documents also cut before each end marker,
+    fresh there: the reader zeroes its state before reading the marker, as
+    every document is read in training."""
+    n = len(ids)
+    cuts = set(range(0, n, size))
+    if documents:
+        marks = np.flatnonzero(np.asarray(ids.cpu() if isinstance(ids, torch.Tensor) else ids) == END_ID)
+        cuts |= set(marks.tolist())
+    bounds = sorted(cuts) + [n]
+    for start, stop in zip(bounds, bounds[1:]):
+        if start < stop:
+            yield start, stop, documents and int(ids[start]) == END_ID
+
+
 def spans(ids: np.ndarray, end_id: int) -> tuple[np.ndarray, np.ndarray]:
     """(starts, ends): the positions of each document's leading and trailing
     markers in `ids` (which starts and ends with one). Document i's inputs
@@ -87,9 +103,15 @@ def split_documents(ids: np.ndarray, end_id: int, val_frac: float, test_frac: fl
     """Train, val and test as whole documents: the held-out ones spread
     evenly through the corpus (every k-th, not the last few, which in a
     sorted or ranked list would be all alike), each split joined as ids are."""
-    check_split(val_frac, test_frac)
     starts, ends = spans(ids, end_id)
-    n = len(starts)
+    train, val, test = split_indices(len(starts), val_frac, test_frac)
+    part = lambda idx: join(ids, starts[idx], ends[idx])  # noqa: E731
+    return Splits(part(train), part(val), part(test))
+
+
+def split_indices(n: int, val_frac: float, test_frac: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which of n documents are train, val and test (split_documents)."""
+    check_split(val_frac, test_frac)
     n_val, n_test = int(n * val_frac), int(n * test_frac)
     if n_val < 1 or n - n_val - n_test < 1:
         raise CharRNNError(
@@ -98,10 +120,16 @@ def split_documents(ids: np.ndarray, end_id: int, val_frac: float, test_frac: fl
         )
     held = spread(n, n_val + n_test)  # every held-out document, evenly spread
     test = held[spread(len(held), n_test)]
-    val = np.setdiff1d(held, test)
-    train = np.setdiff1d(np.arange(n), held)
-    part = lambda idx: join(ids, starts[idx], ends[idx])  # noqa: E731
-    return Splits(part(train), part(val), part(test))
+    return np.setdiff1d(np.arange(n), held), np.setdiff1d(held, test), test
+
+
+def epoch_steps(lengths: np.ndarray, val_frac: float, test_frac: float, batch_size: int, seq_len: int) -> int:
+    """The steps of an epoch of DocumentBatches over the training split of
+    documents of these lengths (each's inputs: its characters and its
+    leading marker): the groups depend on the lengths alone."""
+    train = lengths[split_indices(len(lengths), val_frac, test_frac)[0]]
+    groups, _ = _groups(np.argsort(train, kind="stable"), train, batch_size, seq_len)
+    return sum(-(-int(train[g].max()) // seq_len) for g in groups)
 
 
 def split_text(ids: np.ndarray, val_frac: float, test_frac: float, documents: str = "", mode: str = "contiguous",

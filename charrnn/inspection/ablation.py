@@ -25,13 +25,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .record import as_model_reads
 from ..clamp import Clamp, Unit
 from ..corpus import Vocab
+from ..corpus.documents import DOC_END, END_ID
 from ..device import ieee_fp32
 from ..model import CharRNN
 from ..prime import states_before
 from ..stepper import FastStepper
+from .record import as_model_reads
 
 STREAMS = 16  # parallel streams over the text
 WARMUP = 64  # characters each stream reads before its span, so its state is not a cold start
@@ -102,6 +103,10 @@ def held_losses(model: CharRNN, ids: torch.Tensor, variants: Sequence[Sequence[C
         for step in range(int((ends - reads).max())):
             pos = reads + step  # (s,) the character each stream reads now
             at = pos.clamp(max=n - 1)
+            if model.config.documents:  # each document from the zero state, as in training
+                fresh = (ids[at] == END_ID).repeat(len(variants))
+                if bool(fresh.any()):
+                    stepper.load_state(tuple(s.masked_fill(fresh[None, :, None], 0.0) for s in stepper.state()))
             logits = stepper.step(ids[at].repeat(len(variants)))
             logp = F.log_softmax(logits, -1).gather(1, ids[at + 1].repeat(len(variants))[:, None])
             keep = (pos >= starts) & (pos < ends)
@@ -113,8 +118,10 @@ def ablate(model: CharRNN, vocab: Vocab, text: str, held: Sequence[tuple[Unit, f
            features: dict[str, np.ndarray]) -> list[Ablation]:  # fmt: skip
     """Each (unit, value) held alone over `text`, with its effect on each
     feature (arrays over the text's characters)."""
-    ids = torch.as_tensor(vocab.encode(as_model_reads(text, model.config.documents)).astype(np.int64), device=model.head.weight.device)
-    losses = held_losses(model, ids, [()] + [(Clamp(unit, value),) for unit, value in held])
+    documents = bool(model.config.documents)
+    read = (DOC_END if documents else "") + as_model_reads(text, model.config.documents)  # read as record reads it
+    ids = torch.as_tensor(vocab.encode(read).astype(np.int64), device=model.head.weight.device)
+    losses = held_losses(model, ids, [()] + [(Clamp(unit, value),) for unit, value in held])[:, int(documents):]
     base, masks = losses[0], {name: active(values[:-1]) for name, values in features.items()}
     out = []
     for (unit, value), ablated in zip(held, losses[1:]):

@@ -39,6 +39,7 @@ from . import ablation
 from .ablation import Ablation, Effect
 from .features import Feature, is_binary
 from .languages import feature_set
+from ..corpus.documents import END_ID
 from .record import Recording, as_model_reads, record
 
 SATURATED_LOW, SATURATED_HIGH = 0.1, 0.9
@@ -284,6 +285,9 @@ def gradient_flow(model, vocab, text: str, horizon: int = 50, positions: int = 6
         state = tuple(s.clone() for s in states)
         kept = []
         for step in range(horizon + 1):
+            if model.config.documents:  # a document is read from the zero state: no credit flows past its start
+                fresh = (ids[torch.as_tensor(starts + step, device=device)] == END_ID)[None, :, None]
+                state = tuple(s.masked_fill(fresh, 0.0) for s in state)
             for s in state:
                 s.requires_grad_(True)
                 s.retain_grad()

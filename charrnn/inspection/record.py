@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..corpus.documents import DOC_END
+from ..corpus.documents import DOC_END, END_ID, chunks
 from ..cells import WEIGHT_NAMES
 from ..corpus import Vocab
 from ..device import ieee_fp32
@@ -163,10 +163,12 @@ def record(
     state = model.init_state(1)
     with ieee_fp32(device):
         if cfg.documents:  # the text is read as a document begins: after the end marker
-            _, state = model(torch.as_tensor([[vocab.chars.index(DOC_END)]], device=device), state)
+            _, state = model(torch.as_tensor([[END_ID]], device=device), state)
         layer_modules = single_layers(model)
-        for start in range(0, n, chunk):
-            x = ids[start : start + chunk]
+        for start, stop, fresh in chunks(ids, chunk, bool(cfg.documents)):
+            x = ids[start:stop]
+            if fresh:  # each document from the zero state, as in training
+                state = model.init_state(1)
             tensors, logits, state = _chunk(model, layer_modules, x, state)
             for name in names:
                 sinks[name].write(start, tensors[name][:, columns].cpu().numpy())

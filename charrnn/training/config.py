@@ -20,8 +20,8 @@ DEFAULT_MAX_STEPS = 3000  # when no --max-steps, --epochs or --time-limit is giv
 # before it wrote (and that charrnn, which ignores what it does not know,
 # reads the rest).
 ADDED = {"added": True}
-RESUMABLE = ("max_steps", "epochs", "time_limit_s", "eval_every", "eval_chars", "sample_every", "device", "precision",
-             "deterministic", "patience")  # fmt: skip
+RESUMABLE = ("max_steps", "epochs", "time_limit_s", "eval_every", "sample_every", "device", "precision", "deterministic",
+             "patience")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,9 @@ class TrainConfig:
     patience: int | None = None  # stop after this many evaluations without a new best; 0 never; None: defaults.py
     beta2: float = field(default=0.99, metadata=ADDED)  # AdamW's second-moment decay
     # Characters of the val split each evaluation scores, a fixed sample; 0:
-    # all of them; None: fitted to the evaluation cadence (defaults.py)
+    # all of them; None: fitted to the evaluation cadence (defaults.py), and
+    # in a saved config (settled), all of them. Fixed for a run: best compares
+    # evaluations of one measure.
     eval_chars: int | None = field(default=None, metadata=ADDED)
     split: str = field(default="contiguous", metadata=ADDED)  # corpus.SPLITS; a directory's default: defaults.split
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from .. import checkpoint as ckpt
 from .. import rundir
 from ..corpus import Corpus, load_corpus, shipped_corpus
+from ..corpus.documents import DOC_END, END_ID, spans
 from ..device import resolve_device, resolve_precision
 from ..errors import CharRNNError
 from ..model import ModelConfig
@@ -78,7 +79,7 @@ def prepare(request: Request) -> Prepared:
     processes = distributed.world_size()
     plan = make_plan(request.options, corpus.info, corpus.vocab, device, str(out_dir or ""), processes, checkpoint,
                      start, _pace(request.options, corpus, device, start) if processes == 1 else None,
-                     corpus.file_starts)  # fmt: skip
+                     corpus.file_starts, document_lengths(corpus))  # fmt: skip
     if out_dir is None:
         default = rundir.default_out_dir(corpus_path, plan.model.kind)
         plan = replace(plan, out_dir=str(_checked_out(request, checkpoint, default)))
@@ -119,8 +120,18 @@ def train_on(corpus: Corpus, config: TrainConfig, out_dir: Path, model: ModelCon
     programs and tests that hold their text in memory."""
     options = Options(config, model, size="fixed")
     plan = make_plan(options, corpus.info, corpus.vocab, resolve_device(config.device), str(out_dir),
-                     distributed.world_size(), file_starts=corpus.file_starts)  # fmt: skip
+                     distributed.world_size(), file_starts=corpus.file_starts,
+                     doc_lengths=document_lengths(corpus))  # fmt: skip
     return run(plan, corpus, reporter=reporter)
+
+
+def document_lengths(corpus: Corpus):
+    """Each document's length (its characters and leading marker) where the
+    corpus was read as documents, for the plan to count an epoch's steps."""
+    if DOC_END not in corpus.vocab.chars:
+        return None
+    starts, ends = spans(corpus.ids, END_ID)
+    return ends - starts
 
 
 def _resumable(path: Path) -> ckpt.Checkpoint:

@@ -315,8 +315,11 @@ class Trainer:
                         self._save(None, time.monotonic())
                     elif run.step % config.eval_every == 0 or stop_reason:
                         started = time.monotonic()
-                        self._save(self._evaluate(final=stop_reason is not None), started)
+                        entry = self._evaluate()
                         stop_reason = stop_reason or self._out_of_patience()
+                        if stop_reason:  # the run's last evaluation
+                            self._score_whole(entry)
+                        self._save(entry, started)
         except RuntimeError as e:  # torch.OutOfMemoryError is one
             if not _out_of_memory(e):
                 raise
@@ -442,21 +445,14 @@ class Trainer:
             self._check_pending()
             self._report_pending()
 
-    def _evaluate(self, final: bool = False) -> dict:
+    def _evaluate(self) -> dict:
         """Score the val split, or the run's fixed sample of it; the metrics
-        entry of this evaluation. The run's last evaluation also scores the
-        whole split where the others score a sample (val_loss stays the
-        sample's, so that best is chosen on one measure throughout)."""
+        entry of this evaluation."""
         run, t0 = self.run, time.monotonic()
         val = self._score(self.config.eval_chars)
         entry = self._entry(val, time.monotonic() - t0)
         if sampled(self.config, len(self.val)):
             entry["val_chars"] = val.chars
-        if final and sampled(self.config, len(self.val)):
-            t1 = time.monotonic()
-            whole = self._score(None)
-            entry |= {"val_loss_full": whole.loss, "val_chars_full": whole.chars,
-                      "eval_full_s": round(time.monotonic() - t1, 4)}  # fmt: skip
         run.elapsed_s = self.elapsed0 + self._elapsed()  # count the evaluation too
         entry["elapsed_s"] = round(run.elapsed_s, 3)
         if self.config.sample_every and run.step % self.config.sample_every == 0 and self.dist.is_main:
@@ -465,6 +461,19 @@ class Trainer:
         if advice := rising_val_advice(run.metrics, self.model.config.dropout):
             entry["advice"] = advice
         return entry
+
+    def _score_whole(self, entry: dict) -> None:
+        """The run's last evaluation also scores the whole split where the
+        others score a sample (val_loss stays the sample's, so that best is
+        chosen on one measure throughout)."""
+        if not sampled(self.config, len(self.val)):
+            return
+        t0 = time.monotonic()
+        whole = self._score(None)
+        entry |= {"val_loss_full": whole.loss, "val_chars_full": whole.chars,
+                  "eval_full_s": round(time.monotonic() - t0, 4)}  # fmt: skip
+        self.run.elapsed_s = self.elapsed0 + self._elapsed()
+        entry["elapsed_s"] = round(self.run.elapsed_s, 3)
 
     def _score(self, sample: int | None) -> Score:
         val = score(self.model, self.val, streams=self.config.batch_size, seq_len=self.config.seq_len,
@@ -480,7 +489,7 @@ class Trainer:
         run = self.run
         distributed.check_in_step(self.model, self.dist, self.device)
         run.optimizer = self.optimizer.state_dict()
-        run.carried = tuple(distributed.gather_streams(s.detach(), self.dist).cpu() for s in self.state)
+        run.carried = tuple(distributed.gather_streams(s.detach(), self.dist).cpu() for s in self._carried())
         run.rng = {}
         for rank, states in enumerate(distributed.gather_objects(rng_states(self.device), self.dist)):
             run.rng.update({(f"rank{rank}." if rank else "") + k: v for k, v in states.items()})
@@ -512,6 +521,17 @@ class Trainer:
             self.reporter.evaluated(entry)
             self.last_entry = entry
             self.window = _Window()
+
+    def _carried(self) -> tuple[torch.Tensor, ...]:
+        """The state the next step goes on from. A model of documents whose
+        next step begins a group (from the zero state) carries none: zeros of
+        the batch's shape, not the many rows of a group of short documents
+        (a group longer than a window, which may be cut by a save, has
+        batch_size rows)."""
+        k = self.run.step_in_epoch
+        if self.documents and (k >= len(self.batches) or self.batches.fresh(k)):
+            return self.model.init_state(self.config.batch_size // self.dist.world, self.device)
+        return self.state
 
     def _sample(self) -> str:
         """A short sample to watch the text improve. Its generator is seeded

@@ -20,11 +20,13 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 
+import numpy as np
 import torch
 
 from .. import cells
 from ..checkpoint import Checkpoint
 from ..corpus import CorpusInfo, Vocab, describe_chars, split_chars, split_sizes, steps_per_epoch
+from ..corpus.documents import epoch_steps
 from ..device import describe_precision, resolve_precision
 from ..errors import CharRNNError
 from ..model import REGULARISERS, CharRNN, ModelConfig
@@ -112,12 +114,14 @@ class RunPlan:
 
 def make_plan(options: Options, corpus: CorpusInfo, vocab: Vocab, device: torch.device, out_dir: str,
               processes: int = 1, checkpoint: Checkpoint | None = None, start: str = FRESH,
-              pace: Mapping[str, float] | None = None, file_starts: tuple[int, ...] = (0,)) -> RunPlan:  # fmt: skip
+              pace: Mapping[str, float] | None = None, file_starts: tuple[int, ...] = (0,),
+              doc_lengths: np.ndarray | None = None) -> RunPlan:  # fmt: skip
     """The plan of a run of `options` on a corpus of `vocab`, on `device`,
     writing to `out_dir`. `checkpoint` is the parent (INIT_FROM) or the run
     to continue (RESUME). `pace` is how fast the models of `to_time` train
     on this machine (chars/s by recipes.label), measured by the caller;
-    `file_starts`, where each of the corpus's files begins (--split files).
+    `file_starts`, where each of the corpus's files begins (--split files);
+    `doc_lengths`, each document's, for a corpus read as documents.
     Refuses, in one line, anything the run could not do."""
     if start == RESUME:
         model, asked, notes, size_note, chosen = _resumed(options, corpus, vocab, checkpoint)
@@ -140,8 +144,10 @@ def make_plan(options: Options, corpus: CorpusInfo, vocab: Vocab, device: torch.
     else:
         chars = split_chars(corpus.n_chars, config.val_frac, config.test_frac, config.split, file_starts, config.seed)
     n_train, n_val = chars[0], chars[1]
-    per_epoch = _steps_per_epoch(n_train, config, model.documents)
-    config = defaults.eval_chars(defaults.eval_every(config, per_epoch), n_val)
+    per_epoch = _steps_per_epoch(n_train, config, model.documents, doc_lengths)
+    config = defaults.eval_every(config, per_epoch)
+    if start != RESUME:  # a resumed run keeps its measure (None: the whole split), so best stays comparable
+        config = defaults.eval_chars(config, n_val)
     total = _total_steps(config, per_epoch, checkpoint.run.step if start == RESUME else None)
     patience, patience_from = defaults.patience_rule(config, total, per_epoch)
     with torch.device("meta"):  # the count, without the memory
@@ -243,10 +249,12 @@ def check_options(options: Options, start: str) -> None:
         check_resumable(_overrides(options))
 
 
-def _steps_per_epoch(n_train: int, config: TrainConfig, documents: str) -> int:
-    """An epoch's steps: exact for streams; for documents, whose batches
-    the loop groups from their lengths, the steps their characters would
-    fill (the loop's epochs follow the groups)."""
+def _steps_per_epoch(n_train: int, config: TrainConfig, documents: str, doc_lengths: np.ndarray | None) -> int:
+    """An epoch's steps: of streams, or of the groups the documents'
+    lengths make (without their lengths, the steps their characters would
+    fill: the loop's epochs follow the groups)."""
+    if documents and doc_lengths is not None:
+        return epoch_steps(doc_lengths, config.val_frac, config.test_frac, config.batch_size, config.seq_len)
     if documents:
         return max(1, -(-n_train // (config.batch_size * config.seq_len)))
     return steps_per_epoch(n_train, config.batch_size, config.seq_len)
