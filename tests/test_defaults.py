@@ -164,10 +164,10 @@ def test_an_explicit_size_auto_is_not_half_ignored(tmp_path, small_corpus):
     assert_one_line_error(done, "--size auto", "--hidden")
 
 
-def test_evaluation_samples_the_val_split_only_where_scoring_it_all_would_cost_over_an_eighth_of_the_training():
+def test_evaluation_samples_the_val_split_only_where_it_holds_over_a_sixteenth_of_the_characters_trained():
     config = TrainConfig(eval_every=500, batch_size=32, seq_len=128)  # 2,048,000 characters trained between
-    assert defaults.eval_chars(config, 200_000).eval_chars is None  # all of it: 200k <= 256k
-    assert defaults.eval_chars(config, 2_000_000).eval_chars == 256_000
+    assert defaults.eval_chars(config, 100_000).eval_chars is None  # all of it: 100k <= 128k
+    assert defaults.eval_chars(config, 2_000_000).eval_chars == 128_000
     assert defaults.eval_chars(TrainConfig(eval_every=1, batch_size=2, seq_len=4), 100_000).eval_chars == 16_384
     assert defaults.eval_chars(replace(config, eval_chars=0), 2_000_000).eval_chars == 0  # given: kept
     assert defaults.eval_chars(replace(config, eval_chars=1000), 20).eval_chars == 1000
@@ -215,10 +215,10 @@ def test_a_resumed_run_keeps_its_measure_of_the_val_split(tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text(make_text(2000), encoding="utf-8")  # with --val-frac 0.3, a val split of about 19,000 characters
     out = tmp_path / "run"
-    done = run_cli("train", corpus, "--out", out, *TINY, "--max-steps", "4", "--eval-every", "4096", "--val-frac", "0.3")
+    done = run_cli("train", corpus, "--out", out, *TINY, "--max-steps", "4", "--eval-every", "8192", "--val-frac", "0.3")
     assert done.exit_code == 0, done.output
-    # scored whole (an eighth of 4096 x 4 x 16 is 32,768); a resume whose cadence's budget (16,384) is smaller
-    # than the split does not start sampling: best compares one measure
+    # scored whole (a sixteenth of 8192 x 4 x 16 is 32,768); a resume whose cadence's budget (16,384) is
+    # smaller than the split does not start sampling: best compares one measure
     assert run_cli("train", "--resume", out, "--max-steps", "6", "--eval-every", "1").exit_code == 0
     run = ckpt.load_checkpoint(out, prefer=rundir.LAST).run
     assert "eval_chars" not in run.train_config and all("val_chars" not in m for m in run.metrics)

@@ -165,8 +165,8 @@ def train(
         min=1, show_default=False)] = None,  # fmt: skip
     eval_chars: Annotated[Optional[int], _run(
         "Characters of the val split each evaluation scores: a fixed sample, spread over the split; the last"
-        " evaluation scores them all. 0: the whole split every time. Default: the whole split, or an eighth of the"
-        " characters trained between evaluations where that is less (about 5% of the run's time).", min=0,
+        " evaluation scores them all. 0: the whole split every time. Default: the whole split, or a sixteenth of"
+        " the characters trained between evaluations where that is less (about 5% of the time). Fixed for a run.", min=0,
         show_default=False)] = None,  # fmt: skip
     patience: Annotated[Optional[int], _run(
         "Stop after N evaluations without a new best val loss; 0 never stops early. Default: 5 for a run planned"

@@ -10,9 +10,8 @@ few evaluations was least bad. So, where the option was not given:
 - the split: whole files drawn at random for a directory (DIRECTORY_SPLIT);
 - evaluation: once per epoch, and at least every 500 steps; on the whole
   val split where it is at most EVAL_SHARE of the characters trained
-  between two evaluations, else on a fixed sample of that many (an
-  evaluated character costs about half a trained one, forward only, so
-  evaluation stays near 5% of the run: docs/benchmarks.md);
+  between two evaluations, else on a fixed sample of that many, so that
+  evaluation stays near 5% of the run (docs/benchmarks.md);
 - patience: a run planned for OVERFIT_EPOCHS epochs or more, where a small
   corpus is learned by heart long before the end, stops after PATIENCE
   evaluations without a new best (it would spend most of its time past
@@ -40,7 +39,10 @@ from .config import TrainConfig
 DIRECTORY_SPLIT = "files"
 DEFAULT_VAL_FRAC, MAX_VAL_FRAC, MIN_VAL_CHARS = 0.05, 0.10, 8192
 MAX_EVAL_EVERY = 500
-EVAL_SHARE, MIN_EVAL_CHARS = 1 / 8, 16_384
+# An evaluated character (with its share of warm-up) cost about 0.75 of a
+# trained one, so a sixteenth of the characters trained is about 5% of the
+# time (benchmarks/eval_cost.py).
+EVAL_SHARE, MIN_EVAL_CHARS = 1 / 16, 16_384
 OVERFIT_EPOCHS, PATIENCE = 10, 5
 
 
