@@ -61,7 +61,8 @@ def summary(label: str, metrics: list[dict]) -> dict:
         "training_s_between": round(training / len(metrics), 1),
         "final_whole_split_s": round(full, 2) or None,
         "final_whole_split_chars": metrics[-1].get("val_chars_full"),
-        "eval_share": round((sum(evals) + full) / elapsed, 4),
+        "interval_eval_share": round(sum(evals) / (sum(evals) + training), 4),  # the in-training evaluations' share
+        "eval_share": round((sum(evals) + full) / elapsed, 4),  # with the final whole-split pass
         "elapsed_s": round(elapsed, 1),
         "val_loss_last": round(metrics[-1]["val_loss"], 4),
         "val_loss_full": round(metrics[-1].get("val_loss_full", metrics[-1]["val_loss"]), 4),

@@ -39,7 +39,7 @@ from .config import TrainConfig
 DIRECTORY_SPLIT = "files"
 DEFAULT_VAL_FRAC, MAX_VAL_FRAC, MIN_VAL_CHARS = 0.05, 0.10, 8192
 MAX_EVAL_EVERY = 500
-# An evaluated character (with its share of warm-up) cost about 0.75 of a
+# An evaluated character (with its share of warm-up) cost about 2/3 of a
 # trained one, so a sixteenth of the characters trained is about 5% of the
 # time (benchmarks/eval_cost.py).
 EVAL_SHARE, MIN_EVAL_CHARS = 1 / 16, 16_384

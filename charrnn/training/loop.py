@@ -511,7 +511,8 @@ class Trainer:
             (self.out_dir / rundir.BEST).unlink(missing_ok=True)
         files.write_bytes_atomic(self.out_dir / rundir.LAST, data)
         if entry is not None:
-            entry["save_s"] = round(time.monotonic() - started - entry["eval_s"], 4)
+            scoring = entry["eval_s"] + entry.get("eval_full_s", 0.0)
+            entry["save_s"] = round(time.monotonic() - started - scoring, 4)
         if self.replacing:
             rundir.write_metrics(self.out_dir, run.metrics)  # the replaced run's log goes only now
             self.replacing = False
