@@ -341,7 +341,7 @@ def _batch(plan: RunPlan) -> str:
     if not documents:
         return f"{c.batch_size} streams x {c.seq_len} characters; {plan.steps_per_epoch:,} steps per epoch"
     return (f"{documents} as documents, grouped by length: about {c.batch_size * c.seq_len:,} characters a step"
-            f" (at least {c.batch_size} documents, windows of {c.seq_len}); about {plan.steps_per_epoch:,} steps"
+            f" (at least {c.batch_size} documents, windows of {c.seq_len}); {plan.steps_per_epoch:,} steps"
             " per epoch")  # fmt: skip
 
 
