@@ -37,7 +37,10 @@ def run(extra: list[str]) -> dict:
         best, last = ckpt.load_checkpoint(out), ckpt.load_checkpoint(out, prefer=rundir.LAST).run
         return {
             "args": extra,
-            "val_loss": best.run.best_val_loss,
+            # the whole val split's loss: the last evaluation's where the others score a sample (--eval-chars),
+            # which is the best's in a run that improves to its end, as the default run does
+            "val_loss": last.metrics[-1].get("val_loss_full", best.run.best_val_loss),
+            "sample_val_loss": best.run.best_val_loss if "val_loss_full" in last.metrics[-1] else None,
             "steps": last.step,
             "training_s": round(last.elapsed_s, 1),
             "chars_per_s": round(last.chars_seen / last.elapsed_s),

@@ -49,7 +49,9 @@ TOLERANCE = 0.03
 def train(slice_path: Path, options: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
-        cmd = [sys.executable, "-m", "charrnn", "train", str(slice_path), "--out", str(out), *options]
+        # --eval-chars 0: every evaluation scores the whole val split, as when the logged cells were run,
+        # so that a best val loss compares with theirs (a 5 MB slice's split would now be sampled)
+        cmd = [sys.executable, "-m", "charrnn", "train", str(slice_path), "--out", str(out), "--eval-chars", "0", *options]
         t0 = time.perf_counter()
         done = subprocess.run(cmd, check=False, capture_output=True, text=True)
         if done.returncode != 0:

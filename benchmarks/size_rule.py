@@ -68,8 +68,10 @@ def read_text(path: Path, limit: int) -> str:
 def train(slice_path: Path, layers: int, hidden: int, dropout: float, steps: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
+        # --eval-chars 0: the whole val split, as when the logged rows were run (a large split would be sampled)
         cmd = [sys.executable, "-m", "charrnn", "train", str(slice_path), "--out", str(out), "--max-steps", str(steps),
-               "--layers", str(layers), "--hidden", str(hidden), "--dropout", str(dropout)]  # fmt: skip
+               "--layers", str(layers), "--hidden", str(hidden), "--dropout", str(dropout),
+               "--eval-chars", "0"]  # fmt: skip
         t0 = time.perf_counter()
         done = subprocess.run(cmd, check=False, capture_output=True, text=True)
         if done.returncode != 0:
