@@ -44,7 +44,6 @@ STREAMS = 32  # parallel streams for scoring: batched matmuls instead of one cha
 WARMUP = 256  # characters each stream (but the first) reads before it scores: see README, eval
 
 
-@torch.inference_mode()
 def score(model: CharRNN, ids: np.ndarray, streams: int = STREAMS, seq_len: int = 256, warmup: int = WARMUP,
           d: Dist = Dist(), precision: str = "fp32", sample: int | None = None) -> Score:  # fmt: skip
     """Mean loss of predicting ids[1:] from what precedes, each character
@@ -58,14 +57,35 @@ def score(model: CharRNN, ids: np.ndarray, streams: int = STREAMS, seq_len: int 
     of documents scores each from the zero state (score_documents)."""
     if model.config.documents:
         return score_documents(model, ids, streams, seq_len, d, precision, sample)
+    windows = ((x, y, False) for x, y in eval_streams(ids, streams, seq_len, warmup, d.rank, d.world, sample))
+    return _summed(model, windows, d, precision)
+
+
+def score_documents(model: CharRNN, ids: np.ndarray, rows: int = STREAMS, seq_len: int = 256, d: Dist = Dist(),
+                    precision: str = "fp32", sample: int | None = None) -> Score:  # fmt: skip
+    """Mean loss over the documents of `ids` (joined by their end marker,
+    corpus/documents.py), each read from the zero state, its end marker
+    predicted; many at once, as a batch's rows. `sample`: only documents
+    spread evenly through the text, about that many characters of them."""
+    batches = DocumentBatches(ids, END_ID, rows, seq_len, d.rank, d.world, seed=None,
+                              docs=_sampled_documents(ids, sample))  # fmt: skip
+    return _summed(model, ((*batches.batch(k), batches.fresh(k)) for k in range(len(batches))), d, precision)
+
+
+@torch.inference_mode()
+def _summed(model: CharRNN, windows, d: Dist, precision: str) -> Score:
+    """The mean loss over every target of `windows`, (x, y, fresh) each
+    ((B, T) inputs, targets with IGNORE where not scored, whether to start
+    from the zero state; the state is carried otherwise), summed over the
+    processes of `d`."""
     was_training = model.training
     model.eval()
     device = model.head.weight.device
     total, count, state = 0.0, 0, None  # summed in Python floats: MPS has no float64
     dtype = AUTOCAST[precision]
     with ieee_fp32(device), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-        for x, y in eval_streams(ids, streams, seq_len, warmup, d.rank, d.world, sample):
-            logits, state = model(x.to(device), state)
+        for x, y, fresh in windows:
+            logits, state = model(x.to(device), None if fresh else state)  # None: the zero state
             y = y.to(device).reshape(-1)
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y, ignore_index=IGNORE, reduction="sum")
             total += loss.item()
@@ -74,35 +94,6 @@ def score(model: CharRNN, ids: np.ndarray, streams: int = STREAMS, seq_len: int 
     count = int(count)
     model.train(was_training)
     return Score(total / count if count else float("nan"), count)
-
-
-@torch.inference_mode()
-def score_documents(model: CharRNN, ids: np.ndarray, rows: int = STREAMS, seq_len: int = 256, d: Dist = Dist(),
-                    precision: str = "fp32", sample: int | None = None) -> Score:  # fmt: skip
-    """Mean loss over the documents of `ids` (joined by their end marker,
-    corpus/documents.py), each read from the zero state, its end marker
-    predicted; many at once, as a batch's rows. `sample`: only documents
-    spread evenly through the text, about that many characters of them."""
-    was_training = model.training
-    model.eval()
-    device = model.head.weight.device
-    total, count = 0.0, 0
-    dtype = AUTOCAST[precision]
-    batches = DocumentBatches(ids, END_ID, rows, seq_len, d.rank, d.world, seed=None,
-                              docs=_sampled_documents(ids, sample))  # fmt: skip
-    with ieee_fp32(device), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-        for k in range(len(batches)):
-            if batches.fresh(k):
-                state = model.init_state(batches.rows(k), device)
-            x, y = batches.batch(k)
-            logits, state = model(x.to(device), state)
-            y = y.to(device).reshape(-1)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y, ignore_index=IGNORE, reduction="sum")
-            total += loss.item()
-            count += int((y != IGNORE).sum())
-    total, count = sum_all([total, count], d, device)
-    model.train(was_training)
-    return Score(total / count if count else float("nan"), int(count))
 
 
 def _sampled_documents(ids: np.ndarray, sample: int | None) -> np.ndarray | None:

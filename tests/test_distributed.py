@@ -53,6 +53,18 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
     return ckpt.load_checkpoint(run, prefer=rundir.LAST).model.state_dict()
 
 
+def assert_same_run(a: Path, b: Path):
+    """Two runs' last weights and every logged loss, equal to within 1e-5; their last states."""
+    wa, wb = weights(a), weights(b)
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=1e-5, rtol=0)
+    ra, rb = (ckpt.load_checkpoint(run, prefer=rundir.LAST).run for run in (a, b))
+    for ea, eb in zip(ra.metrics, rb.metrics, strict=True):
+        assert ea["val_loss"] == pytest.approx(eb["val_loss"], abs=1e-5)
+        assert ea["train_loss"] == pytest.approx(eb["train_loss"], abs=1e-5)
+    return ra, rb
+
+
 @pytest.mark.slow
 def test_two_processes_train_the_single_process_model(tmp_path, corpus):
     # fp32: the claim is the same arithmetic in both layouts, and bf16's
@@ -63,14 +75,7 @@ def test_two_processes_train_the_single_process_model(tmp_path, corpus):
     assert out.count("training run") == 1  # rank 0 alone reports
     one = single([*args, "--out", tmp_path / "one"])
     assert one.returncode == 0, one.stderr
-    a, b = weights(tmp_path / "ddp"), weights(tmp_path / "one")
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=0)
-    da = ckpt.load_checkpoint(tmp_path / "ddp", prefer=rundir.LAST).run
-    db = ckpt.load_checkpoint(tmp_path / "one", prefer=rundir.LAST).run
-    for ra, rb in zip(da.metrics, db.metrics, strict=True):
-        assert ra["val_loss"] == pytest.approx(rb["val_loss"], abs=1e-5)
-        assert ra["train_loss"] == pytest.approx(rb["train_loss"], abs=1e-5)
+    da, db = assert_same_run(tmp_path / "ddp", tmp_path / "one")
     assert da.carried[0].shape == db.carried[0].shape  # every stream's state, gathered
 
     # and the distributed checkpoint resumes in one process (a different count)
@@ -231,11 +236,4 @@ def test_two_processes_train_the_single_process_model_of_documents(tmp_path):
     assert code == 0, out
     one = single([*args, "--out", tmp_path / "one"])
     assert one.returncode == 0, one.stderr
-    a, b = weights(tmp_path / "ddp"), weights(tmp_path / "one")
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=0)
-    da = ckpt.load_checkpoint(tmp_path / "ddp", prefer=rundir.LAST).run
-    db = ckpt.load_checkpoint(tmp_path / "one", prefer=rundir.LAST).run
-    for ra, rb in zip(da.metrics, db.metrics, strict=True):
-        assert ra["val_loss"] == pytest.approx(rb["val_loss"], abs=1e-5)
-        assert ra["train_loss"] == pytest.approx(rb["train_loss"], abs=1e-5)
+    assert_same_run(tmp_path / "ddp", tmp_path / "one")

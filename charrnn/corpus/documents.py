@@ -182,8 +182,8 @@ class DocumentBatches:
             shuffled = np.random.default_rng(seed + 1).permutation(len(self.groups))
             self.groups, self.real = [self.groups[i] for i in shuffled], [self.real[i] for i in shuffled]
         self.starts, self.ends = starts, ends
-        self.windows = [(g, w) for g, rows in enumerate(self.groups)
-                        for w in range(-(-int((ends[rows] - starts[rows]).max()) // seq_len))]  # fmt: skip
+        self.widths = [int((ends[rows] - starts[rows]).max()) for rows in self.groups]  # each group's longest
+        self.windows = [(g, w) for g, width in enumerate(self.widths) for w in range(-(-width // seq_len))]
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -203,8 +203,7 @@ class DocumentBatches:
         mine = np.arange(self.rank * share, (self.rank + 1) * share)  # this process's rows of the group
         docs = self.groups[g][mine]
         s, e = self.starts[docs][:, None], self.ends[docs][:, None]
-        width = int((self.ends[self.groups[g]] - self.starts[self.groups[g]]).max())
-        cols = np.arange(w * self.seq_len, min((w + 1) * self.seq_len, width))[None, :]
+        cols = np.arange(w * self.seq_len, min((w + 1) * self.seq_len, self.widths[g]))[None, :]
         pos = s + cols  # input positions
         inside = pos < e
         x = self.ids[np.where(inside, pos, e)].astype(np.int64)  # padding reads the trailing marker
