@@ -453,8 +453,7 @@ class Trainer:
         entry = self._entry(val, time.monotonic() - t0)
         if sampled(self.config, len(self.val)):
             entry["val_chars"] = val.chars
-        run.elapsed_s = self.elapsed0 + self._elapsed()  # count the evaluation too
-        entry["elapsed_s"] = round(run.elapsed_s, 3)
+        self._stamp(entry)  # count the evaluation too
         if self.config.sample_every and run.step % self.config.sample_every == 0 and self.dist.is_main:
             entry["sample"] = self._sample()
         run.metrics.append(entry)
@@ -472,6 +471,10 @@ class Trainer:
         whole = self._score(None)
         entry |= {"val_loss_full": whole.loss, "val_chars_full": whole.chars,
                   "eval_full_s": round(time.monotonic() - t0, 4)}  # fmt: skip
+        self._stamp(entry)
+
+    def _stamp(self, entry: dict) -> None:
+        """The run's time so far, in the run and in the metrics entry."""
         self.run.elapsed_s = self.elapsed0 + self._elapsed()
         entry["elapsed_s"] = round(self.run.elapsed_s, 3)
 
